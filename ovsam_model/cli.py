@@ -12,6 +12,7 @@ from typing import Sequence
 
 # name -> module under ovsam_model.commands
 COMMANDS: dict[str, str] = {
+    "vocab": "vocab",
 }
 
 
