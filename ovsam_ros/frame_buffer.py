@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,12 +15,12 @@ class Frame:
     rgb: np.ndarray        # (H, W, 3) uint8, possibly a view of the message buffer
     header: Any = None     # std_msgs/Header of the source image, echoed in results
     received_at: float = 0.0
-    extras: dict = field(default_factory=dict)
+    source: str = "camera"  # images sent with a service call are their own source, never a camera frame
 
     @property
     def key(self) -> tuple[str, int]:
         # The predictor's feature cache is keyed by frame, so a second prompt on a frame costs only the decoder.
-        return ("frame", self.stamp_ns)
+        return (self.source, self.stamp_ns)
 
     @property
     def height(self) -> int:

@@ -1,0 +1,208 @@
+"""What the node does with frames and prompts, without ROS: look up the frame, validate, run the
+predictor, turn every problem into a per-prompt failure, and keep tracks.
+
+The node only converts messages into PromptRequests and Answers back into messages; everything here
+is testable with a predictor and numpy arrays.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ovsam_model.predictor import InstancePrediction
+from ovsam_model.prompts import PromptError, PromptSpec
+
+from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered
+from .prompt_conversion import PromptFailure, PromptRequest
+from .tracking import Tracker
+
+MAX_TEXT_QUERY_CHARS = 1000
+MAX_TEXT_QUERY_CLASSES = 100
+
+
+@dataclass
+class EngineSettings:
+    top_k: int = 5
+    score_threshold: float = 0.0     # text-query instances below this label score are not published
+    max_instances: int = 50          # cap per text query
+    everything_points_per_side: int = 16
+    frame_buffer_size: int = 8
+    track_lost_after: int = 3
+    track_min_mask_score: float = 0.3
+
+
+@dataclass
+class InstanceResult:
+    prediction: InstancePrediction
+    track_id: int = 0
+
+
+@dataclass
+class Answer:
+    """Everything produced for one frame: published as one InstanceMaskArray."""
+
+    frame: Frame | None           # None only when prompts failed before any image arrived
+    instances: list[InstanceResult] = field(default_factory=list)
+    failures: list[PromptFailure] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def parse_text_query(text: str) -> list[str]:
+    """'mug, screwdriver' -> ['mug', 'screwdriver']; raises ValueError on oversized or malformed queries."""
+    if len(text) > MAX_TEXT_QUERY_CHARS:
+        raise ValueError(f"text query of {len(text)} characters exceeds the {MAX_TEXT_QUERY_CHARS}-character limit")
+    names = [name.strip() for name in text.split(",")]
+    names = [name for name in names if name]
+    if len(names) > MAX_TEXT_QUERY_CLASSES:
+        raise ValueError(f"text query names {len(names)} classes; at most {MAX_TEXT_QUERY_CLASSES} are allowed")
+    if any(not name.isprintable() for name in names):
+        raise ValueError("text query contains control characters")
+    return list(dict.fromkeys(names))
+
+
+class PerceptionEngine:
+    """Thread-safe for one inference thread plus any number of threads adding frames."""
+
+    def __init__(self, predictor: Any, settings: EngineSettings | None = None) -> None:
+        self.predictor = predictor
+        self.settings = settings or EngineSettings()
+        self.frames = FrameBuffer(self.settings.frame_buffer_size)
+        self.tracker = Tracker(lost_after=self.settings.track_lost_after,
+                               min_mask_score=self.settings.track_min_mask_score)
+        self._model_lock = threading.Lock()
+
+    # -- prompts -------------------------------------------------------------------------------
+    def answer(self, requests: Sequence[PromptRequest]) -> list[Answer]:
+        """Answer every request: grouped by the frame it names; a missing frame fails its prompts."""
+        by_stamp: dict[int, list[PromptRequest]] = defaultdict(list)
+        for request in requests:
+            by_stamp[request.stamp_ns].append(request)
+        answers, orphans = [], []
+        for stamp_ns, group in by_stamp.items():
+            try:
+                frame = self.frames.get(stamp_ns)
+            except FrameNotBuffered as error:
+                orphans.extend(PromptFailure(r.prompt_id, str(error)) for r in group)
+                continue
+            answers.append(self.answer_on_frame(frame, group))
+        if orphans:
+            latest = self.frames.latest()
+            if answers:
+                answers[0].failures.extend(orphans)
+            else:
+                # No frame of theirs to attach them to: an answer on the latest frame (if any) carries the errors.
+                answers.append(Answer(frame=latest, failures=orphans))
+        return answers
+
+    def answer_on_frame(self, frame: Frame, requests: Sequence[PromptRequest]) -> Answer:
+        answer = Answer(frame=frame)
+        valid: list[PromptRequest] = []
+        for request in requests:
+            try:
+                request.spec.validate(frame.height, frame.width)
+                valid.append(request)
+            except PromptError as error:
+                answer.failures.append(PromptFailure(request.prompt_id, str(error)))
+        if not valid:
+            return answer
+        try:
+            self._encode(frame, answer)
+        except Exception as error:  # noqa: BLE001 - any model failure becomes an explicit answer
+            answer.failures.extend(PromptFailure(r.prompt_id, f"image encoding failed: {error}") for r in valid)
+            return answer
+        predictions = self._predict_resilient(frame, [r.spec for r in valid], answer)
+        for request, prediction in zip(valid, predictions):
+            if isinstance(prediction, PromptFailure):
+                answer.failures.append(prediction)
+            elif prediction.box is None:
+                answer.failures.append(PromptFailure(request.prompt_id, "empty mask: the model found no object at this prompt"))
+            else:
+                track_id = 0
+                if request.track:
+                    try:
+                        track_id = self.tracker.start(request.prompt_id, prediction.box)
+                    except RuntimeError as error:
+                        answer.failures.append(PromptFailure(request.prompt_id, f"not tracked: {error}"))
+                answer.instances.append(InstanceResult(prediction, track_id))
+        return answer
+
+    # -- per-frame work: tracks and text queries -------------------------------------------------
+    def step(self, frame: Frame, text_queries: Sequence[str] = ()) -> Answer | None:
+        """Tracks and the standing text query on a new frame; None when neither is active."""
+        tracked = self.tracker.prompts(frame.height, frame.width)
+        if not tracked and not text_queries:
+            return None
+        answer = Answer(frame=frame)
+        try:
+            self._encode(frame, answer)
+        except Exception as error:  # noqa: BLE001
+            answer.failures.extend(PromptFailure(spec.prompt_id, f"image encoding failed: {error}") for _, spec in tracked)
+            return answer
+        if tracked:
+            predictions = self._predict_resilient(frame, [spec for _, spec in tracked], answer)
+            for (track_id, spec), prediction in zip(tracked, predictions):
+                if isinstance(prediction, PromptFailure):
+                    answer.failures.append(prediction)
+                    continue
+                alive = self.tracker.update(track_id, prediction.box, prediction.mask_score)
+                if prediction.box is not None and alive:
+                    answer.instances.append(InstanceResult(prediction, track_id))
+                elif not alive:
+                    answer.failures.append(PromptFailure(spec.prompt_id, f"track {track_id} lost"))
+        if text_queries:
+            answer.instances.extend(InstanceResult(p) for p in self.find(frame, text_queries, answer))
+        return answer
+
+    def find(self, frame: Frame, queries: Sequence[str], answer: Answer | None = None) -> list[InstancePrediction]:
+        started = time.perf_counter()
+        with self._model_lock:
+            found = self.predictor.find(list(queries), key=frame.key, top_k=self.settings.top_k,
+                                        max_instances=self.settings.max_instances,
+                                        points_per_side=self.settings.everything_points_per_side)
+        if answer is not None:
+            answer.timings_ms["text_query"] = (time.perf_counter() - started) * 1e3
+        return [p for p in found if p.score >= self.settings.score_threshold]
+
+    def segment_image(self, frame: Frame, requests: Sequence[PromptRequest], text_queries: Sequence[str]) -> Answer:
+        """The synchronous service: prompts and text queries on one frame."""
+        answer = self.answer_on_frame(frame, requests)
+        if text_queries:
+            self._encode(frame, answer)
+            answer.instances.extend(InstanceResult(p) for p in self.find(frame, text_queries, answer))
+        return answer
+
+    def set_vocabulary(self, spec: str | list[str]) -> int:
+        """Switch the vocabulary; on any error the old one stays and the error propagates."""
+        with self._model_lock:
+            vocabulary = self.predictor.set_vocabulary(spec)
+        return int(vocabulary.size)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _encode(self, frame: Frame, answer: Answer) -> None:
+        started = time.perf_counter()
+        with self._model_lock:
+            if not self.predictor.has_image(frame.key):
+                self.predictor.set_image(frame.rgb, key=frame.key)
+                answer.timings_ms["encode"] = (time.perf_counter() - started) * 1e3
+
+    def _predict_resilient(self, frame: Frame, specs: list[PromptSpec], answer: Answer) -> list[Any]:
+        """One batched pass; if it fails (e.g. out of memory), each prompt alone, so one bad prompt or
+        a batch too large for the device costs only what it must."""
+        started = time.perf_counter()
+        try:
+            with self._model_lock:
+                results: list[Any] = list(self.predictor.predict(specs, key=frame.key, top_k=self.settings.top_k))
+        except Exception:  # noqa: BLE001
+            results = []
+            for spec in specs:
+                try:
+                    with self._model_lock:
+                        results.extend(self.predictor.predict([spec], key=frame.key, top_k=self.settings.top_k))
+                except Exception as error:  # noqa: BLE001
+                    results.append(PromptFailure(spec.prompt_id, f"inference failed: {type(error).__name__}: {error}"))
+        answer.timings_ms["decode"] = (time.perf_counter() - started) * 1e3
+        return results
+

@@ -1,0 +1,66 @@
+"""`ovsam_lifecycle_node`: the managed variant. configure loads the model, activate subscribes,
+deactivate unsubscribes, cleanup releases the model. A configure that fails (missing or corrupt
+checkpoint) returns FAILURE with the reason logged, and the node stays up, unconfigured."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from .node_core import OVSAMNodeCore
+
+
+class OVSAMLifecycleNode(LifecycleNode):
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("ovsam_node", **node_kwargs)
+        self.core = OVSAMNodeCore(self)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.core.configure()
+        except Exception as error:  # noqa: BLE001
+            self.get_logger().error(f"configure failed: {error}")
+            self.core.problem(f"configure failed: {error}")
+            self.core.cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.core.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    rclpy.init(args=list(argv) if argv is not None else sys.argv)
+    node = OVSAMLifecycleNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    print("ovsam_lifecycle_node ready (unconfigured)", flush=True)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

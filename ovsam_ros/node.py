@@ -1,0 +1,53 @@
+"""`ovsam_node`: the plain node (loads the model and subscribes at start).
+
+Run: `ros2 run ovsam_ros ovsam_node --ros-args --params-file config/ovsam.yaml`, or from a source
+checkout `.venv/bin/python -m ovsam_ros.node --ros-args --params-file config/ovsam.yaml`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from .node_core import OVSAMNodeCore
+
+
+class OVSAMNode(Node):
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("ovsam_node", **node_kwargs)
+        self.core = OVSAMNodeCore(self)
+        self.core.configure()
+        self.core.activate()
+
+    def destroy_node(self) -> None:
+        self.core.cleanup()
+        super().destroy_node()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    rclpy.init(args=list(argv) if argv is not None else sys.argv)
+    try:
+        node = OVSAMNode()
+    except Exception as error:  # noqa: BLE001 - a configuration error is a message, not a traceback
+        print(f"ovsam_node: cannot start: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    print("ovsam_node ready", flush=True)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""ROS prompt messages -> the model library's PromptSpec (pixels on the frame they refer to)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+from ovsam_model.prompts import PromptSpec
+
+
+@dataclass(frozen=True)
+class PromptRequest:
+    """One prompt as the node received it: what to segment, on which frame, and whether to track it."""
+
+    spec: PromptSpec
+    stamp_ns: int = 0          # 0 = the latest frame
+    track: bool = False
+
+    @property
+    def prompt_id(self) -> str:
+        return self.spec.prompt_id
+
+
+@dataclass(frozen=True)
+class PromptFailure:
+    """A prompt that produced no instance, and why: published in failed_prompt_ids / failure_reasons."""
+
+    prompt_id: str
+    reason: str
+
+
+class PromptConversionError(ValueError):
+    pass
+
+
+def request_from_prompt_msg(msg: Any, stamp_ns: int, max_points: int = 64) -> PromptRequest:
+    """Convert an ovsam_ros/Prompt. Geometry against the frame is checked later, once the frame is known."""
+    prompt_id = str(msg.id)
+    if len(msg.points) > max_points:
+        raise PromptConversionError(f"prompt '{prompt_id}' has {len(msg.points)} points; at most {max_points} are allowed")
+    points = np.array([[p.x, p.y] for p in msg.points], dtype=np.float64).reshape(-1, 2)
+    labels = np.asarray(list(msg.point_labels), dtype=np.int64)
+    if labels.size == 0:
+        labels = np.ones(len(points), dtype=np.int64)
+    box_values = [float(v) for v in msg.box]
+    box = None if all(v == 0.0 for v in box_values) else np.asarray(box_values, dtype=np.float64)
+    return PromptRequest(PromptSpec(prompt_id=prompt_id, points=points, point_labels=labels, box=box),
+                         stamp_ns=stamp_ns, track=bool(msg.track))
+
+
+def click_request(prompt_id: str, x: float, y: float, stamp_ns: int = 0) -> PromptRequest:
+    """A single foreground click (rqt_image_view's mouse topic, or a projected RViz point)."""
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise PromptConversionError(f"click '{prompt_id}' has a non-finite coordinate ({x}, {y})")
+    return PromptRequest(PromptSpec(prompt_id=prompt_id, points=np.array([[x, y]]), point_labels=np.array([1])),
+                         stamp_ns=stamp_ns)
+
+
+def requests_from_detections(detections: Iterable[Any], stamp_ns: int, fallback_prefix: str) -> list[PromptRequest]:
+    """vision_msgs/Detection2D boxes (centre + size) as box prompts; the detector's id is kept as prompt id."""
+    requests = []
+    for index, detection in enumerate(detections):
+        bbox = detection.bbox
+        cx, cy = float(bbox.center.position.x), float(bbox.center.position.y)
+        half_w, half_h = float(bbox.size_x) / 2.0, float(bbox.size_y) / 2.0
+        prompt_id = str(getattr(detection, "id", "") or f"{fallback_prefix}-{index}")
+        box = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+        requests.append(PromptRequest(PromptSpec(prompt_id=prompt_id, box=box), stamp_ns=stamp_ns))
+    return requests

@@ -1,0 +1,83 @@
+"""The node's parameters: names, defaults, descriptions and validation in one table.
+
+config/ovsam.yaml mirrors these defaults; the node declares them from here, so the two cannot drift
+without the parameter test noticing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+IMAGE_QOS = ("sensor_data", "reliable")
+
+# Parameters that take effect while the node runs; the others are read when the node configures.
+RUNTIME_PARAMETERS = ("vocabulary", "score_threshold", "max_instances", "top_k", "text_rate_hz", "publish_overlay")
+
+
+@dataclass
+class NodeSettings:
+    model: str = "ovsam-shapes"
+    weights_dir: str = ""            # empty = the shipped weights of `model`
+    device: str = "auto"
+    backend: str = "torch"
+    precision: str = "fp32"
+    vocabulary: str = ""             # empty = the model's own; "lvis", "coco" or a file with one class per line
+    score_threshold: float = 0.0     # text-query instances below this label probability are not published
+    max_instances: int = 50
+    top_k: int = 5
+    frame_buffer_size: int = 8
+    feature_cache_size: int = 4
+    text_rate_hz: float = 1.0
+    publish_overlay: bool = True
+    image_qos: str = "sensor_data"
+    use_compressed: bool = False
+    max_pending_prompts: int = 1000
+    service_timeout_s: float = 60.0
+    track_lost_after: int = 3
+    camera_timeout_s: float = 2.0
+    depth_stamp_tolerance_s: float = 0.02
+
+    def validate(self) -> None:
+        """Raise ValueError naming the parameter and its allowed values."""
+        choices = {"device": DEVICES, "backend": BACKENDS, "precision": PRECISIONS, "image_qos": IMAGE_QOS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"parameter '{name}' is '{getattr(self, name)}'; allowed: {', '.join(allowed)}")
+        positive = ("max_instances", "top_k", "frame_buffer_size", "feature_cache_size", "max_pending_prompts",
+                    "track_lost_after")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"parameter '{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ("text_rate_hz", "service_timeout_s", "camera_timeout_s", "depth_stamp_tolerance_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"parameter '{name}' must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"parameter 'score_threshold' must lie in [0, 1], got {self.score_threshold}")
+
+
+DESCRIPTIONS = {
+    "model": "model configuration: ovsam-shapes (shipped) or ovsam-rn50x16 (released weights)",
+    "weights_dir": "directory with the model's weight files; empty = the shipped weights",
+    "device": "auto | cpu | cuda",
+    "backend": "torch | onnxruntime | tensorrt",
+    "precision": "fp32 | fp16 | bf16 (GPU)",
+    "vocabulary": "empty = the model's own; lvis, coco, or a file with one class per line",
+    "score_threshold": "text-query instances below this label probability are not published",
+    "max_instances": "most instances published per text query",
+    "top_k": "classes listed per instance in top_labels",
+    "frame_buffer_size": "recent frames kept for stamped prompts",
+    "feature_cache_size": "recent frames whose image features are kept",
+    "text_rate_hz": "how often the standing text query runs on the newest frame",
+    "publish_overlay": "draw the overlay image while someone subscribes",
+    "image_qos": "sensor_data (best effort) | reliable",
+    "use_compressed": "subscribe to image/compressed instead of image",
+    "max_pending_prompts": "prompts queued beyond this are answered with an 'overloaded' failure",
+    "service_timeout_s": "longest a segment or set_vocabulary call waits for the inference thread",
+    "track_lost_after": "consecutive misses after which a track is dropped",
+    "camera_timeout_s": "diagnostics warn when no image arrived for this long",
+    "depth_stamp_tolerance_s": "largest stamp difference for pairing depth with colour",
+}
+
+PARAMETER_NAMES = tuple(f.name for f in fields(NodeSettings))

@@ -1,0 +1,178 @@
+"""Runs the engine off the executor thread, with a queue policy that bounds latency and memory.
+
+- Prompts are never dropped: every pending prompt is answered (a result or an explicit failure).
+  Past `max_pending_prompts` new prompts are failed at once with "overloaded" rather than queued.
+- Per-frame work (tracks, the standing text query) keeps only the newest frame: when the model is
+  slower than the camera, older frames are skipped and counted, so latency stays bounded.
+- Synchronous calls (the Segment service) run on the same thread, between the other jobs.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .engine import Answer, PerceptionEngine
+from .frame_buffer import Frame
+from .prompt_conversion import PromptFailure, PromptRequest
+
+
+@dataclass
+class WorkerStats:
+    prompts_received: int = 0
+    prompts_answered: int = 0
+    prompts_failed: int = 0
+    prompts_rejected_overload: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    errors: int = 0
+    last_error: str = ""
+    stage_ms: dict[str, deque] = field(default_factory=dict)
+
+    def record(self, timings_ms: dict[str, float]) -> None:
+        for stage, value in timings_ms.items():
+            self.stage_ms.setdefault(stage, deque(maxlen=200)).append(value)
+
+
+class InferenceWorker:
+    def __init__(self, engine: PerceptionEngine, publish: Callable[[Answer], None], *,
+                 max_pending_prompts: int = 1000, log_error: Callable[[str], None] = print) -> None:
+        self.engine = engine
+        self._publish = publish
+        self._log_error = log_error
+        self.max_pending_prompts = max_pending_prompts
+        self.stats = WorkerStats()
+        self._prompts: deque[PromptRequest] = deque()
+        self._calls: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._frame: tuple[Frame, tuple[str, ...]] | None = None
+        self._wake = threading.Condition()
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    # -- producers (any thread) ------------------------------------------------------------------
+    def submit_prompts(self, requests: Sequence[PromptRequest]) -> None:
+        rejected: list[PromptRequest] = []
+        with self._wake:
+            self.stats.prompts_received += len(requests)
+            for request in requests:
+                if len(self._prompts) >= self.max_pending_prompts:
+                    rejected.append(request)
+                else:
+                    self._prompts.append(request)
+            self._wake.notify()
+        if rejected:
+            self.stats.prompts_rejected_overload += len(rejected)
+            self._emit(Answer(frame=self.engine.frames.latest(), failures=[
+                PromptFailure(r.prompt_id, f"overloaded: {self.max_pending_prompts} prompts already pending")
+                for r in rejected]))
+
+    def submit_frame(self, frame: Frame, text_queries: Sequence[str] = ()) -> None:
+        """Offer a new frame for tracks / text queries; replaces (and counts) one not yet started."""
+        with self._wake:
+            if self._frame is not None:
+                self.stats.frames_dropped += 1
+            self._frame = (frame, tuple(text_queries))
+            self._wake.notify()
+
+    def call(self, function: Callable[[], Any], timeout: float) -> Any:
+        """Run `function` on the inference thread and wait for its result (raises its exception)."""
+        future: Future = Future()
+        with self._wake:
+            self._calls.append((function, future))
+            self._wake.notify()
+        return future.result(timeout=timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        with self._wake:
+            return len(self._prompts) + len(self._calls) + (1 if self._frame else 0)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="ovsam-inference", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._wake:
+            self._running = False
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        # Whatever is still queued gets an explicit answer: nothing is dropped silently.
+        with self._wake:
+            pending, self._prompts = list(self._prompts), deque()
+            calls, self._calls = list(self._calls), deque()
+            self._frame = None
+        if pending:
+            self._emit(Answer(frame=None, failures=[PromptFailure(r.prompt_id, "node shutting down") for r in pending]))
+        for _, future in calls:
+            future.set_exception(RuntimeError("node shutting down"))
+
+    # -- the inference thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._running and not (self._prompts or self._calls or self._frame):
+                    self._wake.wait(timeout=0.5)
+                if not self._running:
+                    return
+                calls, self._calls = list(self._calls), deque()
+                prompts, self._prompts = list(self._prompts), deque()
+                frame_job = None if (calls or prompts) else self._frame
+                if frame_job is not None:
+                    self._frame = None
+            for function, future in calls:
+                self._guard("service call", lambda: future.set_result(function()), future)
+            if prompts:
+                self._guard("prompts", lambda: self._answer_prompts(prompts),
+                            fail_prompts=prompts)
+            if frame_job is not None:
+                self._guard("frame", lambda: self._step(*frame_job))
+
+    def _answer_prompts(self, prompts: list[PromptRequest]) -> None:
+        for answer in self.engine.answer(prompts):
+            self._emit(answer)
+
+    def _step(self, frame: Frame, text_queries: tuple[str, ...]) -> None:
+        answer = self.engine.step(frame, text_queries)
+        self.stats.frames_processed += 1
+        if answer is not None:
+            self._emit(answer)
+
+    def _emit(self, answer: Answer) -> None:
+        self.stats.prompts_answered += len({i.prediction.prompt_id for i in answer.instances if i.prediction.prompt_id})
+        self.stats.prompts_failed += len(answer.failures)
+        self.stats.record(answer.timings_ms)
+        started = time.perf_counter()
+        try:
+            self._publish(answer)
+        except Exception as error:  # noqa: BLE001 - a publishing problem must not stop inference
+            self._note_error(f"publishing failed: {error}")
+        self.stats.record({"convert_publish": (time.perf_counter() - started) * 1e3})
+
+    def _guard(self, what: str, action: Callable[[], None], future: Future | None = None,
+               fail_prompts: list[PromptRequest] | None = None) -> None:
+        try:
+            action()
+        except Exception as error:  # noqa: BLE001 - the worker thread must survive anything
+            self._note_error(f"{what} failed: {type(error).__name__}: {error}")
+            if future is not None and not future.done():
+                future.set_exception(error)
+            if fail_prompts:
+                self._emit(Answer(frame=self.engine.frames.latest(), failures=[
+                    PromptFailure(r.prompt_id, f"internal error: {error}") for r in fail_prompts]))
+
+    def _note_error(self, message: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = message
+        try:
+            self._log_error(message)
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,137 @@
+"""The node's ROS-free logic on a real (tiny, random-weight) predictor: every prompt is answered once,
+with a result or an explicit reason, whatever goes wrong."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ovsam_model import build_model
+from ovsam_model.predictor import OVSAMPredictor
+from ovsam_model.prompts import PromptSpec
+from ovsam_ros.engine import EngineSettings, PerceptionEngine, parse_text_query
+from ovsam_ros.frame_buffer import Frame
+from ovsam_ros.prompt_conversion import PromptRequest
+
+CLASSES = ["red star", "blue cross", "green circle"]
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    import torch
+
+    torch.manual_seed(0)
+    predictor = OVSAMPredictor(build_model("ovsam-tiny"), None, cache_size=2)
+    predictor.set_vocabulary(CLASSES)
+    return predictor
+
+
+@pytest.fixture
+def engine(predictor):
+    predictor.clear_cache()
+    engine = PerceptionEngine(predictor, EngineSettings(frame_buffer_size=3))
+    rng = np.random.default_rng(1)
+    for stamp in (1_000, 2_000, 3_000):
+        engine.frames.add(Frame(stamp_ns=stamp, rgb=rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)))
+    return engine
+
+
+def box_request(prompt_id: str, box, stamp_ns: int = 0, track: bool = False) -> PromptRequest:
+    return PromptRequest(PromptSpec(prompt_id=prompt_id, box=np.asarray(box, float)), stamp_ns=stamp_ns, track=track)
+
+
+def point_request(prompt_id: str, x: float, y: float, stamp_ns: int = 0) -> PromptRequest:
+    return PromptRequest(PromptSpec(prompt_id=prompt_id, points=[[x, y]], point_labels=[1]), stamp_ns=stamp_ns)
+
+
+def answered_ids(answers) -> list[str]:
+    ids = [r.prediction.prompt_id for a in answers for r in a.instances]
+    return sorted(ids + [f.prompt_id for a in answers for f in a.failures])
+
+
+def test_every_prompt_answered_once_with_reasons(engine):
+    requests = [
+        box_request("good-box", [10, 10, 50, 40]),
+        point_request("good-point", 30, 20, stamp_ns=2_000),
+        point_request("outside", 500, 20),
+        point_request("nan", float("nan"), 3),
+        box_request("inverted", [50, 10, 10, 40]),
+        point_request("expired", 5, 5, stamp_ns=999),
+    ]
+    answers = engine.answer(requests)
+    assert answered_ids(answers) == sorted(r.prompt_id for r in requests)
+    reasons = {f.prompt_id: f.reason for a in answers for f in a.failures}
+    assert "no buffered frame with stamp" in reasons["expired"]
+    assert {"outside", "nan", "inverted"} <= set(reasons)
+    frames = {a.frame.stamp_ns for a in answers if a.frame is not None}
+    assert 2_000 in frames and 3_000 in frames  # stamped prompt on its own frame, zero stamp on the latest
+    for answer in answers:
+        for result in answer.instances:
+            assert result.prediction.mask.shape == (60, 80)
+
+
+def test_second_prompt_on_a_frame_reuses_its_features(engine, predictor, monkeypatch):
+    calls = []
+    original = predictor.set_image
+    monkeypatch.setattr(predictor, "set_image", lambda *a, **k: calls.append(1) or original(*a, **k))
+    engine.answer([box_request("a", [5, 5, 40, 30])])
+    engine.answer([box_request("b", [10, 10, 60, 50]), point_request("c", 20, 20)])
+    assert len(calls) == 1
+
+
+def test_batch_failure_falls_back_to_one_by_one(engine, predictor, monkeypatch):
+    original = predictor.predict
+
+    def fails_on_batches(prompts, *args, **kwargs):
+        if len(prompts) > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        if prompts[0].prompt_id == "poison":
+            raise RuntimeError("simulated fault")
+        return original(prompts, *args, **kwargs)
+
+    monkeypatch.setattr(predictor, "predict", fails_on_batches)
+    answers = engine.answer([box_request("a", [5, 5, 40, 30]), box_request("poison", [1, 1, 20, 20]),
+                             point_request("b", 10, 10)])
+    assert answered_ids(answers) == ["a", "b", "poison"]
+    reasons = {f.prompt_id: f.reason for a in answers for f in a.failures}
+    assert "simulated fault" in reasons["poison"]
+
+
+def test_encoder_failure_fails_the_frame_prompts_and_recovers(engine, predictor, monkeypatch):
+    original = predictor.set_image
+    monkeypatch.setattr(predictor, "set_image", lambda *a, **k: (_ for _ in ()).throw(MemoryError("simulated OOM")))
+    answers = engine.answer([box_request("x", [5, 5, 40, 30])])
+    assert [f.reason for f in answers[0].failures] == ["image encoding failed: simulated OOM"]
+    monkeypatch.setattr(predictor, "set_image", original)
+    answers = engine.answer([box_request("y", [5, 5, 40, 30])])
+    assert answered_ids(answers) == ["y"]
+
+
+def test_no_frame_yet(predictor):
+    engine = PerceptionEngine(predictor)
+    answers = engine.answer([point_request("early", 1, 1)])
+    assert answers[0].frame is None and answers[0].failures[0].reason == "no image has been received yet"
+
+
+def test_tracked_prompt_gets_a_stable_id_on_later_frames(engine):
+    answers = engine.answer([box_request("obj", [10, 10, 50, 40], track=True)])
+    tracked = [r for a in answers for r in a.instances]
+    if not tracked:
+        pytest.skip("random tiny weights gave an empty mask for this box")
+    track_id = tracked[0].track_id
+    assert track_id > 0
+    new_frame = Frame(stamp_ns=4_000, rgb=engine.frames.get(3_000).rgb.copy())
+    engine.frames.add(new_frame)
+    step = engine.step(new_frame)
+    ids = [r.track_id for r in step.instances] + [f.prompt_id for f in step.failures]
+    assert track_id in ids or "obj" in ids
+
+
+def test_text_query_parsing_limits():
+    assert parse_text_query(" mug, screwdriver ,, mug") == ["mug", "screwdriver"]
+    assert parse_text_query("") == []
+    with pytest.raises(ValueError, match="1000-character"):
+        parse_text_query("a" * 1001)
+    with pytest.raises(ValueError, match="at most 100"):
+        parse_text_query(",".join(f"c{i}" for i in range(101)))
+    with pytest.raises(ValueError, match="control characters"):
+        parse_text_query("mug\x00")
