@@ -13,6 +13,7 @@ from typing import Sequence
 # name -> module under ovsam_model.commands
 COMMANDS: dict[str, str] = {
     "vocab": "vocab",
+    "load-check": "load_check",
 }
 
 
