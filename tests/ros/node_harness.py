@@ -1,0 +1,137 @@
+"""Starts ovsam_node as a real process and talks to it from this process through rclpy."""
+from __future__ import annotations
+
+import array
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header, String
+
+from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
+
+from .ros_env import apply_to_this_process, spin_until, start_python, stop
+
+TIMEOUT = 60.0
+
+
+def make_tiny_weights(directory: Path, classes: list[str]) -> Path:
+    """Random ovsam-tiny weights in the released file layout, with a vocabulary file beside them."""
+    import torch
+
+    from ovsam_model import build_model
+    from ovsam_model.checkpoint import save_official_layout
+    from ovsam_model.predictor import OVSAMPredictor
+    from ovsam_model.vocabulary import save_vocabulary
+
+    torch.manual_seed(0)
+    model = build_model("ovsam-tiny")
+    save_official_layout(model, directory)
+    predictor = OVSAMPredictor(model, None)
+    save_vocabulary(predictor.set_vocabulary(classes), directory / "vocabulary.pt")
+    return directory
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    payload = array.array("B")
+    payload.frombytes(np.ascontiguousarray(rgb).tobytes())
+    msg.data = payload
+    return msg
+
+
+def box_prompt(prompt_id: str, box, stamp_ns: int = 0, track: bool = False) -> Prompt:
+    prompt = Prompt(id=prompt_id, box=[float(v) for v in box], track=track)
+    prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return prompt
+
+
+class NodeUnderTest:
+    """The node process plus a client node in this process."""
+
+    def __init__(self, parameters: dict[str, Any], module: str = "ovsam_ros.node") -> None:
+        apply_to_this_process()
+        args = ["--ros-args"]
+        for name, value in parameters.items():
+            args += ["-p", f"{name}:={value}"]
+        self.process = start_python(module, *args)
+        rclpy.init()
+        self.node = rclpy.create_node("ovsam_test_client")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.results: list[InstanceMaskArray] = []
+        reliable = QoSProfile(depth=10)
+        self.image_pub = self.node.create_publisher(Image, "image", reliable)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", reliable)
+        self.prompts_pub = self.node.create_publisher(PromptArray, "prompts", 10)
+        self.text_pub = self.node.create_publisher(String, "text_query", 10)
+        self.node.create_subscription(InstanceMaskArray, "instances", self.results.append, 50)
+
+    def wait_ready(self) -> None:
+        self.spin_until(lambda: self.prompts_pub.get_subscription_count() > 0 and
+                        self.image_pub.get_subscription_count() > 0, "the node to subscribe")
+
+    def spin_until(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+        def alive_and(condition=condition) -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the node exited with {self.process.returncode}:\n{stop(self.process)}")
+            return condition()
+
+        spin_until(self.node, self.executor, alive_and, timeout, what)
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def publish_frame(self, rgb: np.ndarray, stamp_ns: int) -> None:
+        self.image_pub.publish(image_msg(rgb, stamp_ns))
+
+    def send_prompts(self, prompts: list[Prompt], stamp_ns: int = 0) -> None:
+        msg = PromptArray(prompts=prompts, header=Header())
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        self.prompts_pub.publish(msg)
+
+    def answers_for(self, prompt_ids: set[str], timeout: float = TIMEOUT) -> dict[str, Any]:
+        """Wait until each id has an instance or a failure; returns id -> (InstanceMask | reason str, array)."""
+        found: dict[str, Any] = {}
+
+        def collect() -> bool:
+            for result in self.results:
+                for instance in result.instances:
+                    if instance.prompt_id in prompt_ids:
+                        found.setdefault(instance.prompt_id, (instance, result))
+                for prompt_id, reason in zip(result.failed_prompt_ids, result.failure_reasons):
+                    if prompt_id in prompt_ids:
+                        found.setdefault(prompt_id, (reason, result))
+            return prompt_ids <= set(found)
+
+        self.spin_until(collect, f"answers for {sorted(prompt_ids)}", timeout)
+        return found
+
+    def call(self, srv_type, name: str, request, timeout: float = TIMEOUT):
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.spin_until(client.service_is_ready, f"service '{name}'", timeout)
+            future = client.call_async(request)
+            self.spin_until(future.done, f"the answer of '{name}'", timeout)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> str:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+        return stop(self.process)
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None

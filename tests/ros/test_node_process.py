@@ -1,0 +1,151 @@
+"""ovsam_node as a real process (random-weight tiny model): stamps, failures, services, bad input.
+
+Label correctness on real scenes is tested with the shipped model in test_node_shipped_model.py;
+here the model's answers are random, so the tests check the node's contract: every prompt answered
+once, results on the right frame, errors reported with ids, and the node alive after bad input.
+"""
+from __future__ import annotations
+
+import array
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Point, PointStamped  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from ovsam_ros.msg import Prompt  # noqa: E402
+from ovsam_ros.srv import Segment, SetVocabulary  # noqa: E402
+from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights  # noqa: E402
+
+pytestmark = pytest.mark.ros
+CLASSES = ["red star", "blue cross", "green circle"]
+RNG = np.random.default_rng(3)
+FRAMES = {stamp: RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8) for stamp in (1_000_000_000, 2_000_000_000)}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    weights = make_tiny_weights(tmp_path_factory.mktemp("tiny-weights"), CLASSES)
+    harness = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable",
+                             "frame_buffer_size": 2, "camera_timeout_s": 1.0})
+    try:
+        harness.wait_ready()
+        for stamp, rgb in FRAMES.items():
+            harness.publish_frame(rgb, stamp)
+        harness.spin_for(1.0)
+        yield harness
+    finally:
+        output = harness.close()
+        print(output)
+
+
+def test_prompts_answered_on_their_frame(node):
+    node.send_prompts([box_prompt("on-first", [5, 5, 40, 30], stamp_ns=1_000_000_000),
+                       box_prompt("on-latest", [10, 8, 50, 40])])
+    answers = node.answers_for({"on-first", "on-latest"})
+    for prompt_id, expected_stamp in (("on-first", 1), ("on-latest", 2)):
+        payload, array_msg = answers[prompt_id]
+        assert array_msg.header.stamp.sec == expected_stamp
+        assert (array_msg.image_height, array_msg.image_width) == (48, 64)
+        if not isinstance(payload, str):  # an instance: its mask fits its roi, its label is from the vocabulary
+            assert payload.mask.encoding == "mono8"
+            assert (payload.mask.width, payload.mask.height) == (payload.roi.width, payload.roi.height)
+            assert payload.label in CLASSES and len(payload.top_labels) == len(payload.top_scores) <= 3
+            assert set(np.frombuffer(payload.mask.data, np.uint8)) <= {0, 255}
+        else:
+            assert payload.startswith("empty mask")
+
+
+def test_expired_and_invalid_prompts_fail_with_reasons(node):
+    bad_points = Prompt(id="nan-point", points=[Point(x=math.nan, y=3.0)])
+    outside = Prompt(id="outside", points=[Point(x=500.0, y=3.0)])
+    empty = Prompt(id="empty")
+    labels = Prompt(id="bad-labels", points=[Point(x=3.0, y=3.0)], point_labels=[1, 0])
+    node.send_prompts([box_prompt("expired", [1, 1, 9, 9], stamp_ns=123), bad_points, outside, empty, labels])
+    answers = node.answers_for({"expired", "nan-point", "outside", "empty", "bad-labels"})
+    assert all(isinstance(payload, str) for payload, _ in answers.values())
+    assert "no buffered frame with stamp 0.000000123" in answers["expired"][0]
+
+
+def test_bad_images_are_rejected_and_the_node_keeps_serving(node):
+    bad = [
+        Image(height=4, width=4, encoding="yuv422", step=8, data=array.array("B", bytes(32))),
+        Image(height=4, width=4, encoding="rgb8", step=5, data=array.array("B", bytes(20))),
+        Image(height=0, width=0, encoding="rgb8", step=0),
+        Image(height=400, width=400, encoding="rgb8", step=1200, data=array.array("B", bytes(10))),
+    ]
+    for msg in bad:
+        node.image_pub.publish(msg)
+    node.text_pub.publish(String(data="x" * 5000))
+    node.spin_for(0.5)
+    node.send_prompts([box_prompt("after-bad-input", [5, 5, 40, 30])])
+    answers = node.answers_for({"after-bad-input"})
+    assert answers["after-bad-input"][1].header.stamp.sec == 2  # still answered on the last good frame
+    diagnostics = []
+    sub = node.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    node.spin_until(lambda: any(kv.key == "images_rejected" and int(kv.value) >= 4
+                                for d in diagnostics for s in d.status for kv in s.values),
+                    "diagnostics counting the rejected images", timeout=10)
+    node.node.destroy_subscription(sub)
+    assert node.is_alive()
+
+
+def test_segment_service_with_own_image_and_latest(node):
+    request = Segment.Request(image=image_msg(FRAMES[1_000_000_000], 77), prompts=[box_prompt("svc", [2, 2, 30, 30])],
+                              text_queries=[])
+    response = node.call(Segment, "segment", request)
+    assert response.success, response.message
+    result = response.result
+    assert (result.image_height, result.image_width) == (48, 64) and result.header.stamp.nanosec == 77
+    ids = [i.prompt_id for i in result.instances] + list(result.failed_prompt_ids)
+    assert ids == ["svc"]
+    latest = node.call(Segment, "segment", Segment.Request(prompts=[box_prompt("svc-latest", [2, 2, 30, 30])]))
+    assert latest.success and latest.result.header.stamp.sec == 2
+    bad = node.call(Segment, "segment", Segment.Request(image=Image(height=3, width=3, encoding="weird", step=9)))
+    assert not bad.success and "unsupported image encoding" in bad.message
+
+
+def test_set_vocabulary_switches_and_keeps_old_on_error(node, tmp_path):
+    switched = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(classes=["mug", "bowl"]))
+    assert switched.success and switched.size == 2
+    node.send_prompts([box_prompt("after-switch", [5, 5, 40, 30])])
+    payload, _ = node.answers_for({"after-switch"})["after-switch"]
+    if not isinstance(payload, str):
+        assert payload.label in ("mug", "bowl")
+    missing = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(name=str(tmp_path / "nope.txt")))
+    assert not missing.success and missing.size == 2 and "previous vocabulary stays" in missing.message
+    restored = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(classes=CLASSES))
+    assert restored.success and restored.size == 3
+
+
+def test_clicked_point_is_projected_with_camera_info(node):
+    info = CameraInfo(width=64, height=48, k=[50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0])
+    info.header.frame_id = "camera"
+    node.info_pub.publish(info)
+    node.spin_for(0.5)
+    clicks = node.node.create_publisher(PointStamped, "clicked_point", 10)
+    node.spin_until(lambda: clicks.get_subscription_count() > 0, "clicked_point subscription")
+    front = PointStamped()
+    front.header.frame_id = "camera"
+    front.point.x, front.point.y, front.point.z = 0.1, 0.05, 1.0  # -> pixel (37, 26.5)
+    behind = PointStamped()
+    behind.header.frame_id = "camera"
+    behind.point.z = -1.0
+    other_frame = PointStamped()
+    other_frame.header.frame_id = "map"
+    other_frame.point.z = 1.0
+    for msg in (front, behind, other_frame):
+        clicks.publish(msg)
+    node.spin_until(lambda: sum(1 for r in node.results for i in list(r.instances) + list(r.failed_prompt_ids)
+                                if (getattr(i, "prompt_id", i) or "").startswith("clicked_point-")) >= 3,
+                    "answers to three clicks")
+    reasons = [reason for r in node.results for pid, reason in zip(r.failed_prompt_ids, r.failure_reasons)
+               if pid.startswith("clicked_point-")]
+    assert any("behind the camera" in reason for reason in reasons)
+    assert any("tf2_ros" in reason or "cannot transform" in reason for reason in reasons)
