@@ -1,0 +1,103 @@
+"""A small least-recently-used store of per-image features.
+
+OV-SAM's expensive part (CLIP backbone, SAM2CLIP adapter, FPN) depends only on the image; every
+click, box or text query on the same image reuses it. Keeping the features of the last few images
+lets an operator go back to an earlier frame, or several cameras share one predictor, without
+re-encoding.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+import numpy as np
+
+
+class ImageNotSetError(LookupError):
+    """A prediction asked for an image whose features are not (or no longer) cached."""
+
+
+@dataclass
+class CachedImage:
+    """What the predictor keeps per image: the network features and how to map back."""
+
+    features: Any          # ovsam_model.model.ImageFeatures
+    height: int            # original image size
+    width: int
+    resized_height: int    # the image's extent inside the padded network input
+    resized_width: int
+
+    @property
+    def x_scale(self) -> float:
+        """Network-input pixels per original pixel along x (exact for the resize that was done)."""
+        return self.resized_width / self.width
+
+    @property
+    def y_scale(self) -> float:
+        return self.resized_height / self.height
+
+
+def image_key(image: np.ndarray) -> str:
+    """A content hash of an image array (shape, dtype and pixels): equal pictures share a key."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((image.shape, image.dtype.str)).encode())
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Up to `capacity` CachedImage entries; adding one beyond that evicts the least recently used."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        if capacity < 1:
+            raise ValueError(f"cache_size must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[Hashable, CachedImage] = OrderedDict()
+        self._latest: Hashable | None = None
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> list[Hashable]:
+        """Keys from least to most recently used."""
+        return list(self._entries)
+
+    @property
+    def latest_key(self) -> Hashable | None:
+        """The key most recently stored or touched by `put`/`touch`, if still cached."""
+        return self._latest if self._latest in self._entries else None
+
+    def put(self, key: Hashable, entry: CachedImage) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        self._latest = key
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def touch(self, key: Hashable) -> None:
+        """Mark a cached key as the most recent image (as set_image of a cached image does)."""
+        self._entries.move_to_end(key)
+        self._latest = key
+
+    def get(self, key: Hashable | None = None) -> CachedImage:
+        """The entry for `key` (None: the most recent image); refreshes its place in the LRU order."""
+        if key is None:
+            key = self.latest_key
+            if key is None:
+                raise ImageNotSetError("no image is set: call set_image(image) before predicting")
+        entry = self._entries.get(key)
+        if entry is None:
+            raise ImageNotSetError(
+                f"image {key!r} is not cached (never set, or evicted: the cache holds {self.capacity} "
+                "images); call set_image again")
+        self._entries.move_to_end(key)
+        return entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._latest = None
