@@ -14,6 +14,7 @@ from typing import Sequence
 COMMANDS: dict[str, str] = {
     "vocab": "vocab",
     "load-check": "load_check",
+    "download": "download",
     "segment": "segment",
 }
 
