@@ -1,0 +1,284 @@
+"""The main job: ovsam_node on the shipped model, a built-in camera and a scripted operator.
+
+`./scripts/demo` (or `.venv/bin/python -m ovsam_ros.demo`) starts the node as its own process,
+publishes the synthetic moving world as a camera, and plays an operator who clicks objects, sends
+boxes, tracks one object and types a text query. Every answer is checked against the world's
+truth (mask IoU, label) and timed; overlay pictures are written to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ovsam_model.synthetic.classes import CLASS_NAMES
+from ovsam_model.synthetic.motion import MovingWorld
+from ovsam_model.synthetic.prompts import mask_centre_point
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Check:
+    kind: str
+    prompt_id: str
+    truth: str
+    label: str = ""
+    score: float = 0.0
+    iou: float = 0.0
+    latency_ms: float = 0.0
+    track_id: int = 0
+    failure: str = ""
+
+
+def mask_from_instance(instance, height: int, width: int) -> np.ndarray:
+    full = np.zeros((height, width), dtype=bool)
+    roi, mask = instance.roi, instance.mask
+    crop = np.frombuffer(mask.data, np.uint8).reshape(mask.height, mask.step)[:, : mask.width] > 0
+    full[roi.y_offset: roi.y_offset + roi.height, roi.x_offset: roi.x_offset + roi.width] = crop
+    return full
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def draw(image: np.ndarray, instances, height: int, width: int) -> np.ndarray:
+    canvas = image.astype(np.float32).copy()
+    palette = np.array([[255, 64, 64], [64, 200, 255], [255, 220, 0], [180, 80, 255], [0, 230, 120]], np.float32)
+    for index, instance in enumerate(instances):
+        mask = mask_from_instance(instance, height, width)
+        canvas[mask] = canvas[mask] * 0.45 + palette[index % len(palette)] * 0.55
+    canvas = canvas.astype(np.uint8)
+    for index, instance in enumerate(instances):
+        text = f"{instance.label} {instance.score:.2f}" + (f" #{instance.id}" if instance.id else "")
+        org = (int(instance.roi.x_offset), max(10, int(instance.roi.y_offset) - 3))
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from ovsam_ros.camera_publisher import pinhole_info
+    from ovsam_ros.image_conversion import array_to_image
+    from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
+    from sensor_msgs.msg import CameraInfo
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    node_cmd = [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-p", "image_qos:=reliable",
+                "-p", f"model:={args.model}", "-p", f"device:={args.device}", "-p", "text_rate_hz:=0.5"]
+    if args.weights:
+        node_cmd += ["-p", f"weights_dir:={args.weights}"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    log_path = out / "node.log"
+    node_log = open(log_path, "w")
+    print(f"[demo] starting ovsam_node ({args.model}); its log: {log_path}")
+    node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=node_log, stderr=subprocess.STDOUT)
+
+    rclpy.init()
+    client = rclpy.create_node("ovsam_demo_operator")
+    qos = QoSProfile(depth=5)
+    image_pub = client.create_publisher(Image, "image", qos)
+    info_pub = client.create_publisher(CameraInfo, "camera_info", qos)
+    prompts_pub = client.create_publisher(PromptArray, "prompts", 10)
+    text_pub = client.create_publisher(String, "text_query", 10)
+    results: list[tuple[float, InstanceMaskArray]] = []
+    client.create_subscription(InstanceMaskArray, "instances", lambda m: results.append((time.monotonic(), m)), 50)
+
+    world = MovingWorld(seed=args.seed, size=args.size, num_objects=args.objects, speed=args.speed)
+    scenes: dict[int, object] = {}
+    frame_index = 0
+
+    def publish_frame() -> int:
+        nonlocal frame_index
+        scene = world.render(frame_index)
+        frame_index += 1
+        stamp = client.get_clock().now().to_msg()
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        scenes[stamp_ns] = scene
+        for old in sorted(scenes)[:-60]:
+            del scenes[old]
+        image = array_to_image(scene.image, "rgb8")
+        image.header.stamp, image.header.frame_id = stamp, "camera_color_optical_frame"
+        info = pinhole_info(args.size, args.size, "camera_color_optical_frame")
+        info.header.stamp = stamp
+        image_pub.publish(image)
+        info_pub.publish(info)
+        return stamp_ns
+
+    client.create_timer(1.0 / args.rate, publish_frame)
+
+    def spin_until(condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if node_process.poll() is not None:
+                return False
+            rclpy.spin_once(client, timeout_sec=0.05)
+            if condition():
+                return True
+        return False
+
+    checks: list[Check] = []
+    try:
+        if not spin_until(lambda: prompts_pub.get_subscription_count() > 0 and image_pub.get_subscription_count() > 0,
+                          args.startup_timeout):
+            print(f"[demo] the node did not come up; see {log_path}:\n" + log_path.read_text()[-3000:])
+            return 1
+        spin_until(lambda: False, 1.0)  # a few frames into the node's buffer
+        print(f"[demo] node up; camera at {args.rate:g} Hz, {args.size}x{args.size}, "
+              f"objects: {', '.join(CLASS_NAMES[o.label] for o in world.objects)}")
+
+        # -- clicks and boxes on stamped frames -------------------------------------------------
+        for round_index in range(args.prompts):
+            stamp_ns = max(scenes)
+            scene = scenes[stamp_ns]
+            visible = [i for i in range(len(scene.labels)) if (scene.instance_map == i + 1).sum() >= 200]
+            if not visible:
+                continue
+            target = visible[round_index % len(visible)]
+            truth_mask = scene.instance_map == target + 1
+            kind = "click" if round_index % 2 == 0 else "box"
+            prompt = Prompt(id=f"{kind}-{round_index}")
+            prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            if kind == "click":
+                from geometry_msgs.msg import Point
+
+                x, y = mask_centre_point(truth_mask)
+                prompt.points = [Point(x=float(x), y=float(y))]
+            else:
+                ys, xs = np.nonzero(truth_mask)
+                prompt.box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+            sent = time.monotonic()
+            seen = len(results)
+            prompts_pub.publish(PromptArray(prompts=[prompt]))
+            check = Check(kind, prompt.id, CLASS_NAMES[int(scene.labels[target])])
+            answered = spin_until(lambda: any(_answer_for(m, prompt.id) for _, m in results[seen:]), args.answer_timeout)
+            if not answered:
+                check.failure = "no answer in time"
+            else:
+                received, msg = next((t, m) for t, m in results[seen:] if _answer_for(m, prompt.id))
+                check.latency_ms = (received - sent) * 1e3
+                instance = _answer_for(msg, prompt.id)
+                if isinstance(instance, str):
+                    check.failure = instance
+                else:
+                    check.label, check.score = instance.label, instance.score
+                    check.iou = iou(mask_from_instance(instance, msg.image_height, msg.image_width), truth_mask)
+                    cv2.imwrite(str(out / f"{prompt.id}.png"),
+                                draw(scene.image, [instance], msg.image_height, msg.image_width)[..., ::-1])
+            checks.append(check)
+            print(f"[demo] {check.kind:5s} {check.prompt_id:8s} truth={check.truth:16s} -> "
+                  f"{(check.label or check.failure):16s} score={check.score:.2f} IoU={check.iou:.2f} "
+                  f"{check.latency_ms:7.0f} ms")
+
+        # -- tracking ---------------------------------------------------------------------------
+        stamp_ns = max(scenes)
+        scene = scenes[stamp_ns]
+        target = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
+        ys, xs = np.nonzero(scene.instance_map == target + 1)
+        track_prompt = Prompt(id="track-0", track=True,
+                              box=[float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+        track_prompt.header.stamp.sec, track_prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        seen = len(results)
+        prompts_pub.publish(PromptArray(prompts=[track_prompt]))
+        spin_until(lambda: False, args.track_seconds)
+        track_ids, track_ious = set(), []
+        for _, msg in results[seen:]:
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            for instance in msg.instances:
+                if instance.prompt_id == "track-0" and stamp in scenes:
+                    track_ids.add(instance.id)
+                    truth = scenes[stamp].instance_map == target + 1
+                    track_ious.append(iou(mask_from_instance(instance, msg.image_height, msg.image_width), truth))
+        print(f"[demo] track  {CLASS_NAMES[int(scene.labels[target])]}: {len(track_ious)} frames, ids {sorted(track_ids)}, "
+              f"mean IoU {np.mean(track_ious) if track_ious else 0:.2f}")
+        checks.append(Check("track", "track-0", CLASS_NAMES[int(scene.labels[target])],
+                            iou=float(np.mean(track_ious)) if track_ious else 0.0,
+                            track_id=len(track_ids), failure="" if track_ious else "no tracked frames"))
+
+        # -- text query -------------------------------------------------------------------------
+        present = sorted({CLASS_NAMES[int(label)] for label in scene.labels})
+        query = present[:2] + ["white cross" if "white cross" not in present else "green star"]
+        seen = len(results)
+        text_pub.publish(String(data=", ".join(query)))
+        got = spin_until(lambda: any(not i.prompt_id for _, m in results[seen:] for i in m.instances), args.answer_timeout)
+        text_pub.publish(String(data=""))
+        if got:
+            received, msg = next((t, m) for t, m in results[seen:] if any(not i.prompt_id for i in m.instances))
+            found = [i for i in msg.instances if not i.prompt_id]
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            truth_scene = scenes.get(stamp, scene)
+            truth_present = {CLASS_NAMES[int(label)] for label in truth_scene.labels}
+            correct = sum(1 for i in found if i.label in truth_present)
+            print(f"[demo] text  '{', '.join(query)}': {len(found)} instances "
+                  f"({', '.join(f'{i.label} {i.score:.2f}' for i in found)}), {correct} of a class present in the frame")
+            cv2.imwrite(str(out / "text_query.png"),
+                        draw(truth_scene.image, found, msg.image_height, msg.image_width)[..., ::-1])
+        else:
+            print("[demo] text query: no instances in time")
+
+        prompted = [c for c in checks if c.kind in ("click", "box")]
+        answered = [c for c in prompted if not c.failure]
+        if answered:
+            print(f"\n[demo] {len(answered)}/{len(prompted)} prompts answered with a mask; "
+                  f"label accuracy {np.mean([c.label == c.truth for c in answered]):.2f}; "
+                  f"mean IoU {np.mean([c.iou for c in answered]):.2f}; "
+                  f"latency p50 {np.median([c.latency_ms for c in answered]):.0f} ms")
+        print(f"[demo] overlay pictures in {out}/")
+        return 0 if node_process.poll() is None else 1
+    finally:
+        client.destroy_node()
+        rclpy.try_shutdown()
+        node_process.send_signal(2)
+        try:
+            node_process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node_process.kill()
+        node_log.close()
+
+
+def _answer_for(msg, prompt_id: str):
+    for instance in msg.instances:
+        if instance.prompt_id == prompt_id:
+            return instance
+    for failed_id, reason in zip(msg.failed_prompt_ids, msg.failure_reasons):
+        if failed_id == prompt_id:
+            return reason
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ovsam demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ovsam-shapes")
+    parser.add_argument("--weights", default="", help="weights directory (default: the shipped weights)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--objects", type=int, default=4)
+    parser.add_argument("--speed", type=float, default=1.0, help="object speed, pixels per frame")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--prompts", type=int, default=8, help="clicks and boxes to send")
+    parser.add_argument("--track-seconds", type=float, default=4.0)
+    parser.add_argument("--answer-timeout", type=float, default=30.0)
+    parser.add_argument("--startup-timeout", type=float, default=120.0)
+    parser.add_argument("--out", default="out/demo")
+    return run_demo(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
