@@ -69,8 +69,11 @@ def mask_nms(masks: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
         raise ValueError(f"{masks.shape[0]} masks but {scores.shape[0]} scores")
     if masks.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64)
-    order = torch.argsort(scores, descending=True, stable=True)
-    iou = mask_iou_matrix(masks[order], masks[order])
+    order = torch.argsort(scores.to(masks.device), descending=True, stable=True)
+    # The IoU matrix is the heavy part and runs where the masks are; the greedy walk is cheap
+    # and sequential, so it runs on the CPU.
+    iou = mask_iou_matrix(masks[order], masks[order]).cpu()
+    order = order.cpu()
     suppressed = torch.zeros(order.shape[0], dtype=torch.bool)
     kept: list[int] = []
     for rank in range(order.shape[0]):

@@ -544,8 +544,8 @@ class OVSAMPredictor:
                     return []
                 logits = torch.cat(kept_logits)
                 quality = torch.cat(kept_quality)
-                binary = (logits[:, 0, :valid_h, :valid_w] > 0).cpu()
-                survivors = mask_nms(binary, quality.cpu(), nms_iou).tolist()
+                binary = logits[:, 0, :valid_h, :valid_w] > 0
+                survivors = mask_nms(binary, quality, nms_iou).tolist()
                 candidates = _Decoded(
                     prompt_ids=[kept_ids[i] for i in survivors],
                     low_res_logits=logits[survivors],
