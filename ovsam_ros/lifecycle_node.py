@@ -14,9 +14,10 @@ from .node_core import OVSAMNodeCore
 
 
 class OVSAMLifecycleNode(LifecycleNode):
-    def __init__(self, **node_kwargs) -> None:
+    def __init__(self, predictor_factory=None, **node_kwargs) -> None:
         super().__init__("ovsam_node", **node_kwargs)
-        self.core = OVSAMNodeCore(self)
+        # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
+        self.core = OVSAMNodeCore(self, predictor_factory)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:

@@ -16,9 +16,10 @@ from .node_core import OVSAMNodeCore
 
 
 class OVSAMNode(Node):
-    def __init__(self, **node_kwargs) -> None:
+    def __init__(self, predictor_factory=None, **node_kwargs) -> None:
         super().__init__("ovsam_node", **node_kwargs)
-        self.core = OVSAMNodeCore(self)
+        # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
+        self.core = OVSAMNodeCore(self, predictor_factory)
         self.core.configure()
         self.core.activate()
 
@@ -27,10 +28,10 @@ class OVSAMNode(Node):
         super().destroy_node()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, predictor_factory=None) -> int:
     rclpy.init(args=list(argv) if argv is not None else sys.argv)
     try:
-        node = OVSAMNode()
+        node = OVSAMNode(predictor_factory)
     except Exception as error:  # noqa: BLE001 - a configuration error is a message, not a traceback
         print(f"ovsam_node: cannot start: {error}", file=sys.stderr)
         rclpy.try_shutdown()

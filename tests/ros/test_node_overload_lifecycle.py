@@ -1,0 +1,109 @@
+"""Overload (camera at 60 Hz, a slow model, a stream of prompts) and the managed lifecycle."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+
+from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights  # noqa: E402
+
+pytestmark = pytest.mark.ros
+CLASSES = ["red star", "blue cross", "green circle"]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    return make_tiny_weights(tmp_path_factory.mktemp("tiny-weights"), CLASSES)
+
+
+def test_overload_drops_frames_but_answers_every_prompt(tiny_weights):
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tiny_weights), "image_qos": "reliable",
+                          "frame_buffer_size": 4, "feature_cache_size": 2}, module="tests.ros.slow_node")
+    diagnostics: list[DiagnosticArray] = []
+    node.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    try:
+        node.wait_ready()
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(8)]
+        node.publish_frame(frames[0], 1)
+        node.spin_for(0.5)
+        node.send_prompts([box_prompt("tracked", [20, 20, 90, 80], track=True)])
+        node.answers_for({"tracked"})
+        rss_after_warmup = rss_kib(node.process.pid)
+        sent: list[str] = []
+        started = time.monotonic()
+        frame_index = 0
+        while time.monotonic() - started < 6.0:  # 60 Hz camera, 20 prompts/s on the latest frame
+            node.publish_frame(frames[frame_index % len(frames)], 10_000_000 + frame_index)
+            if frame_index % 3 == 0:
+                prompt_id = f"p{len(sent)}"
+                sent.append(prompt_id)
+                node.send_prompts([box_prompt(prompt_id, [10, 10, 100, 90])])
+            frame_index += 1
+            node.spin_for(1 / 60)
+        answers = node.answers_for(set(sent), timeout=90)
+        assert set(answers) == set(sent)  # none lost
+        reasons = [payload for payload, _ in answers.values() if isinstance(payload, str)]
+        assert all(r.startswith(("empty mask", "overloaded")) for r in reasons), reasons[:5]
+        rss_end = rss_kib(node.process.pid)
+        assert rss_end < rss_after_warmup * 1.5 + 50_000, (rss_after_warmup, rss_end)
+        node.spin_until(lambda: any(int(kv.value) > 0 for d in diagnostics for s in d.status for kv in s.values
+                                    if kv.key == "frames_dropped"), "diagnostics reporting dropped frames", 15)
+        print(f"overload: {frame_index} frames at 60 Hz, {len(sent)} prompts, all answered; "
+              f"RSS {rss_after_warmup} -> {rss_end} KiB")
+    finally:
+        node.close()
+
+
+def string_parameter(name: str, value: str) -> Parameter:
+    return Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+
+
+def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights, tmp_path):
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tmp_path / "missing")},
+                         module="ovsam_ros.lifecycle_node")
+    try:
+        def transition(transition_id: int) -> bool:
+            return node.call(ChangeState, "ovsam_node/change_state",
+                             ChangeState.Request(transition=Transition(id=transition_id))).success
+
+        def state() -> int:
+            return node.call(GetState, "ovsam_node/get_state", GetState.Request()).current_state.id
+
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert transition(Transition.TRANSITION_CONFIGURE) is False  # missing checkpoint
+        assert node.is_alive() and state() == State.PRIMARY_STATE_UNCONFIGURED
+        result = node.call(SetParameters, "ovsam_node/set_parameters",
+                           SetParameters.Request(parameters=[string_parameter("weights_dir", str(tiny_weights))]))
+        assert result.results[0].successful, result.results[0].reason
+        assert transition(Transition.TRANSITION_CONFIGURE) is True
+        assert node.prompts_pub.get_subscription_count() == 0  # configured, not yet active
+        assert transition(Transition.TRANSITION_ACTIVATE) is True
+        node.spin_until(lambda: node.prompts_pub.get_subscription_count() > 0, "activate to subscribe")
+        node.publish_frame(np.zeros((40, 50, 3), np.uint8), 5)
+        node.spin_for(0.5)
+        node.send_prompts([box_prompt("active", [5, 5, 30, 30])])
+        assert "active" in node.answers_for({"active"})
+        assert transition(Transition.TRANSITION_DEACTIVATE) is True
+        node.spin_until(lambda: node.prompts_pub.get_subscription_count() == 0, "deactivate to unsubscribe")
+        assert transition(Transition.TRANSITION_CLEANUP) is True
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        node.close()
