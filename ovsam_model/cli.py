@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "load-check": "load_check",
     "download": "download",
     "segment": "segment",
+    "train": "train",
+    "eval": "eval",
 }
 
 

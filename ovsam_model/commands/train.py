@@ -1,0 +1,70 @@
+"""`ovsam-model train`: the shipped model's training, stage by stage (see ovsam_model.training).
+
+    ovsam-model train --out DIR [--stage all|clip|teacher|distill|clip2sam] [--seed N] [--force]
+                      [--ship-to DIR] [--threads N] [--quick]
+
+A stage whose result exists in DIR is skipped unless --force; an interrupted stage resumes from
+its last checkpoint. With --ship-to, the finished model is written there in the released files'
+layout (the shipped model is `--ship-to ovsam_model/weights/ovsam-shapes`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train the ovsam-shapes model on the synthetic shapes world")
+    parser.add_argument("--out", required=True, help="run directory: data cache, per-stage checkpoints and results")
+    parser.add_argument("--stage", default="all", choices=["all", "clip", "teacher", "distill", "clip2sam"],
+                        help="which stage to run (default: all, in order)")
+    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    parser.add_argument("--model", default="ovsam-shapes", help="model configuration (default: ovsam-shapes)")
+    parser.add_argument("--force", action="store_true", help="retrain the selected stages even if finished")
+    parser.add_argument("--ship-to", default=None, help="write the trained model here as shipped weight files")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help="a few steps per stage: a smoke test, not a model")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ovsam_model.config import ConfigError, get_config
+    from ovsam_model.training.pipeline import STAGES, PipelineSettings, assemble_model, run_pipeline, stage_run
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    try:
+        config = get_config(args.model)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    settings = PipelineSettings.quick() if args.quick else PipelineSettings()
+    started = time.monotonic()
+    try:
+        logs = run_pipeline(config, args.out, seed=args.seed, stages=stages, force=args.force, settings=settings)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"training finished in {time.monotonic() - started:.0f} s")
+    for stage, log in logs.items():
+        print(f"  {stage:<9} {log.get('wall_time_s', 0):7.0f} s")
+    if args.ship_to:
+        if not stage_run(__import__('pathlib').Path(args.out), "clip2sam").is_done():
+            print("error: --ship-to needs every stage finished; run with --stage all", file=sys.stderr)
+            return 1
+        from ovsam_model.training.ship import ship
+        from ovsam_model.training.teacher import load_teacher
+        from pathlib import Path
+
+        model = assemble_model(config, Path(args.out))
+        teacher = load_teacher(config, stage_run(Path(args.out), "teacher"))
+        written = ship(model, teacher, args.ship_to)
+        for role, path in written.items():
+            print(f"  shipped {role:<15} {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        (Path(args.out) / "shipped.json").write_text(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
+    return 0

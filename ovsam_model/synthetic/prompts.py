@@ -1,0 +1,31 @@
+"""Prompts for instances of the shapes world: boxes, interior points, the distance-transform centre."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def mask_centre_point(mask: np.ndarray) -> np.ndarray:
+    """(x, y) of the mask pixel farthest from the background (the paper's point prompt), pixel centre."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return np.array([x + 0.5, y + 0.5], dtype=np.float32)
+
+
+def random_interior_point(mask: np.ndarray, rng: np.random.Generator, margin: float = 2.0) -> np.ndarray:
+    """A uniformly drawn pixel centre inside the mask, preferring pixels `margin` away from its edge."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    ys, xs = np.nonzero(distance >= margin)
+    if len(xs) == 0:
+        ys, xs = np.nonzero(mask)
+    i = int(rng.integers(len(xs)))
+    return np.array([xs[i] + 0.5, ys[i] + 0.5], dtype=np.float32)
+
+
+def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float, limit: float) -> np.ndarray:
+    """Moves each side by a normal offset of `amount` x the box side, at most `limit` pixels."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    noise = rng.normal(0, amount, size=4) * np.array([w, h, w, h])
+    return (box + np.clip(noise, -limit, limit)).astype(np.float32)

@@ -1,0 +1,120 @@
+"""Stage (d), CLIP2SAM: the mask decoder (from the teacher's), the FPN over CLIP's levels and the RoI
+recognition head, trained with the paper's losses: cross-entropy against base-class text embeddings
+with a low background weight, and point-sampled mask BCE + Dice; prompts half boxes, half points.
+Frozen: CLIP, the SAM2CLIP adapter, the prompt encoder (the teacher's)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ovsam_model.clip_backbone import trunk_features
+from ovsam_model.model import OVSAM, ImageFeatures
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES
+from ovsam_model.synthetic.scenes import SceneSet
+from ovsam_model.training.common import StageRun, seed_everything, train_loop
+from ovsam_model.training.data import augment, normalise, sample_prompts
+from ovsam_model.training.losses import classification_loss, mask_losses
+from ovsam_model.training.teacher import TeacherSAM
+from ovsam_model.vocabulary import encode_class_names
+
+# The paper's loss weights.
+CE_WEIGHT, BCE_WEIGHT, DICE_WEIGHT = 2.0, 5.0, 5.0
+BACKGROUND_WEIGHT = 0.1
+
+
+@dataclass
+class Clip2SamStageSettings:
+    steps: int = 800
+    images_per_step: int = 4
+    prompts_per_image: int = 10
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+
+
+def init_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
+    """The student's prompt encoder is the teacher's (frozen); its decoder starts from the teacher's."""
+    model.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
+    source = teacher.mask_decoder.state_dict()
+    target = model.mask_decoder.mask_decoder
+    shared = {k: v for k, v in source.items() if k in target.state_dict()}
+    missing = set(target.state_dict()) - set(shared)
+    if missing:
+        raise RuntimeError(f"teacher decoder lacks {sorted(missing)}: the teacher and the model configs disagree")
+    target.load_state_dict(shared)
+
+
+@torch.no_grad()
+def class_text_embeddings(model: OVSAM, names: list[str]) -> Tensor:
+    return encode_class_names(model.encode_text, names, progress=False)
+
+
+def trainable_parameters(model: OVSAM) -> list[torch.nn.Parameter]:
+    return list(model.mask_decoder.parameters()) + list(model.fpn_neck.parameters())
+
+
+def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
+                   settings: Clip2SamStageSettings) -> dict[str, Any]:
+    seed_everything(seed)
+    config = model.config
+    with torch.no_grad():
+        init_from_teacher(model, teacher)
+    for module in (model.clip, model.neck_student, model.prompt_encoder):
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+    model.mask_decoder.train()
+    model.fpn_neck.train()
+    # Recognition is trained against base classes only: novel names never enter training.
+    text = class_text_embeddings(model, list(BASE_CLASSES))
+    to_base = {c: i for i, c in enumerate(BASE_INDICES)}
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng((seed, 6))
+
+    def step(i: int) -> dict[str, float]:
+        index = rng.integers(len(scenes), size=settings.images_per_step)
+        images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+        pixels = normalise(images, config)
+        with torch.no_grad():
+            levels = trunk_features(model.clip.visual, pixels)
+            embedding = model.neck_student(levels)
+        features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
+        totals = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
+        loss = pixels.new_zeros(())
+        for b, scene_index in enumerate(index):
+            labels = scenes.labels[scene_index]
+            prompts = sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, settings.prompts_per_image)
+            one = features.select(b)
+            for kind in ("boxes", "points"):
+                prompt = getattr(prompts, kind)
+                if prompt is None:
+                    continue
+                output = model.decode(one, points=prompt if kind == "points" else None,
+                                      boxes=prompt if kind == "boxes" else None)
+                target_masks = prompts.box_targets if kind == "boxes" else prompts.point_targets
+                class_labels = prompts.box_labels if kind == "boxes" else prompts.point_labels
+                bce, dice = mask_losses(output.mask_logits, target_masks)
+                logits = model.classify(output.region_embedding, text)
+                ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in class_labels]), BACKGROUND_WEIGHT)
+                share = len(class_labels) / (settings.prompts_per_image * len(index))
+                loss = loss + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
+                totals["ce"] += share * float(ce)
+                totals["bce"] += share * float(bce)
+                totals["dice"] += share * float(dice)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return totals
+
+    log = train_loop(run, "clip2sam", settings.steps,
+                     {"mask_decoder": model.mask_decoder, "fpn_neck": model.fpn_neck}, optimizer, settings.lr, step,
+                     rng_state=lambda: rng.bit_generator.state,
+                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+    model.eval()
+    run.save_final({"mask_decoder": model.mask_decoder.state_dict(), "fpn_neck": model.fpn_neck.state_dict()}, log)
+    return log

@@ -1,0 +1,97 @@
+"""Training data: cached scene sets, batches as network tensors, augmentation and prompt sampling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from ovsam_model.config import OVSAMConfig
+from ovsam_model.synthetic.classes import BASE_INDICES
+from ovsam_model.synthetic.prompts import jitter_box, mask_centre_point, random_interior_point
+from ovsam_model.synthetic.scenes import SceneSet, generate_scene_set, masks_to_boxes
+
+RENDER_SIZE = 256
+# Stream ids mixed into the run seed: each use of randomness gets its own stream.
+SCENES_STREAM = 1
+CROPS_STREAM = 2
+
+
+def training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
+    """Base-class-only training scenes (novel classes never appear in any training image), cached."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"scenes_seed{seed}_n{num_scenes}.npz"
+    if path.is_file():
+        return SceneSet.load(path)
+    scenes = generate_scene_set(num_scenes, seed=(seed, SCENES_STREAM), size=RENDER_SIZE,
+                                classes=BASE_INDICES, progress=True)
+    scenes.save(path)
+    return scenes
+
+
+def normalise(images: np.ndarray, config: OVSAMConfig) -> Tensor:
+    """uint8 [B, H, W, 3] RGB at the render size -> float [B, 3, S, S] normalised network input."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    if x.shape[-1] != config.image_size:
+        x = torch.nn.functional.interpolate(x, size=(config.image_size, config.image_size), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    mean = torch.tensor(config.pixel_mean).view(1, 3, 1, 1)
+    std = torch.tensor(config.pixel_std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(images: np.ndarray, maps: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The same random flip / quarter turn for each image and its instance map (shapes stay shapes)."""
+    out_images, out_maps = images.copy(), maps.copy()
+    for i in range(len(images)):
+        k = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        img, m = np.rot90(images[i], k), np.rot90(maps[i], k)
+        if flip:
+            img, m = img[:, ::-1], m[:, ::-1]
+        out_images[i], out_maps[i] = img, m
+    return out_images, out_maps
+
+
+@dataclass
+class PromptBatch:
+    """Prompts for one image, in network-input pixels; masks at the render size."""
+    boxes: Tensor | None        # [Nb, 4]
+    points: Tensor | None       # [Np, 1, 2]
+    box_targets: Tensor | None  # [Nb, 1, H, W] float
+    point_targets: Tensor | None
+    box_labels: Tensor | None   # [Nb] class indices
+    point_labels: Tensor | None
+
+
+def sample_prompts(instance_map: np.ndarray, labels: np.ndarray, rng: np.random.Generator, image_size: int,
+                   max_prompts: int, box_jitter: float = 0.05) -> PromptBatch:
+    """Half box, half point prompts over the instances of one scene (instances repeat when few).
+
+    Points are the distance-transform centre half of the time (the evaluation's prompt) and a random
+    interior point otherwise; boxes are jittered a little."""
+    n = len(labels)
+    order = rng.permutation(np.resize(rng.permutation(n), max_prompts)) if n else np.zeros(0, int)
+    masks = instance_map[None] == (np.arange(1, n + 1, dtype=instance_map.dtype)[:, None, None])
+    boxes_all = masks_to_boxes(masks)
+    scale = image_size / instance_map.shape[0]
+    half = (len(order) + int(rng.integers(2))) // 2
+    box_ids, point_ids = order[:half], order[half:]
+    boxes = [jitter_box(boxes_all[i], rng, box_jitter, 8.0) for i in box_ids]
+    points = [mask_centre_point(masks[i]) if rng.random() < 0.5 else random_interior_point(masks[i], rng)
+              for i in point_ids]
+
+    def targets(ids: np.ndarray) -> Tensor | None:
+        return torch.from_numpy(masks[ids][:, None].astype(np.float32)) if len(ids) else None
+
+    return PromptBatch(
+        boxes=torch.from_numpy(np.stack(boxes) * scale) if boxes else None,
+        points=torch.from_numpy(np.stack(points)[:, None] * scale) if points else None,
+        box_targets=targets(box_ids),
+        point_targets=targets(point_ids),
+        box_labels=torch.from_numpy(labels[box_ids]) if len(box_ids) else None,
+        point_labels=torch.from_numpy(labels[point_ids]) if len(point_ids) else None,
+    )

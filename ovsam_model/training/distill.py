@@ -1,0 +1,94 @@
+"""Stage (c), SAM2CLIP: the adapter on the frozen small CLIP learns to reproduce the teacher's image
+embedding (MSE), on teacher embeddings computed once and cached."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ovsam_model.config import OVSAMConfig
+from ovsam_model.model import OVSAM
+from ovsam_model.synthetic.scenes import SceneSet
+from ovsam_model.training.common import StageRun, seed_everything, train_loop
+from ovsam_model.training.data import normalise
+from ovsam_model.training.teacher import TeacherSAM
+
+
+@dataclass
+class DistillStageSettings:
+    steps: int = 800
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    cache_scenes: int = 4000  # scenes whose teacher embedding is cached (and trained on)
+
+
+@torch.no_grad()
+def teacher_embeddings(teacher: TeacherSAM, scenes: SceneSet, count: int, config: OVSAMConfig, path: Path,
+                       batch: int = 32) -> np.ndarray:
+    """The teacher's embeddings of the first `count` scenes, float16, cached at `path`."""
+    if path.is_file():
+        cached = np.load(path)
+        if len(cached) == count:
+            return cached
+    out = None
+    for start in tqdm(range(0, count, batch), desc="teacher embeddings"):
+        stop = min(start + batch, count)
+        emb = teacher.image_encoder(normalise(scenes.images[start:stop], config)).numpy().astype(np.float16)
+        if out is None:
+            out = np.zeros((count,) + emb.shape[1:], dtype=np.float16)
+        out[start:start + len(emb)] = emb
+    np.save(path, out)
+    return out
+
+
+def init_adapter_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
+    """The adapter starts where SAM's encoder ends: the teacher's absolute positions (as in the paper,
+    where SAM ViT-H's pos_embed is reused), its last blocks and its neck. Shapes match by design."""
+    adapter, encoder = model.neck_student, teacher.image_encoder
+    adapter.pos_embed.copy_(encoder.pos_embed.detach())
+    teacher_blocks = list(encoder.blocks)[-len(adapter.blocks):]
+    for student_block, teacher_block in zip(adapter.blocks, teacher_blocks):
+        student_block.load_state_dict(teacher_block.state_dict())
+    adapter.neck.load_state_dict(encoder.neck.state_dict())
+
+
+def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
+                  settings: DistillStageSettings) -> dict[str, Any]:
+    seed_everything(seed)
+    config = model.config
+    count = min(settings.cache_scenes, len(scenes))
+    # Cached beside the stage's results: they belong to this teacher, and go when the stage is redone.
+    run.directory.mkdir(parents=True, exist_ok=True)
+    targets = teacher_embeddings(teacher, scenes, count, config, run.directory / "teacher_embeddings.npy")
+    with torch.no_grad():
+        init_adapter_from_teacher(model, teacher)
+    adapter = model.neck_student.train()
+    model.clip.eval()
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng((seed, 5))
+    from ovsam_model.clip_backbone import trunk_features
+
+    def step(i: int) -> dict[str, float]:
+        index = np.sort(rng.integers(count, size=settings.batch_size))
+        with torch.no_grad():
+            levels = trunk_features(model.clip.visual, normalise(scenes.images[index], config))
+        prediction = adapter(levels)
+        loss = F.mse_loss(prediction, torch.from_numpy(targets[index]).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"mse": float(loss)}
+
+    log = train_loop(run, "distill", settings.steps, {"adapter": adapter}, optimizer, settings.lr, step,
+                     rng_state=lambda: rng.bit_generator.state,
+                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+    adapter.eval()
+    log["target_mean_square"] = float(np.mean(targets[:256].astype(np.float32) ** 2))
+    run.save_final({"neck_student": adapter.state_dict()}, log)
+    return log

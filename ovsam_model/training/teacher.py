@@ -1,0 +1,120 @@
+"""Stage (b): a small SAM teacher (ViT image encoder, prompt encoder, mask decoder) for promptable
+segmentation. Its state dict has SAM's own layout (`image_encoder.*`, `prompt_encoder.*`,
+`mask_decoder.*`), so the shipped teacher file is read like SAM's released checkpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+
+from ovsam_model.config import OVSAMConfig
+from ovsam_model.synthetic.scenes import SceneSet
+from ovsam_model.training.common import StageRun, seed_everything, train_loop
+from ovsam_model.training.data import augment, normalise, sample_prompts
+from ovsam_model.training.losses import mask_losses
+
+
+def teacher_settings(config: OVSAMConfig) -> dict[str, Any]:
+    """The teacher's architecture, from the config's `extra.teacher` (defaults fit ovsam-shapes)."""
+    defaults = {"embed_dim": config.adapter["embed_dim"], "depth": 4, "num_heads": 4, "patch_size": 16}
+    return {**defaults, **config.extra.get("teacher", {})}
+
+
+class TeacherSAM(nn.Module):
+    """SAM in miniature; attribute names are SAM's, so the state dict reads like sam_vit_h_4b8939.pth."""
+
+    def __init__(self, config: OVSAMConfig) -> None:
+        super().__init__()
+        arch = teacher_settings(config)
+        grid = config.image_size // arch["patch_size"]
+        self.image_encoder = ImageEncoderViT(
+            img_size=config.image_size, patch_size=arch["patch_size"], embed_dim=arch["embed_dim"],
+            depth=arch["depth"], num_heads=arch["num_heads"], mlp_ratio=4, out_chans=config.prompt_embed_dim,
+            qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=0,
+            global_attn_indexes=tuple(range(arch["depth"])),
+        )
+        self.prompt_encoder = PromptEncoder(
+            embed_dim=config.prompt_embed_dim, image_embedding_size=(grid, grid),
+            input_image_size=(config.image_size, config.image_size), mask_in_chans=config.prompt_mask_in_chans,
+        )
+        # One mask token (no multi-mask outputs), as OV-SAM's decoder has; SAM's IoU head comes along.
+        self.mask_decoder = MaskDecoder(
+            num_multimask_outputs=0,
+            transformer=TwoWayTransformer(depth=config.decoder["depth"], embedding_dim=config.prompt_embed_dim,
+                                          mlp_dim=config.decoder["mlp_dim"], num_heads=config.decoder["num_heads"]),
+            transformer_dim=config.prompt_embed_dim, iou_head_depth=2, iou_head_hidden_dim=64,
+        )
+
+    def decode(self, embedding: Tensor, points: Tensor | None = None, boxes: Tensor | None = None) -> Tensor:
+        """Low-resolution mask logits [N, 1, S/4, S/4] for prompts on one image's embedding [1, C, h, w].
+        points [N, P, 2] are positive clicks, boxes [N, 4]; both in network-input pixels."""
+        point_input = None if points is None else (points, torch.ones(points.shape[:2]))
+        sparse, dense = self.prompt_encoder(points=point_input, boxes=boxes, masks=None)
+        logits, _ = self.mask_decoder(image_embeddings=embedding, image_pe=self.prompt_encoder.get_dense_pe(),
+                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                      multimask_output=False)
+        return logits
+
+
+@dataclass
+class TeacherStageSettings:
+    steps: int = 1000
+    images_per_step: int = 8
+    prompts_per_image: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+
+
+def prompt_mask_loss(decode, embedding: Tensor, prompts) -> tuple[Tensor, Tensor]:
+    """Summed BCE and Dice over the box and point prompts of one image."""
+    bce, dice, parts = embedding.new_zeros(()), embedding.new_zeros(()), 0
+    if prompts.boxes is not None:
+        b, d = mask_losses(decode(embedding, boxes=prompts.boxes), prompts.box_targets)
+        bce, dice, parts = bce + b, dice + d, parts + 1
+    if prompts.points is not None:
+        b, d = mask_losses(decode(embedding, points=prompts.points), prompts.point_targets)
+        bce, dice, parts = bce + b, dice + d, parts + 1
+    return bce / max(parts, 1), dice / max(parts, 1)
+
+
+def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: int,
+                  settings: TeacherStageSettings) -> dict[str, Any]:
+    seed_everything(seed)
+    teacher = TeacherSAM(config).train()
+    optimizer = torch.optim.AdamW(teacher.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng((seed, 4))
+
+    def step(i: int) -> dict[str, float]:
+        index = rng.integers(len(scenes), size=settings.images_per_step)
+        images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+        embeddings = teacher.image_encoder(normalise(images, config))
+        bce_total, dice_total = 0.0, 0.0
+        for b, scene_index in enumerate(index):
+            labels = scenes.labels[scene_index]
+            prompts = sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, settings.prompts_per_image)
+            bce, dice = prompt_mask_loss(teacher.decode, embeddings[b:b + 1], prompts)
+            bce_total, dice_total = bce_total + bce, dice_total + dice
+        loss = (bce_total + dice_total) / len(index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"bce": float(bce_total) / len(index), "dice": float(dice_total) / len(index)}
+
+    log = train_loop(run, "teacher", settings.steps, {"teacher": teacher}, optimizer, settings.lr, step,
+                     rng_state=lambda: rng.bit_generator.state,
+                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+    run.save_final({"teacher": teacher.state_dict()}, log)
+    return log
+
+
+def load_teacher(config: OVSAMConfig, run: StageRun) -> TeacherSAM:
+    teacher = TeacherSAM(config)
+    teacher.load_state_dict(run.load_final()["teacher"])
+    return teacher.eval()
