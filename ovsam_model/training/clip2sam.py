@@ -56,55 +56,68 @@ def trainable_parameters(model: OVSAM) -> list[torch.nn.Parameter]:
     return list(model.mask_decoder.parameters()) + list(model.fpn_neck.parameters())
 
 
-def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
-                   settings: Clip2SamStageSettings) -> dict[str, Any]:
-    seed_everything(seed)
-    config = model.config
+def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarray, rng: np.random.Generator,
+                  prompts_per_image: int) -> tuple[Tensor, dict[str, float]]:
+    """The paper's weighted sum of CE (base classes + background), mask BCE and Dice over the box and
+    point prompts of the scenes `index`; also each term's value."""
+    to_base = {c: i for i, c in enumerate(BASE_INDICES)}
+    images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+    pixels = normalise(images, model.config)
     with torch.no_grad():
-        init_from_teacher(model, teacher)
+        levels = trunk_features(model.clip.visual, pixels)
+        embedding = model.neck_student(levels)
+    features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
+    totals = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
+    loss = pixels.new_zeros(())
+    for b, scene_index in enumerate(index):
+        labels = scenes.labels[scene_index]
+        prompts = sample_prompts(maps[b], labels[labels >= 0], rng, model.config.image_size, prompts_per_image)
+        one = features.select(b)
+        for kind in ("boxes", "points"):
+            prompt = getattr(prompts, kind)
+            if prompt is None:
+                continue
+            output = model.decode(one, points=prompt if kind == "points" else None,
+                                  boxes=prompt if kind == "boxes" else None)
+            target_masks = prompts.box_targets if kind == "boxes" else prompts.point_targets
+            class_labels = prompts.box_labels if kind == "boxes" else prompts.point_labels
+            bce, dice = mask_losses(output.mask_logits, target_masks)
+            logits = model.classify(output.region_embedding, text)
+            ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in class_labels]), BACKGROUND_WEIGHT)
+            share = len(class_labels) / (prompts_per_image * len(index))
+            loss = loss + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
+            totals["ce"] += share * float(ce)
+            totals["bce"] += share * float(bce)
+            totals["dice"] += share * float(dice)
+    return loss, totals
+
+
+def freeze_for_clip2sam(model: OVSAM) -> None:
+    """CLIP, the adapter and the prompt encoder stay frozen; the head and the FPN train."""
     for module in (model.clip, model.neck_student, model.prompt_encoder):
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
     model.mask_decoder.train()
     model.fpn_neck.train()
+
+
+def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
+                   settings: Clip2SamStageSettings) -> dict[str, Any]:
+    seed_everything(seed)
+    config = model.config
+    with torch.no_grad():
+        init_from_teacher(model, teacher)
+    freeze_for_clip2sam(model)
     # Recognition is trained against base classes only: novel names never enter training.
     text = class_text_embeddings(model, list(BASE_CLASSES))
-    to_base = {c: i for i, c in enumerate(BASE_INDICES)}
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng((seed, 6))
 
     def step(i: int) -> dict[str, float]:
         index = rng.integers(len(scenes), size=settings.images_per_step)
-        images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
-        pixels = normalise(images, config)
-        with torch.no_grad():
-            levels = trunk_features(model.clip.visual, pixels)
-            embedding = model.neck_student(levels)
-        features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
-        totals = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
-        loss = pixels.new_zeros(())
-        for b, scene_index in enumerate(index):
-            labels = scenes.labels[scene_index]
-            prompts = sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, settings.prompts_per_image)
-            one = features.select(b)
-            for kind in ("boxes", "points"):
-                prompt = getattr(prompts, kind)
-                if prompt is None:
-                    continue
-                output = model.decode(one, points=prompt if kind == "points" else None,
-                                      boxes=prompt if kind == "boxes" else None)
-                target_masks = prompts.box_targets if kind == "boxes" else prompts.point_targets
-                class_labels = prompts.box_labels if kind == "boxes" else prompts.point_labels
-                bce, dice = mask_losses(output.mask_logits, target_masks)
-                logits = model.classify(output.region_embedding, text)
-                ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in class_labels]), BACKGROUND_WEIGHT)
-                share = len(class_labels) / (settings.prompts_per_image * len(index))
-                loss = loss + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
-                totals["ce"] += share * float(ce)
-                totals["bce"] += share * float(bce)
-                totals["dice"] += share * float(dice)
+        loss, totals = clip2sam_loss(model, text, scenes, index, rng, settings.prompts_per_image)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -15,6 +15,7 @@ from ovsam_model.synthetic.crops import CropSet, caption, object_crops
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import CROPS_STREAM, augment, normalise
+from ovsam_model.training.losses import multi_positive_contrastive
 
 
 @dataclass
@@ -46,6 +47,19 @@ def _crop_tensor(images: np.ndarray, config: OVSAMConfig) -> torch.Tensor:
     return normalise(images, config.replace(image_size=images.shape[1]))
 
 
+def clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, images: np.ndarray, labels: np.ndarray,
+              rng: np.random.Generator) -> torch.Tensor:
+    """Contrastive loss of a batch of crops against one caption (random template) per base class,
+    so every base class is a candidate in every step."""
+    images, _ = augment(images, np.zeros(images.shape[:3], np.uint8), rng)
+    base = np.asarray(BASE_INDICES)
+    captions = [caption(int(c), rng) for c in base]
+    image_features = clip.encode_image(_crop_tensor(images, config))
+    text_features = clip.encode_text(tokenizer(captions))
+    return multi_positive_contrastive(image_features, text_features, torch.from_numpy(labels), torch.from_numpy(base),
+                                      clip.logit_scale.exp().clamp(max=100))
+
+
 def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: Path, seed: int,
                settings: ClipStageSettings) -> dict[str, Any]:
     seed_everything(seed)
@@ -55,23 +69,14 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
     tokenizer = build_tokenizer(config.clip)
     optimizer = torch.optim.AdamW(clip.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng((seed, 3))
-    base = np.asarray(BASE_INDICES)
 
     def step(i: int) -> dict[str, float]:
         index = rng.integers(len(crops.labels), size=settings.batch_size)
-        images, _ = augment(crops.images[index], np.zeros(crops.images[index].shape[:3], np.uint8), rng)
-        labels = torch.from_numpy(crops.labels[index])
-        # One caption per base class per step (random template): every class is a candidate.
-        captions = [caption(int(c), rng) for c in base]
-        image_features = clip.encode_image(_crop_tensor(images, config))
-        text_features = clip.encode_text(tokenizer(captions))
-        from ovsam_model.training.losses import multi_positive_contrastive
-        loss = multi_positive_contrastive(image_features, text_features, labels, torch.from_numpy(base),
-                                          clip.logit_scale.exp().clamp(max=100))
+        loss = clip_loss(clip, tokenizer, config, crops.images[index], crops.labels[index], rng)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"contrastive": float(loss)}
+        return {"contrastive": loss.item()}
 
     log = train_loop(run, "clip", settings.steps, {"clip": clip}, optimizer, settings.lr, step,
                      rng_state=lambda: rng.bit_generator.state,

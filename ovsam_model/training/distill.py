@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ovsam_model.clip_backbone import trunk_features
 from ovsam_model.config import OVSAMConfig
 from ovsam_model.model import OVSAM
 from ovsam_model.synthetic.scenes import SceneSet
@@ -58,6 +59,13 @@ def init_adapter_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
     adapter.neck.load_state_dict(encoder.neck.state_dict())
 
 
+def distill_loss(model: OVSAM, images: np.ndarray, teacher_embedding: torch.Tensor) -> torch.Tensor:
+    """MSE between the adapter's embedding of the frozen CLIP's features and the teacher's."""
+    with torch.no_grad():
+        levels = trunk_features(model.clip.visual, normalise(images, model.config))
+    return F.mse_loss(model.neck_student(levels), teacher_embedding)
+
+
 def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
                   settings: DistillStageSettings) -> dict[str, Any]:
     seed_everything(seed)
@@ -72,18 +80,13 @@ def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Stag
     model.clip.eval()
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng((seed, 5))
-    from ovsam_model.clip_backbone import trunk_features
-
     def step(i: int) -> dict[str, float]:
         index = np.sort(rng.integers(count, size=settings.batch_size))
-        with torch.no_grad():
-            levels = trunk_features(model.clip.visual, normalise(scenes.images[index], config))
-        prediction = adapter(levels)
-        loss = F.mse_loss(prediction, torch.from_numpy(targets[index]).float())
+        loss = distill_loss(model, scenes.images[index], torch.from_numpy(targets[index]).float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"mse": float(loss)}
+        return {"mse": loss.item()}
 
     log = train_loop(run, "distill", settings.steps, {"adapter": adapter}, optimizer, settings.lr, step,
                      rng_state=lambda: rng.bit_generator.state,

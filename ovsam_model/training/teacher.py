@@ -84,6 +84,20 @@ def prompt_mask_loss(decode, embedding: Tensor, prompts) -> tuple[Tensor, Tensor
     return bce / max(parts, 1), dice / max(parts, 1)
 
 
+def teacher_loss(teacher: TeacherSAM, config: OVSAMConfig, scenes: SceneSet, index: np.ndarray,
+                 rng: np.random.Generator, prompts_per_image: int) -> tuple[Tensor, Tensor]:
+    """Mean BCE and Dice over the prompts of the scenes `index` (augmented, prompts drawn from rng)."""
+    images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+    embeddings = teacher.image_encoder(normalise(images, config))
+    bce_total, dice_total = embeddings.new_zeros(()), embeddings.new_zeros(())
+    for b, scene_index in enumerate(index):
+        labels = scenes.labels[scene_index]
+        prompts = sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, prompts_per_image)
+        bce, dice = prompt_mask_loss(teacher.decode, embeddings[b:b + 1], prompts)
+        bce_total, dice_total = bce_total + bce, dice_total + dice
+    return bce_total / len(index), dice_total / len(index)
+
+
 def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: int,
                   settings: TeacherStageSettings) -> dict[str, Any]:
     seed_everything(seed)
@@ -93,19 +107,12 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
 
     def step(i: int) -> dict[str, float]:
         index = rng.integers(len(scenes), size=settings.images_per_step)
-        images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
-        embeddings = teacher.image_encoder(normalise(images, config))
-        bce_total, dice_total = 0.0, 0.0
-        for b, scene_index in enumerate(index):
-            labels = scenes.labels[scene_index]
-            prompts = sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, settings.prompts_per_image)
-            bce, dice = prompt_mask_loss(teacher.decode, embeddings[b:b + 1], prompts)
-            bce_total, dice_total = bce_total + bce, dice_total + dice
-        loss = (bce_total + dice_total) / len(index)
+        bce, dice = teacher_loss(teacher, config, scenes, index, rng, settings.prompts_per_image)
+        loss = bce + dice
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"bce": float(bce_total) / len(index), "dice": float(dice_total) / len(index)}
+        return {"bce": bce.item(), "dice": dice.item()}
 
     log = train_loop(run, "teacher", settings.steps, {"teacher": teacher}, optimizer, settings.lr, step,
                      rng_state=lambda: rng.bit_generator.state,

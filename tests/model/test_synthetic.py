@@ -1,0 +1,97 @@
+"""The synthetic shapes world: classes and split, seeded scenes with exact masks, crops, prompts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ovsam_model.synthetic import (
+    BASE_CLASSES, CLASS_NAMES, COLOURS, NOVEL_CLASSES, SHAPES, class_index, generate_scene, generate_scene_set,
+    is_novel,
+)
+from ovsam_model.synthetic.classes import BASE_INDICES, NOVEL_INDICES
+from ovsam_model.synthetic.crops import caption, object_crops
+from ovsam_model.synthetic.prompts import jitter_box, mask_centre_point, random_interior_point
+
+
+def test_forty_two_classes_six_novel_and_every_word_seen_in_base() -> None:
+    assert len(CLASS_NAMES) == 42 and len(set(CLASS_NAMES)) == 42
+    assert set(NOVEL_CLASSES) == {"red star", "green hexagon", "blue cross", "yellow circle", "purple square",
+                                  "orange triangle"}
+    assert len(BASE_CLASSES) == 36 and not set(BASE_CLASSES) & set(NOVEL_CLASSES)
+    base_words = {word for name in BASE_CLASSES for word in name.split()}
+    assert set(COLOURS) | set(SHAPES) <= base_words
+    assert all(is_novel(i) for i in NOVEL_INDICES) and not any(is_novel(i) for i in BASE_INDICES)
+    assert CLASS_NAMES[class_index("white cross")] == "white cross"
+    with pytest.raises(KeyError, match="colour"):
+        class_index("pink circle")
+
+
+def test_same_seed_same_scenes_other_seed_other_scenes() -> None:
+    first, again = generate_scene_set(3, seed=7), generate_scene_set(3, seed=7)
+    other = generate_scene_set(3, seed=8)
+    assert np.array_equal(first.images, again.images) and np.array_equal(first.instance_maps, again.instance_maps)
+    assert np.array_equal(first.labels, again.labels)
+    assert not np.array_equal(first.images, other.images)
+
+
+def test_scenes_have_one_to_six_visible_objects_with_exact_disjoint_masks() -> None:
+    rng = np.random.default_rng(3)
+    counts = []
+    for _ in range(30):
+        scene = generate_scene(rng, size=256)
+        n = len(scene.labels)
+        counts.append(n)
+        assert scene.image.shape == (256, 256, 3) and scene.image.dtype == np.uint8
+        masks = scene.masks
+        assert masks.shape == (n, 256, 256)
+        assert (masks.sum(0) <= 1).all()  # visible masks never overlap
+        assert all(m.sum() >= 250 for m in masks)
+        for mask, box in zip(masks, scene.boxes):
+            ys, xs = np.nonzero(mask)
+            assert (box == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).all()
+        # The object's pixels carry its colour: its mean is closer to its class colour than the
+        # background around it is (masks are exact, not approximate).
+        for mask, label in zip(masks, scene.labels):
+            colour = np.asarray(COLOURS[CLASS_NAMES[label].split()[0]], dtype=float)
+            inside = scene.image[mask].astype(float).mean(0)
+            assert np.abs(inside - colour).mean() < 40
+    assert min(counts) >= 1 and max(counts) <= 6 and len(set(counts)) >= 3
+
+
+def test_restricted_classes_never_render_others() -> None:
+    scenes = generate_scene_set(20, seed=(0, 1), classes=BASE_INDICES)
+    labels = scenes.labels[scenes.labels >= 0]
+    assert len(labels) and not np.isin(labels, NOVEL_INDICES).any()
+
+
+def test_scene_set_round_trips_through_a_file(tmp_path) -> None:
+    scenes = generate_scene_set(2, seed=1)
+    scenes.save(tmp_path / "s.npz")
+    loaded = type(scenes).load(tmp_path / "s.npz")
+    assert np.array_equal(loaded.images, scenes.images) and np.array_equal(loaded.labels, scenes.labels)
+    assert np.array_equal(loaded.scene(1).masks, scenes.scene(1).masks)
+
+
+def test_crops_centre_the_object_and_captions_name_its_class() -> None:
+    scenes = generate_scene_set(5, seed=2)
+    crops = object_crops(scenes, crop_size=64, seed=0, variants=2, classes=BASE_INDICES)
+    assert crops.images.shape[1:] == (64, 64, 3) and len(crops.images) == len(crops.labels)
+    assert not np.isin(crops.labels, NOVEL_INDICES).any()
+    # The crop's centre pixel shows the object's colour far more often than not.
+    close = []
+    for image, label in zip(crops.images, crops.labels):
+        colour = np.asarray(COLOURS[CLASS_NAMES[label].split()[0]], dtype=float)
+        close.append(np.abs(image[28:36, 28:36].astype(float).mean((0, 1)) - colour).mean() < 50)
+    assert np.mean(close) > 0.7
+    rng = np.random.default_rng(0)
+    assert all("blue star" in caption(class_index("blue star"), rng) for _ in range(10))
+
+
+def test_prompts_lie_inside_their_masks() -> None:
+    rng = np.random.default_rng(5)
+    scene = generate_scene(rng, size=256)
+    for mask, box in zip(scene.masks, scene.boxes):
+        for point in (mask_centre_point(mask), random_interior_point(mask, rng)):
+            assert mask[int(point[1]), int(point[0])]
+        jittered = jitter_box(box, rng, amount=0.05, limit=8.0)
+        assert np.abs(jittered - box).max() <= 8.0 + 1e-4

@@ -1,0 +1,119 @@
+"""Training of ovsam-shapes: one optimiser step of each stage lowers that stage's loss on its batch,
+and the pipeline runs, resumes and ships files the strict loader accepts."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ovsam_model.checkpoint import load_weights
+from ovsam_model.clip_backbone import build_clip, build_tokenizer
+from ovsam_model.config import get_config
+from ovsam_model.model import build_model
+from ovsam_model.synthetic import generate_scene_set
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
+from ovsam_model.synthetic.crops import object_crops
+from ovsam_model.training.clip2sam import (
+    class_text_embeddings, clip2sam_loss, freeze_for_clip2sam, init_from_teacher, trainable_parameters,
+)
+from ovsam_model.training.clip_stage import clip_loss
+from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher, teacher_embeddings
+from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
+from ovsam_model.training.teacher import TeacherSAM, teacher_loss
+from ovsam_model.vocabulary import load_vocabulary_file
+
+CONFIG = get_config("ovsam-shapes")
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return generate_scene_set(6, seed=(99, 1), classes=BASE_INDICES)
+
+
+def lowered_by_one_step(loss_fn, parameters, lr: float = 1e-3) -> tuple[float, float]:
+    """The loss on a fixed batch before and after one AdamW step (the batch's randomness replayed)."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    torch.manual_seed(0)
+    before = loss_fn(np.random.default_rng(0))
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        after = loss_fn(np.random.default_rng(0))
+    return float(before.detach()), float(after)
+
+
+def test_clip_step_lowers_the_contrastive_loss(scenes) -> None:
+    torch.manual_seed(0)
+    clip = build_clip(CONFIG.clip).train()
+    tokenizer = build_tokenizer(CONFIG.clip)
+    crops = object_crops(scenes, 64, seed=0, variants=2)
+    before, after = lowered_by_one_step(
+        lambda rng: clip_loss(clip, tokenizer, CONFIG, crops.images[:32], crops.labels[:32], rng), clip.parameters())
+    assert after < before
+
+
+def test_teacher_step_lowers_the_mask_loss(scenes) -> None:
+    torch.manual_seed(0)
+    teacher = TeacherSAM(CONFIG).train()
+    index = np.array([0, 1])
+    before, after = lowered_by_one_step(
+        lambda rng: sum(teacher_loss(teacher, CONFIG, scenes, index, rng, prompts_per_image=4)), teacher.parameters())
+    assert after < before
+
+
+def test_distill_step_lowers_the_embedding_mse(scenes, tmp_path) -> None:
+    torch.manual_seed(0)
+    model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
+    targets = torch.from_numpy(teacher_embeddings(teacher, scenes, 4, CONFIG, tmp_path / "t.npy")).float()
+    with torch.no_grad():
+        init_adapter_from_teacher(model, teacher)
+    assert torch.equal(model.neck_student.pos_embed, teacher.image_encoder.pos_embed)
+    model.neck_student.train()
+    before, after = lowered_by_one_step(lambda rng: distill_loss(model, scenes.images[:4], targets),
+                                        model.neck_student.parameters())
+    assert after < before
+
+
+def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
+    torch.manual_seed(0)
+    model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
+    with torch.no_grad():
+        init_from_teacher(model, teacher)
+    freeze_for_clip2sam(model)
+    text = class_text_embeddings(model, list(BASE_CLASSES))
+    clip_before = {k: v.clone() for k, v in model.clip.state_dict().items()}
+    index = np.array([2, 3])
+    before, after = lowered_by_one_step(lambda rng: clip2sam_loss(model, text, scenes, index, rng, 6)[0],
+                                        trainable_parameters(model), lr=1e-4)
+    assert after < before
+    # Frozen parts stay frozen: CLIP (weights and BatchNorm statistics), adapter, prompt encoder.
+    assert all(torch.equal(v, model.clip.state_dict()[k]) for k, v in clip_before.items())
+    assert torch.equal(model.prompt_encoder.point_embeddings[0].weight, teacher.prompt_encoder.point_embeddings[0].weight)
+
+
+def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path) -> None:
+    out = tmp_path / "run"
+    logs = run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
+    assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam"}
+    finals = {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in ("clip", "teacher", "distill", "clip2sam")}
+    run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
+    assert finals == {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in finals}
+
+    from ovsam_model.training.pipeline import assemble_model, stage_run
+    from ovsam_model.training.ship import ship
+    from ovsam_model.training.teacher import load_teacher
+
+    model = assemble_model(CONFIG, out)
+    written = ship(model, load_teacher(CONFIG, stage_run(out, "teacher")), tmp_path / "shipped")
+    loaded = build_model(CONFIG)
+    report = load_weights(loaded, tmp_path / "shipped", strict=True)
+    assert report.complete
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    vocabulary = load_vocabulary_file(written["vocabulary"])
+    assert len(vocabulary) == 42 and vocabulary.dim == CONFIG.text_dim
+    assert json.loads((out / "training_log.json").read_text())["clip"]["steps"] == 4
