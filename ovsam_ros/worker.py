@@ -129,7 +129,11 @@ class InferenceWorker:
                 if frame_job is not None:
                     self._frame = None
             for function, future in calls:
-                self._guard("service call", lambda: future.set_result(function()), future)
+                # A failing call (e.g. a bad vocabulary) is the caller's answer, not a worker fault.
+                try:
+                    future.set_result(function())
+                except Exception as error:  # noqa: BLE001
+                    future.set_exception(error)
             if prompts:
                 self._guard("prompts", lambda: self._answer_prompts(prompts),
                             fail_prompts=prompts)
@@ -157,14 +161,11 @@ class InferenceWorker:
             self._note_error(f"publishing failed: {error}")
         self.stats.record({"convert_publish": (time.perf_counter() - started) * 1e3})
 
-    def _guard(self, what: str, action: Callable[[], None], future: Future | None = None,
-               fail_prompts: list[PromptRequest] | None = None) -> None:
+    def _guard(self, what: str, action: Callable[[], None], fail_prompts: list[PromptRequest] | None = None) -> None:
         try:
             action()
         except Exception as error:  # noqa: BLE001 - the worker thread must survive anything
             self._note_error(f"{what} failed: {type(error).__name__}: {error}")
-            if future is not None and not future.done():
-                future.set_exception(error)
             if fail_prompts:
                 self._emit(Answer(frame=self.engine.frames.latest(), failures=[
                     PromptFailure(r.prompt_id, f"internal error: {error}") for r in fail_prompts]))

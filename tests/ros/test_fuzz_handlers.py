@@ -1,0 +1,213 @@
+"""Property-based fuzzing of every message handler and service of the node (hypothesis).
+
+The node core runs in this process on the real tiny model; handlers are called directly with random
+field values of the right ROS types (what can arrive over the wire). Properties: no exception escapes
+a handler, the last-resort guard never has to catch anything (every bad input is handled on purpose),
+every prompt id is answered (an instance or a failure with a reason), and the node keeps serving.
+"""
+from __future__ import annotations
+
+import array
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from geometry_msgs.msg import Point, PointStamped  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from ovsam_ros.msg import Prompt, PromptArray  # noqa: E402
+from ovsam_ros.node_core import OVSAMNodeCore  # noqa: E402
+from ovsam_ros.srv import Segment, SetVocabulary  # noqa: E402
+from tests.ros.ros_env import apply_to_this_process  # noqa: E402
+
+pytestmark = pytest.mark.ros
+CLASSES = ["red star", "blue cross", "green circle"]
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                   st.sampled_from([0.0, -1.0, 1e9, 31.5, 12.0]))
+doubles = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 5.0, 20.0, -3.0]))
+texts = st.text(max_size=80)
+encodings = st.one_of(st.sampled_from(["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC3", "16UC1",
+                                       "32FC1", "yuv422", "", "RGB8", "bayer_rggb8"]), texts)
+
+
+class Capture:
+    """Stands in for the instances publisher: records what the node publishes."""
+
+    def __init__(self) -> None:
+        self.messages = []
+        self.lock = threading.Lock()
+
+    def publish(self, msg) -> None:
+        with self.lock:
+            self.messages.append(msg)
+
+    def get_subscription_count(self) -> int:
+        return 0
+
+    def answered(self) -> set[str]:
+        with self.lock:
+            ids = set()
+            for msg in self.messages:
+                ids.update(i.prompt_id for i in msg.instances)
+                ids.update(msg.failed_prompt_ids)
+            return ids
+
+
+@pytest.fixture(scope="module")
+def core():
+    import torch
+
+    from ovsam_model import build_model
+    from ovsam_model.predictor import OVSAMPredictor
+
+    apply_to_this_process()
+    rclpy.init()
+    node = rclpy.create_node("ovsam_fuzz")
+    torch.manual_seed(0)
+    predictor = OVSAMPredictor(build_model("ovsam-tiny"), None)
+    predictor.set_vocabulary(CLASSES)
+    core = OVSAMNodeCore(node, predictor_factory=lambda settings: predictor)
+    core.configure()
+    core.activate()
+    core.instances_pub = Capture()
+    frame = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    good = Image(height=32, width=40, encoding="rgb8", step=120, data=array.array("B", frame.tobytes()))
+    good.header.stamp.sec = 1
+    core._on_image(good)
+    yield core
+    core.cleanup()
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def wait_answered(core, ids: set[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ids <= core.instances_pub.answered():
+        assert time.monotonic() < deadline, f"unanswered: {sorted(ids - core.instances_pub.answered())[:5]}"
+        time.sleep(0.01)
+
+
+def assert_handled(core) -> None:
+    assert core.counters.get("callback_errors", 0) == 0, core.problems[-3:]
+    assert core.worker.stats.errors == 0, core.worker.stats.last_error
+
+
+@FUZZ
+@given(encoding=encodings, height=st.integers(0, 70000), width=st.integers(0, 70000), step=st.integers(0, 2**32 - 1),
+       bigendian=st.integers(0, 255), data=st.binary(max_size=4096), compressed=st.booleans())
+def test_image_handler(core, encoding, height, width, step, bigendian, data, compressed):
+    if compressed:
+        msg = CompressedImage(format=encoding, data=array.array("B", data))
+    else:
+        msg = Image(height=height, width=width, encoding=encoding, step=step, is_bigendian=bigendian,
+                    data=array.array("B", data))
+    core._on_image(msg)
+    assert_handled(core)
+
+
+prompt_points = st.lists(st.builds(Point, x=doubles, y=doubles, z=doubles), max_size=80)
+
+
+@st.composite
+def prompts(draw, prompt_id: str):
+    prompt = Prompt(id=prompt_id, points=draw(prompt_points),
+                    point_labels=draw(st.lists(st.integers(0, 255), max_size=5)),
+                    box=draw(st.lists(floats, min_size=4, max_size=4)), track=draw(st.booleans()))
+    prompt.header.stamp.sec = draw(st.sampled_from([0, 1, 2, 2**31 - 1]))
+    prompt.header.stamp.nanosec = draw(st.sampled_from([0, 5, 999_999_999]))
+    return prompt
+
+
+counter = iter(range(10**9))
+
+
+@FUZZ
+@given(data=st.data(), count=st.integers(0, 6), stamp=st.sampled_from([0, 1, 7]))
+def test_prompt_handler_answers_every_prompt(core, data, count, stamp):
+    ids = [f"fuzz-{next(counter)}-{data.draw(texts)}" for _ in range(count)]
+    msg = PromptArray(prompts=[data.draw(prompts(prompt_id)) for prompt_id in ids])
+    msg.header.stamp.sec = stamp
+    core._on_prompts(msg)
+    wait_answered(core, set(ids))
+    assert_handled(core)
+    core.engine.tracker.clear()
+
+
+@FUZZ
+@given(text=st.text(max_size=3000))
+def test_text_query_handler(core, text):
+    core._on_text_query(String(data=text))
+    assert_handled(core)
+    assert len(core.text_queries) <= 100
+    core.text_queries = ()
+
+
+@FUZZ
+@given(x=doubles, y=doubles, z=doubles, frame_id=st.sampled_from(["", "camera", "map", "\u00fc\u00df"]),
+       with_info=st.booleans(), k=st.lists(doubles, min_size=9, max_size=9))
+def test_click_handlers(core, x, y, z, frame_id, with_info, k):
+    core.camera_info = CameraInfo(k=k) if with_info else None
+    if core.camera_info is not None:
+        core.camera_info.header.frame_id = "camera"
+    def clicks_answered() -> int:
+        return sum(1 for i in core.instances_pub.answered() if i.startswith(("clicked_point-", "image_click-")))
+
+    before = clicks_answered()
+    clicked = PointStamped(point=Point(x=x, y=y, z=z))
+    clicked.header.frame_id = frame_id
+    core._on_clicked_point(clicked)
+    core._on_image_click(Point(x=x, y=y, z=z))
+    deadline = time.monotonic() + 30
+    while clicks_answered() < before + 2:  # each click answered (result or failure), maybe in one message
+        assert time.monotonic() < deadline, "a click was not answered"
+        time.sleep(0.01)
+    assert_handled(core)
+    core.engine.tracker.clear()
+
+
+@FUZZ
+@given(data=st.data(), queries=st.lists(st.text(max_size=40), max_size=4), use_image=st.booleans(),
+       encoding=encodings, size=st.integers(0, 64))
+def test_segment_service(core, data, queries, use_image, encoding, size):
+    image = Image()
+    if use_image:
+        image = Image(height=size, width=size, encoding=encoding, step=size * 3,
+                      data=array.array("B", bytes(size * size * 3)))
+    request = Segment.Request(image=image, text_queries=queries,
+                              prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
+    response = core._on_segment(request, Segment.Response())
+    if response.success:
+        answered = {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids)
+        assert {p.id for p in request.prompts} <= answered | {""}
+    else:
+        assert response.message
+    assert_handled(core)
+    core.engine.tracker.clear()
+
+
+@FUZZ
+@given(name=st.one_of(texts, st.sampled_from(["", "lvis-nope", "/etc/passwd", "../../x", "\x00"])),
+       classes=st.lists(st.text(max_size=30), max_size=5))
+def test_set_vocabulary_service(core, name, classes):
+    size_before = core.engine.predictor.vocabulary.size
+    response = core._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes), SetVocabulary.Response())
+    if not response.success:
+        assert response.size == size_before and "previous vocabulary stays" in response.message
+    assert_handled(core)
+    core._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response())
+
+
+def test_node_still_serves_after_fuzzing(core):
+    core._on_prompts(PromptArray(prompts=[Prompt(id="final", box=[2.0, 2.0, 30.0, 25.0])]))
+    wait_answered(core, {"final"})
+    assert_handled(core)
