@@ -42,6 +42,10 @@ except ImportError:  # pragma: no cover - exercised where vision_msgs exists
     Detection2DArray = None
 
 MAX_PROMPTS_PER_MESSAGE = 256
+# Prompt topics keep a deep reader history: a prompt that DDS overwrites before the callback runs
+# could never be answered. Images keep a short one: stale frames are meant to be dropped.
+PROMPT_QUEUE_DEPTH = 1000
+RESULT_QUEUE_DEPTH = 100
 
 
 def guarded(method: Callable) -> Callable:
@@ -79,7 +83,9 @@ class OVSAMNodeCore:
         self._model_info: dict[str, str] = {}
         self._services_group = ReentrantCallbackGroup()
         self._inputs_group = MutuallyExclusiveCallbackGroup()
-        self.instances_pub = node.create_publisher(InstanceMaskArray, "instances", 10)
+        # Prompts get their own group so that converting a burst of images never delays them.
+        self._prompts_group = MutuallyExclusiveCallbackGroup()
+        self.instances_pub = node.create_publisher(InstanceMaskArray, "instances", RESULT_QUEUE_DEPTH)
         self.overlay_pub = node.create_publisher(Image, "overlay", 2)
         self.markers_pub = node.create_publisher(MarkerArray, "markers", 2)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 2)
@@ -150,13 +156,17 @@ class OVSAMNodeCore:
             node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos,
                                      callback_group=self._inputs_group),
             node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos),
-            node.create_subscription(PromptArray, "prompts", self._on_prompts, 10),
-            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, 10),
-            node.create_subscription(Point, "image_click", self._on_image_click, 10),
+            node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QUEUE_DEPTH,
+                                     callback_group=self._prompts_group),
+            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QUEUE_DEPTH,
+                                     callback_group=self._prompts_group),
+            node.create_subscription(Point, "image_click", self._on_image_click, PROMPT_QUEUE_DEPTH,
+                                     callback_group=self._prompts_group),
             node.create_subscription(String, "text_query", self._on_text_query, 10),
         ]
         if Detection2DArray is not None:
-            self._subscriptions.append(node.create_subscription(Detection2DArray, "detections", self._on_detections, 10))
+            self._subscriptions.append(node.create_subscription(
+                Detection2DArray, "detections", self._on_detections, PROMPT_QUEUE_DEPTH, callback_group=self._prompts_group))
 
     def deactivate(self) -> None:
         for subscription in self._subscriptions:
@@ -379,4 +389,5 @@ def default_predictor_factory(settings: NodeSettings) -> Any:
 
     return OVSAMPredictor.from_pretrained(
         settings.model, settings.weights_dir or None, device=settings.device,
-        vocabulary=settings.vocabulary or None, cache_size=settings.feature_cache_size)
+        vocabulary=settings.vocabulary or None, cache_size=settings.feature_cache_size,
+        backend=settings.backend, precision=settings.precision)

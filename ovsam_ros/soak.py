@@ -1,0 +1,208 @@
+"""`python -m ovsam_ros.soak`: load the node and report whether it holds.
+
+Starts ovsam_node as its own process on the chosen model, then for --duration seconds publishes a
+camera at --camera-hz and prompts at --prompt-hz (clicks and boxes on the latest and on stamped
+frames, some expired, some invalid), with a standing text query and a track. It reports: prompts sent
+and answered (lost must be 0), answers by kind, latency percentiles, frames dropped by the node, and
+the node's resident memory after warm-up and at the end. Exit status 1 if any prompt was lost or
+the node died, or memory grew more than --max-rss-growth.
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def answer_kind(reason: str) -> str:
+    """Group failure reasons for the report (their texts carry stamps and ids)."""
+    for prefix, kind in (("no buffered frame", "expired stamp"), ("no image", "no frame yet"),
+                         ("empty mask", "empty mask"), ("overloaded", "overloaded"), ("prompt '", "invalid prompt"),
+                         ("inference failed", "model error"), ("image encoding failed", "model error")):
+        if reason.startswith(prefix):
+            return kind
+    return "other: " + reason[:60]
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import Point
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from ovsam_model.synthetic.motion import MovingWorld
+    from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
+
+    node_cmd = [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-p", "image_qos:=reliable",
+                "-p", f"model:={args.model}", "-p", f"max_pending_prompts:={args.max_pending}"]
+    if args.weights:
+        node_cmd += ["-p", f"weights_dir:={args.weights}"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+    rclpy.init()
+    client = rclpy.create_node("ovsam_soak")
+    image_pub = client.create_publisher(Image, "image", QoSProfile(depth=5))
+    prompts_pub = client.create_publisher(PromptArray, "prompts", 1000)
+    text_pub = client.create_publisher(String, "text_query", 10)
+    answers: dict[str, tuple[float, str]] = {}
+    dropped = [0]
+
+    def on_instances(msg: InstanceMaskArray) -> None:
+        now = time.monotonic()
+        for instance in msg.instances:
+            answers.setdefault(instance.prompt_id, (now, "instance"))
+        for prompt_id, reason in zip(msg.failed_prompt_ids, msg.failure_reasons):
+            answers.setdefault(prompt_id, (now, answer_kind(reason)))
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            for kv in status.values:
+                if kv.key == "frames_dropped":
+                    dropped[0] = int(kv.value)
+
+    client.create_subscription(InstanceMaskArray, "instances", on_instances, 1000)
+    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    world = MovingWorld(seed=args.seed, size=args.size, num_objects=4)
+    frames = [world.render(i) for i in range(30)]
+    sent: dict[str, float] = {}
+    stamps: list[int] = []
+    report: dict = {"model": args.model, "duration_s": args.duration, "camera_hz": args.camera_hz,
+                    "prompt_hz": args.prompt_hz}
+    try:
+        deadline = time.monotonic() + args.startup_timeout
+        while prompts_pub.get_subscription_count() == 0 or image_pub.get_subscription_count() == 0:
+            if time.monotonic() > deadline or node_process.poll() is not None:
+                raise RuntimeError("the node did not come up")
+            rclpy.spin_once(client, timeout_sec=0.1)
+        text_pub.publish(String(data="red star, blue cross, white circle"))
+        started = time.monotonic()
+        next_frame = next_prompt = started
+        frame_index = prompt_index = 0
+        rss_warm = None
+        rng = np.random.default_rng(args.seed)
+        while time.monotonic() - started < args.duration:
+            now = time.monotonic()
+            if now >= next_frame:
+                scene = frames[frame_index % len(frames)]
+                stamp_ns = 1_000_000_000 + frame_index * 1_000_000
+                msg = Image(height=args.size, width=args.size, encoding="rgb8", step=args.size * 3)
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+                payload = array.array("B")
+                payload.frombytes(scene.image.tobytes())
+                msg.data = payload
+                image_pub.publish(msg)
+                stamps.append(stamp_ns)
+                frame_index += 1
+                next_frame += 1.0 / args.camera_hz
+            if now >= next_prompt and stamps:
+                kind = prompt_index % 5
+                prompt = Prompt(id=f"soak-{prompt_index}", track=(prompt_index == 0))
+                if kind == 0:
+                    prompt.points = [Point(x=float(rng.uniform(0, args.size)), y=float(rng.uniform(0, args.size)))]
+                elif kind == 1:
+                    x0, y0 = rng.uniform(0, args.size / 2, size=2)
+                    prompt.box = [float(x0), float(y0), float(x0 + args.size / 3), float(y0 + args.size / 3)]
+                elif kind == 2:  # a recent stamped frame
+                    stamp = stamps[max(0, len(stamps) - 3)]
+                    prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                    prompt.points = [Point(x=args.size / 2.0, y=args.size / 2.0)]
+                elif kind == 3:  # long expired
+                    prompt.header.stamp.sec = 1
+                    prompt.header.stamp.nanosec = 7
+                    prompt.points = [Point(x=3.0, y=3.0)]
+                else:  # invalid
+                    prompt.points = [Point(x=float("nan"), y=-5.0)]
+                prompts_pub.publish(PromptArray(prompts=[prompt]))
+                sent[prompt.id] = time.monotonic()
+                prompt_index += 1
+                next_prompt += 1.0 / args.prompt_hz
+            if rss_warm is None and now - started > args.warmup:
+                rss_warm = rss_kib(node_process.pid)
+            rclpy.spin_once(client, timeout_sec=0.0005)
+        text_pub.publish(String(data=""))
+        drain_deadline = time.monotonic() + args.drain_timeout
+        while not set(sent) <= set(answers) and time.monotonic() < drain_deadline and node_process.poll() is None:
+            rclpy.spin_once(client, timeout_sec=0.05)
+        for _ in range(30):  # one more diagnostics period
+            rclpy.spin_once(client, timeout_sec=0.05)
+        rss_end = rss_kib(node_process.pid)
+        latencies = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items() if p in answers)
+        kinds: dict[str, int] = {}
+        for prompt_id in sent:
+            if prompt_id in answers:
+                kinds[answers[prompt_id][1]] = kinds.get(answers[prompt_id][1], 0) + 1
+        report.update({
+            "frames_published": frame_index, "frames_dropped_by_node": dropped[0],
+            "prompts_sent": len(sent), "prompts_answered": sum(1 for p in sent if p in answers),
+            "prompts_lost": sum(1 for p in sent if p not in answers), "answers_by_kind": kinds,
+            "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else None,
+            "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else None,
+            "latency_ms_max": float(latencies[-1]) if latencies else None,
+            "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
+            "rss_growth": (rss_end - rss_warm) / rss_warm if rss_warm else None,
+            "node_alive": node_process.poll() is None,
+        })
+        return report
+    finally:
+        client.destroy_node()
+        rclpy.try_shutdown()
+        node_process.send_signal(2)
+        try:
+            node_process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node_process.kill()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ovsam soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ovsam-shapes")
+    parser.add_argument("--weights", default="")
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--camera-hz", type=float, default=60.0)
+    parser.add_argument("--prompt-hz", type=float, default=100.0)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-pending", type=int, default=1000)
+    parser.add_argument("--max-rss-growth", type=float, default=0.05)
+    parser.add_argument("--startup-timeout", type=float, default=120.0)
+    parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--json", help="also write the report here")
+    args = parser.parse_args(argv)
+    report = run(args)
+    for key, value in report.items():
+        print(f"{key:24s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    healthy = (report["prompts_lost"] == 0 and report["node_alive"]
+               and (report["rss_growth"] is None or report["rss_growth"] <= args.max_rss_growth))
+    print("HELD" if healthy else "FAILED")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""A short soak in CI (the long one: `python -m ovsam_ros.soak --duration 600`): camera at 60 Hz and
+100 prompts/s of every kind; every prompt answered, node alive, memory bounded after warm-up."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from ovsam_ros import soak  # noqa: E402
+from tests.ros.node_harness import make_tiny_weights  # noqa: E402
+from tests.ros.ros_env import apply_to_this_process  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def test_short_soak_holds(tmp_path, capsys):
+    apply_to_this_process()
+    weights = make_tiny_weights(tmp_path / "w", ["red star", "blue cross", "white circle"])
+    status = soak.main(["--model", "ovsam-tiny", "--weights", str(weights), "--duration", "15", "--warmup", "5",
+                        "--max-rss-growth", "0.05", "--json", str(tmp_path / "soak.json")])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    import json
+
+    report = json.loads((tmp_path / "soak.json").read_text())
+    assert report["prompts_lost"] == 0 and report["prompts_sent"] >= 1000
+    kinds = report["answers_by_kind"]
+    assert kinds.get("expired stamp", 0) > 0 and kinds.get("invalid prompt", 0) > 0
+    assert not any(kind.startswith(("other", "model error")) for kind in kinds), kinds
