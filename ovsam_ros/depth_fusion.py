@@ -1,0 +1,187 @@
+"""Pairs depth images with colour frames and places an answer's instances in 3D, without ROS.
+
+Depth is optional: a colour frame with no depth image within the stamp tolerance, or with a depth
+image of another size (not registered to the colour camera), gets no 3D answer and a reason, never
+a 3D answer computed from the wrong pixels.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .camera_geometry import ProjectionError, intrinsics
+from .depth_geometry import DepthScene, GeometryError, GeometrySettings, InstanceGeometry, RayTable
+from .frame_buffer import format_stamp, stamp_to_ns
+from .image_conversion import image_to_array
+
+# Encoding -> metres per stored unit (REP 118: 16-bit depth in millimetres, float depth in metres).
+DEPTH_UNITS = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
+
+
+class DepthError(ValueError):
+    """A message cannot be used as a depth image; the text says why."""
+
+
+class DepthUnavailable(LookupError):
+    """No usable depth for a colour frame (none close enough in time, or not registered to it)."""
+
+
+@dataclass(frozen=True)
+class DepthImage:
+    stamp_ns: int
+    raw: np.ndarray           # (H, W) as received: uint16 millimetres or float32 metres
+    metres_per_unit: float
+    header: Any = None        # std_msgs/Header of the depth message, echoed in Instance3DArray
+
+    @property
+    def height(self) -> int:
+        return int(self.raw.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.raw.shape[1])
+
+    def metres(self) -> np.ndarray:
+        """(H, W) float32 metres; converted on demand so only depth actually used pays for it."""
+        if self.metres_per_unit == 1.0:
+            return np.ascontiguousarray(self.raw, dtype=np.float32)
+        return self.raw.astype(np.float32) * np.float32(self.metres_per_unit)
+
+
+def depth_from_array(pixels: np.ndarray, encoding: str, stamp_ns: int, header: Any = None) -> DepthImage:
+    if encoding not in DEPTH_UNITS:
+        raise DepthError(f"depth encoding '{encoding}' is not supported; publish 16UC1 (millimetres) or 32FC1 (metres)")
+    if pixels.ndim != 2:
+        raise DepthError(f"depth must have one channel, got shape {pixels.shape}")
+    return DepthImage(stamp_ns=int(stamp_ns), raw=pixels, metres_per_unit=DEPTH_UNITS[encoding], header=header)
+
+
+def depth_from_msg(msg: Any) -> DepthImage:
+    """A sensor_msgs/Image with depth (viewed in place, not copied). Raises DepthError or ImageConversionError."""
+    encoding = str(msg.encoding)
+    if encoding not in DEPTH_UNITS:
+        raise DepthError(f"depth encoding '{encoding}' is not supported; publish 16UC1 (millimetres) or 32FC1 (metres)")
+    return depth_from_array(image_to_array(msg), encoding, stamp_to_ns(msg.header.stamp), msg.header)
+
+
+class DepthBuffer:
+    """The most recent depth images by stamp. Thread-safe: the executor adds, the inference thread matches."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        if capacity < 1:
+            raise ValueError(f"depth buffer capacity must be at least 1, got {capacity}")
+        self._capacity = capacity
+        self._images: OrderedDict[int, DepthImage] = OrderedDict()
+        self._lock = threading.Lock()
+        self.received = 0
+
+    def add(self, depth: DepthImage) -> None:
+        with self._lock:
+            self._images.pop(depth.stamp_ns, None)
+            self._images[depth.stamp_ns] = depth
+            self.received += 1
+            while len(self._images) > self._capacity:
+                self._images.popitem(last=False)
+
+    def match(self, stamp_ns: int, height: int, width: int, tolerance_s: float) -> DepthImage:
+        """The depth image nearest in time to a colour frame, if within `tolerance_s` and of its size."""
+        with self._lock:
+            images = list(self._images.values())
+        if not images:
+            raise DepthUnavailable("no depth image received yet")
+        nearest = min(images, key=lambda d: abs(d.stamp_ns - stamp_ns))
+        offset_s = abs(nearest.stamp_ns - stamp_ns) / 1e9
+        if offset_s > tolerance_s:
+            raise DepthUnavailable(
+                f"no depth image within {tolerance_s:.3f} s of the colour frame {format_stamp(stamp_ns)} "
+                f"(nearest {format_stamp(nearest.stamp_ns)}, {offset_s:.3f} s away; depth_stamp_tolerance_s)")
+        if (nearest.height, nearest.width) != (height, width):
+            raise DepthUnavailable(
+                f"depth image {nearest.width}x{nearest.height} does not match the colour image {width}x{height}: "
+                f"publish depth registered to the colour camera (e.g. aligned_depth_to_color)")
+        return nearest
+
+
+@dataclass
+class Located:
+    """One instance of an answer placed in 3D."""
+
+    index: int             # position in Answer.instances (= InstanceMaskArray.instances)
+    result: Any            # the engine's InstanceResult
+    geometry: InstanceGeometry
+
+
+@dataclass(frozen=True)
+class Failure3D:
+    index: int
+    prompt_id: str
+    reason: str
+
+
+@dataclass
+class Fusion3D:
+    """The 3D answer for one colour frame."""
+
+    depth: DepthImage | None = None
+    located: list[Located] = field(default_factory=list)
+    failures: list[Failure3D] = field(default_factory=list)
+    problem: str = ""      # why the whole frame got no 3D answer ("" when depth was paired)
+    elapsed_ms: float = 0.0
+
+
+class DepthFusion:
+    """Recent depth images plus the ray table of the current calibration; answers -> Fusion3D."""
+
+    def __init__(self, settings: GeometrySettings | None = None, capacity: int = 8) -> None:
+        self.settings = settings or GeometrySettings()
+        self.settings.validate()
+        self.buffer = DepthBuffer(capacity)
+        self._rays: tuple[tuple, RayTable] | None = None
+
+    def add(self, depth: DepthImage) -> None:
+        self.buffer.add(depth)
+
+    def locate(self, frame: Any, instances: Sequence[Any], camera_info: Any, tolerance_s: float) -> Fusion3D:
+        """Place every instance (InstanceResult with .prediction.mask/.box) of `frame` in 3D.
+
+        Every instance ends up either in `located` or in `failures` with a reason."""
+        started = time.perf_counter()
+        fusion = Fusion3D()
+        try:
+            fusion.depth = self.buffer.match(frame.stamp_ns, frame.height, frame.width, tolerance_s)
+            rays = self.rays_for(camera_info, frame.width, frame.height)
+            scene = DepthScene(fusion.depth.raw, rays, self.settings, fusion.depth.metres_per_unit)
+        except (DepthUnavailable, ProjectionError, GeometryError) as error:
+            fusion.depth = None
+            fusion.problem = f"no 3D for frame {format_stamp(frame.stamp_ns)}: {error}"
+            fusion.failures = [Failure3D(i, r.prediction.prompt_id, str(error)) for i, r in enumerate(instances)]
+            fusion.elapsed_ms = (time.perf_counter() - started) * 1e3
+            return fusion
+        for index, result in enumerate(instances):
+            prediction = result.prediction
+            try:
+                fusion.located.append(Located(index, result, scene.instance(prediction.mask, prediction.box)))
+            except GeometryError as error:
+                fusion.failures.append(Failure3D(index, prediction.prompt_id, str(error)))
+        fusion.elapsed_ms = (time.perf_counter() - started) * 1e3
+        return fusion
+
+    def rays_for(self, camera_info: Any, width: int, height: int) -> RayTable:
+        """The ray table of this calibration (rebuilt only when the calibration changes)."""
+        if camera_info is None:
+            raise ProjectionError("no camera_info received: 3D needs the colour camera's intrinsics")
+        info_size = (int(camera_info.width), int(camera_info.height))
+        if info_size != (0, 0) and info_size != (width, height):
+            raise ProjectionError(f"camera_info is for {info_size[0]}x{info_size[1]} images but the colour image "
+                                  f"is {width}x{height}")
+        fx, fy, cx, cy = intrinsics(camera_info)
+        model, distortion = str(getattr(camera_info, "distortion_model", "")), tuple(float(v) for v in camera_info.d)
+        key = (width, height, fx, fy, cx, cy, model, distortion)
+        if self._rays is None or self._rays[0] != key:
+            self._rays = (key, RayTable.from_calibration(width, height, fx, fy, cx, cy, model, distortion))
+        return self._rays[1]
