@@ -25,15 +25,18 @@ from ovsam_ros.msg import InstanceMaskArray, PromptArray
 from ovsam_ros.srv import Segment, SetVocabulary
 
 from .camera_geometry import ProjectionError, project_to_pixel
+from .depth_fusion import DepthError, DepthFusion, Fusion3D, depth_from_msg
 from .diagnostics import build_status, diagnostic_array
 from .engine import Answer, EngineSettings, PerceptionEngine, parse_text_query
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
+from .instances3d_conversion import Instances3DPublisher, with_3d_markers
 from .markers import label_markers
 from .prompt_conversion import (PromptConversionError, PromptFailure, PromptRequest, click_request,
                                 request_from_prompt_msg, requests_from_detections)
 from .result_conversion import answer_to_msg
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
+from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
 
 try:  # optional: only where vision_msgs is installed (not on PyPI)
@@ -89,6 +92,8 @@ class OVSAMNodeCore:
         self.overlay_pub = node.create_publisher(Image, "overlay", 2)
         self.markers_pub = node.create_publisher(MarkerArray, "markers", 2)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 2)
+        self.depth = DepthFusion()  # depth images by stamp, for 3D instances (optional input)
+        self.outputs_3d = Instances3DPublisher(node)
         node.create_service(Segment, "segment", self._on_segment, callback_group=self._services_group)
         node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary,
                             callback_group=self._services_group)
@@ -156,6 +161,7 @@ class OVSAMNodeCore:
             node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos,
                                      callback_group=self._inputs_group),
             node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos),
+            node.create_subscription(Image, "depth", self._on_depth, qos),
             node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QUEUE_DEPTH,
                                      callback_group=self._prompts_group),
             node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QUEUE_DEPTH,
@@ -206,6 +212,14 @@ class OVSAMNodeCore:
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
+
+    @guarded
+    def _on_depth(self, msg: Image) -> None:
+        try:
+            self.depth.add(depth_from_msg(msg))
+        except (DepthError, ImageConversionError) as error:
+            self.count("depth_rejected")
+            self.problem(f"depth rejected: {error}")
 
     @guarded
     def _on_prompts(self, msg: PromptArray) -> None:
@@ -330,9 +344,9 @@ class OVSAMNodeCore:
         try:
             if self.worker is None:
                 raise RuntimeError("the node is not configured (no model loaded)")
-            spec: str | list[str] = list(request.classes) if len(request.classes) else request.name
-            if not spec:
-                raise ValueError("give a vocabulary name or file, or a list of classes")
+            spec = resolve_vocabulary_request(request.name, list(request.classes), self.settings.vocabulary_dirs)
+            if spec == "default":
+                spec = str(self.engine.predictor.default_vocabulary)
             response.size = self._switch_vocabulary(spec)
             response.success, response.message = True, f"vocabulary has {response.size} classes"
         except Exception as error:  # noqa: BLE001
@@ -358,8 +372,22 @@ class OVSAMNodeCore:
 
             overlay = draw_instances(answer.frame.rgb, [r.prediction for r in answer.instances])
             self.overlay_pub.publish(array_to_image(overlay, "rgb8", header=msg.header))
+        fusion = self._publish_3d(answer, msg.header)
         if self.camera_info is not None and self.markers_pub.get_subscription_count() > 0:
-            self.markers_pub.publish(label_markers(answer, self.camera_info, msg.header))
+            markers = label_markers(answer, self.camera_info, msg.header)
+            self.markers_pub.publish(with_3d_markers(markers, fusion, msg.header) if fusion else markers)
+
+    def _publish_3d(self, answer: Answer, header: Header) -> Fusion3D | None:
+        """3D instances while depth arrives and someone listens. A frame without usable depth gets
+        per-instance failures and a diagnostic, never 3D from the wrong pixels."""
+        if not self.depth.buffer.received or not (self.outputs_3d.wanted() or self.markers_pub.get_subscription_count()):
+            return None
+        fusion = self.depth.locate(answer.frame, answer.instances, self.camera_info, self.settings.depth_stamp_tolerance_s)
+        if fusion.problem:
+            self.count("depth_unmatched")
+            self.problem(fusion.problem)
+        self.outputs_3d.publish(fusion, answer.frame.rgb, header)
+        return fusion
 
     def _publish_diagnostics(self) -> None:
         try:

@@ -24,6 +24,7 @@ class NodeSettings:
     backend: str = "torch"
     precision: str = "fp32"
     vocabulary: str = ""             # empty = the model's own; "lvis", "coco" or a file with one class per line
+    vocabulary_dirs: str = ""        # os.pathsep-separated directories SetVocabulary may read files from
     score_threshold: float = 0.0     # text-query instances below this label probability are not published
     max_instances: int = 50
     top_k: int = 5
@@ -64,6 +65,7 @@ DESCRIPTIONS = {
     "backend": "torch | onnxruntime | tensorrt",
     "precision": "fp32 | fp16 | bf16 (GPU)",
     "vocabulary": "empty = the model's own; lvis, coco, or a file with one class per line",
+    "vocabulary_dirs": "directories (separated by ':') from which the set_vocabulary service may read class files",
     "score_threshold": "text-query instances below this label probability are not published",
     "max_instances": "most instances published per text query",
     "top_k": "classes listed per instance in top_labels",

@@ -1,5 +1,7 @@
-"""ovsam_node with a deliberately slow model, for the overload tests: the real predictor (whatever
-the parameters name) with extra delays in image encoding and decoding."""
+"""ovsam_node with a deliberately slow or faulty model, for the overload and fault tests: the real
+predictor (whatever the parameters name) with extra delays in image encoding and decoding, and,
+with OVSAM_TEST_FAULTS=1, simulated out-of-memory errors: every batch of more than one prompt and
+every third image encoding fail."""
 from __future__ import annotations
 
 import os
@@ -11,22 +13,29 @@ from ovsam_ros.node_core import default_predictor_factory
 
 ENCODE_DELAY_S = float(os.environ.get("OVSAM_TEST_ENCODE_DELAY_S", "0.25"))
 DECODE_DELAY_S = float(os.environ.get("OVSAM_TEST_DECODE_DELAY_S", "0.05"))
+FAULTS = os.environ.get("OVSAM_TEST_FAULTS") == "1"
 
 
 class SlowPredictor:
     def __init__(self, predictor) -> None:
         self._predictor = predictor
+        self._encodes = 0
 
     def __getattr__(self, name):
         return getattr(self._predictor, name)
 
     def set_image(self, *args, **kwargs):
         time.sleep(ENCODE_DELAY_S)
+        self._encodes += 1
+        if FAULTS and self._encodes % 3 == 0:
+            raise RuntimeError("CUDA out of memory (simulated) while encoding the image")
         return self._predictor.set_image(*args, **kwargs)
 
-    def predict(self, *args, **kwargs):
+    def predict(self, prompts, *args, **kwargs):
         time.sleep(DECODE_DELAY_S)
-        return self._predictor.predict(*args, **kwargs)
+        if FAULTS and len(prompts) > 1:
+            raise RuntimeError("CUDA out of memory (simulated) for a batch of %d prompts" % len(prompts))
+        return self._predictor.predict(prompts, *args, **kwargs)
 
 
 if __name__ == "__main__":

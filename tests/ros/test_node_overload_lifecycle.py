@@ -107,3 +107,47 @@ def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
     finally:
         node.close()
+
+
+def test_model_faults_become_prompt_errors_and_the_node_recovers(tiny_weights, monkeypatch):
+    monkeypatch.setenv("OVSAM_TEST_FAULTS", "1")
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "0.0")
+    monkeypatch.setenv("OVSAM_TEST_DECODE_DELAY_S", "0.0")
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tiny_weights), "image_qos": "reliable",
+                          "feature_cache_size": 1}, module="tests.ros.slow_node")
+    try:
+        node.wait_ready()
+        rng = np.random.default_rng(1)
+        reasons: list[str] = []
+        for round_index in range(6):  # a new frame each round: every third encoding fails
+            node.publish_frame(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), 100 + round_index)
+            node.spin_for(0.3)
+            ids = {f"r{round_index}-{k}" for k in range(3)}  # a batch of 3 fails and is retried one by one
+            node.send_prompts([box_prompt(pid, [5, 5, 30, 30]) for pid in sorted(ids)])
+            answers = node.answers_for(ids)
+            reasons += [payload for payload, _ in answers.values() if isinstance(payload, str)]
+        assert any("image encoding failed" in r and "out of memory" in r for r in reasons)
+        assert node.is_alive()
+        assert sum(1 for r in node.results for _ in r.instances) > 0  # the other rounds succeeded
+    finally:
+        node.close()
+
+
+def test_corrupt_checkpoint_fails_configure_with_the_file_named(tiny_weights, tmp_path):
+    import shutil
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_weights, corrupt)
+    victim = sorted(p for p in corrupt.iterdir() if p.suffix in (".pth", ".pt") and "vocab" not in p.name)[0]
+    victim.write_bytes(b"\x80\x04 this is not a checkpoint" * 10)
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(corrupt)}, module="ovsam_ros.lifecycle_node")
+    try:
+        response = node.call(ChangeState, "ovsam_node/change_state",
+                             ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        assert response.success is False
+        assert node.is_alive()
+        state = node.call(GetState, "ovsam_node/get_state", GetState.Request()).current_state.id
+        assert state == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        output = node.close()
+    assert "configure failed" in output and victim.name in output

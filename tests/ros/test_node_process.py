@@ -32,8 +32,12 @@ FRAMES = {stamp: RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8) for stamp in 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     weights = make_tiny_weights(tmp_path_factory.mktemp("tiny-weights"), CLASSES)
+    vocabularies = tmp_path_factory.mktemp("vocabularies")
+    (vocabularies / "kitchen.txt").write_text("# a user's list\nmug\nbowl\nspoon\n")
+    (vocabularies / "corrupt.txt").write_bytes(b"\xff\xfe\x00garbage\x80" * 50)
     harness = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable",
-                             "frame_buffer_size": 2, "camera_timeout_s": 1.0})
+                             "frame_buffer_size": 2, "camera_timeout_s": 1.0, "vocabulary_dirs": str(vocabularies)})
+    harness.vocabularies = vocabularies
     try:
         harness.wait_ready()
         for stamp, rgb in FRAMES.items():
@@ -118,8 +122,15 @@ def test_set_vocabulary_switches_and_keeps_old_on_error(node, tmp_path):
     payload, _ = node.answers_for({"after-switch"})["after-switch"]
     if not isinstance(payload, str):
         assert payload.label in ("mug", "bowl")
-    missing = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(name=str(tmp_path / "nope.txt")))
-    assert not missing.success and missing.size == 2 and "previous vocabulary stays" in missing.message
+    for name, reason in ((str(tmp_path / "nope.txt"), "outside the allowed vocabulary_dirs"),
+                         ("corrupt.txt", "binary file"),
+                         ("../../../../etc/passwd", "outside the allowed vocabulary_dirs"),
+                         ("missing.txt", "does not exist")):
+        refused = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(name=name))
+        assert not refused.success and refused.size == 2, (name, refused.message)
+        assert reason in refused.message and "previous vocabulary stays" in refused.message, refused.message
+    from_file = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(name="kitchen.txt"))
+    assert from_file.success and from_file.size == 3, from_file.message
     restored = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(classes=CLASSES))
     assert restored.success and restored.size == 3
 
@@ -149,3 +160,16 @@ def test_clicked_point_is_projected_with_camera_info(node):
                if pid.startswith("clicked_point-")]
     assert any("behind the camera" in reason for reason in reasons)
     assert any("tf2_ros" in reason or "cannot transform" in reason for reason in reasons)
+
+
+def test_diagnostics_say_when_the_camera_stops(node):
+    node.publish_frame(FRAMES[2_000_000_000], 3_000_000_000)
+    diagnostics = []
+    sub = node.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    node.spin_until(lambda: any("camera stopped" in s.message for d in diagnostics for s in d.status),
+                    "a 'camera stopped' diagnostic (camera_timeout_s = 1)", timeout=15)
+    node.node.destroy_subscription(sub)
+    status = [s for d in diagnostics for s in d.status if "camera stopped" in s.message][-1]
+    assert status.level == status.WARN
+    keys = {kv.key for kv in status.values}
+    assert {"model", "device", "queue_depth", "prompts_received", "frames_dropped"} <= keys

@@ -1,0 +1,39 @@
+"""What a SetVocabulary request may name. Class lists and built-in names are always fine; a file path
+arrives in a message, so it is only opened inside the directories the operator allowed with the
+`vocabulary_dirs` parameter (a message must not make the node read arbitrary files)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BUILTIN_VOCABULARIES = ("lvis", "coco", "default")
+
+
+class VocabularyRequestError(ValueError):
+    pass
+
+
+def resolve_vocabulary_request(name: str, classes: list[str], allowed_dirs: str) -> str | list[str]:
+    """The vocabulary spec to load: the class list, a built-in name, or a validated file path."""
+    if classes:
+        return list(classes)
+    name = name.strip()
+    if not name:
+        raise VocabularyRequestError("give a vocabulary name (lvis, coco, default), a file, or a list of classes")
+    if name in BUILTIN_VOCABULARIES:
+        return name
+    if "\x00" in name or len(name) > 4096:
+        raise VocabularyRequestError("the vocabulary file name is not a valid path")
+    roots = [Path(d).expanduser().resolve() for d in allowed_dirs.split(os.pathsep) if d.strip()]
+    if not roots:
+        raise VocabularyRequestError(
+            f"'{name}' is not a built-in vocabulary ({', '.join(BUILTIN_VOCABULARIES)}), and files are only read "
+            "from directories listed in the node's vocabulary_dirs parameter, which is empty")
+    path = Path(name).expanduser()
+    candidates = [path.resolve()] if path.is_absolute() else [(root / path).resolve() for root in roots]
+    for candidate in candidates:
+        if any(candidate == root or root in candidate.parents for root in roots):
+            if candidate.is_file():
+                return str(candidate)
+            raise VocabularyRequestError(f"vocabulary file {candidate} does not exist")
+    raise VocabularyRequestError(f"'{name}' lies outside the allowed vocabulary_dirs ({allowed_dirs})")

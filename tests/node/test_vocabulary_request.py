@@ -1,0 +1,30 @@
+import os
+
+import pytest
+
+from ovsam_ros.vocabulary_request import VocabularyRequestError, resolve_vocabulary_request
+
+
+def test_lists_and_builtins_pass(tmp_path):
+    assert resolve_vocabulary_request("ignored", ["mug"], "") == ["mug"]
+    assert resolve_vocabulary_request(" lvis ", [], "") == "lvis"
+
+
+def test_files_only_inside_allowed_directories(tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "kitchen.txt").write_text("mug\n")
+    (tmp_path / "secret.txt").write_text("x\n")
+    (allowed / "link.txt").symlink_to(tmp_path / "secret.txt")
+    dirs = os.pathsep.join([str(allowed), str(tmp_path / "other")])
+    assert resolve_vocabulary_request("kitchen.txt", [], dirs) == str(allowed / "kitchen.txt")
+    assert resolve_vocabulary_request(str(allowed / "kitchen.txt"), [], dirs) == str(allowed / "kitchen.txt")
+    for name in ("../secret.txt", str(tmp_path / "secret.txt"), "link.txt", "/etc/passwd"):
+        with pytest.raises(VocabularyRequestError, match="outside the allowed"):
+            resolve_vocabulary_request(name, [], dirs)
+    with pytest.raises(VocabularyRequestError, match="vocabulary_dirs parameter, which is empty"):
+        resolve_vocabulary_request("kitchen.txt", [], "")
+    with pytest.raises(VocabularyRequestError, match="not a valid path"):
+        resolve_vocabulary_request("a\x00b", [], dirs)
+    with pytest.raises(VocabularyRequestError, match="give a vocabulary"):
+        resolve_vocabulary_request("  ", [], dirs)
