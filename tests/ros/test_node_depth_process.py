@@ -1,0 +1,215 @@
+"""ovsam_node as a real process with colour + registered depth + camera_info: prompts and RViz clicks
+come back as Instance3DArray and a labelled cloud; unpaired or unregistered depth gives 2D results,
+per-instance failures and a diagnostic.
+
+The tiny model has random weights, so its masks are arbitrary: the truth is the 2D mask the node
+published for the same prompt. Every 3D point must project into that mask at the depth the test
+published there, and the counts must match what the test computes from the mask and depth itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PointStamped  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
+
+from ovsam_ros.image_conversion import array_to_image  # noqa: E402
+from ovsam_ros.msg import Instance3DArray  # noqa: E402
+from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene  # noqa: E402
+from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights  # noqa: E402
+
+pytestmark = pytest.mark.ros
+CLASSES = ["box", "ball", "wall"]
+SECOND = 1_000_000_000
+FRAME_ID = "camera_color_optical_frame"
+
+
+def scene_images():
+    objects, rendered = default_scene()
+    rgb = np.full((HEIGHT, WIDTH, 3), 150, np.uint8)
+    rgb[rendered.object_id == 1] = (200, 40, 40)
+    rgb[rendered.object_id == 2] = (40, 40, 200)
+    depth_mm = np.round(rendered.depth * 1000).astype(np.uint16)
+    depth_mm[::7, :] = 0  # sensor holes: every 7th row has no depth
+    return objects, rendered, rgb, depth_mm
+
+
+OBJECTS, RENDERED, RGB, DEPTH_MM = scene_images()
+
+
+def stamped(msg, stamp_ns: int):
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, SECOND)
+    msg.header.frame_id = FRAME_ID
+    return msg
+
+
+class DepthClient:
+    """The test's side: publishes colour, depth and camera_info, collects the 3D outputs."""
+
+    def __init__(self, harness: NodeUnderTest) -> None:
+        self.harness = harness
+        node = harness.node
+        reliable = QoSProfile(depth=10)
+        self.depth_pub = node.create_publisher(Image, "depth", reliable)
+        self.clicks_pub = node.create_publisher(PointStamped, "clicked_point", 10)
+        self.answers_3d: list[Instance3DArray] = []
+        self.clouds: list[PointCloud2] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        node.create_subscription(Instance3DArray, "instances_3d", self.answers_3d.append, 10)
+        node.create_subscription(PointCloud2, "instances_cloud", self.clouds.append, 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        harness.spin_until(lambda: self.depth_pub.get_subscription_count() > 0 and
+                           self.clicks_pub.get_subscription_count() > 0 and
+                           node.count_publishers("instances_3d") > 0 and node.count_publishers("instances_cloud") > 0,
+                           "the depth topics to connect")
+
+    def publish(self, colour_stamp_ns: int, depth_stamp_ns: int, depth_mm: np.ndarray = DEPTH_MM) -> None:
+        info = stamped(CameraInfo(width=WIDTH, height=HEIGHT, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0],
+                                  distortion_model="plumb_bob", d=[0.0] * 5), colour_stamp_ns)
+        self.harness.info_pub.publish(info)
+        self.depth_pub.publish(stamped(array_to_image(depth_mm, "16UC1"), depth_stamp_ns))
+        self.harness.image_pub.publish(stamped(array_to_image(RGB, "rgb8"), colour_stamp_ns))
+        self.harness.spin_for(0.5)  # topics are independent: let depth and colour both arrive first
+
+    def answer_3d(self, stamp_ns: int) -> Instance3DArray:
+        def arrived() -> bool:
+            return any(_stamp(a) == stamp_ns for a in self.answers_3d)
+
+        self.harness.spin_until(arrived, f"an Instance3DArray for stamp {stamp_ns}")
+        return next(a for a in self.answers_3d if _stamp(a) == stamp_ns)
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * SECOND + msg.header.stamp.nanosec
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    weights = make_tiny_weights(tmp_path_factory.mktemp("tiny-weights"), CLASSES)
+    harness = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable",
+                             "depth_stamp_tolerance_s": 0.02})
+    try:
+        harness.wait_ready()
+        harness.client = DepthClient(harness)
+        yield harness
+    finally:
+        print(harness.close())
+
+
+def mask_image(instance) -> np.ndarray:
+    """The published 2D mask placed in a full-size image."""
+    full = np.zeros((HEIGHT, WIDTH), bool)
+    roi = instance.roi
+    crop = np.frombuffer(bytes(instance.mask.data), np.uint8).reshape(roi.height, roi.width)
+    full[roi.y_offset:roi.y_offset + roi.height, roi.x_offset:roi.x_offset + roi.width] = crop == 255
+    return full
+
+
+def cloud_points(cloud) -> np.ndarray:
+    formats = {PointField.FLOAT32: "<f4", PointField.UINT32: "<u4", PointField.INT32: "<i4"}
+    dtype = np.dtype({"names": [f.name for f in cloud.fields], "offsets": [f.offset for f in cloud.fields],
+                      "formats": [formats[f.datatype] for f in cloud.fields], "itemsize": cloud.point_step})
+    return np.frombuffer(bytes(cloud.data), dtype=dtype, count=cloud.width)
+
+
+def assert_consistent_with_2d(instance_3d, instance_2d) -> None:
+    """The 3D answer is built from exactly the 2D mask's pixels and the published depth."""
+    mask = mask_image(instance_2d)
+    assert (instance_3d.prompt_id, instance_3d.label, instance_3d.class_index) == (
+        instance_2d.prompt_id, instance_2d.label, instance_2d.class_index)
+    assert instance_3d.mask_pixels == mask.sum()
+    assert instance_3d.depth_pixels == (mask & (DEPTH_MM > 0)).sum()
+    assert 10 <= instance_3d.valid_points <= instance_3d.depth_pixels
+    points = cloud_points(instance_3d.points)
+    assert len(points) == instance_3d.valid_points
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float64)
+    u = np.round(FX * xyz[:, 0] / xyz[:, 2] + CX).astype(int)
+    v = np.round(FY * xyz[:, 1] / xyz[:, 2] + CY).astype(int)
+    assert mask[v, u].all()
+    np.testing.assert_allclose(xyz[:, 2], DEPTH_MM[v, u] / 1000.0, atol=1e-6)
+    centroid = instance_3d.centroid
+    np.testing.assert_allclose(xyz.mean(axis=0), [centroid.x, centroid.y, centroid.z], atol=1e-4)
+
+
+def test_prompts_come_back_in_3d_with_a_labelled_cloud(node):
+    client = node.client
+    client.publish(SECOND, SECOND + 5_000_000)  # depth 5 ms after colour: within the tolerance
+    rows, cols = np.nonzero(RENDERED.mask(0))
+    node.send_prompts([box_prompt("the-box", [cols.min(), rows.min(), cols.max(), rows.max()], stamp_ns=SECOND),
+                       box_prompt("the-ball", [50, 60, 160, 170], stamp_ns=SECOND)])
+    answers = node.answers_for({"the-box", "the-ball"})
+    masks_2d = answers["the-box"][1]
+    answer = client.answer_3d(SECOND)
+    assert answer.header.frame_id == FRAME_ID and answer.depth_header.stamp.nanosec == 5_000_000
+    assert list(answer.failed_instance_indices) == []
+    assert sorted(i.instance_index for i in answer.instances) == list(range(len(masks_2d.instances)))
+    assert len(answer.instances) >= 1
+    for instance_3d in answer.instances:
+        assert_consistent_with_2d(instance_3d, masks_2d.instances[instance_3d.instance_index])
+    node.spin_until(lambda: any(_stamp(c) == SECOND for c in client.clouds), "the labelled cloud")
+    cloud = next(c for c in client.clouds if _stamp(c) == SECOND)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "instance_id", "class_index"]
+    points = cloud_points(cloud)
+    ids, counts = np.unique(points["instance_id"], return_counts=True)
+    assert dict(zip(ids.tolist(), counts.tolist())) == {i.instance_index: i.valid_points for i in answer.instances}
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1)
+    u = np.round(FX * xyz[:, 0] / xyz[:, 2] + CX).astype(int)
+    v = np.round(FY * xyz[:, 1] / xyz[:, 2] + CY).astype(int)
+    packed = points["rgb"].view(np.uint32)
+    np.testing.assert_array_equal(np.stack([packed >> 16 & 255, packed >> 8 & 255, packed & 255], axis=1), RGB[v, u])
+
+
+@pytest.mark.parametrize("case", ["stamp mismatch", "size mismatch"])
+def test_unusable_depth_gives_2d_results_failures_and_a_diagnostic(node, case):
+    client = node.client
+    stamp = (2 if case == "stamp mismatch" else 3) * SECOND
+    if case == "stamp mismatch":
+        client.publish(stamp, stamp + 500_000_000)
+        expected = "no depth image within 0.020 s"
+    else:
+        client.publish(stamp, stamp, depth_mm=np.ascontiguousarray(DEPTH_MM[::2, ::2]))
+        expected = f"does not match the colour image {WIDTH}x{HEIGHT}"
+    node.send_prompts([box_prompt(f"{case}-prompt", [100, 50, 250, 200], stamp_ns=stamp)])
+    payload, masks_2d = node.answers_for({f"{case}-prompt"})[f"{case}-prompt"]
+    assert not isinstance(payload, str), f"the 2D answer failed: {payload}"
+    answer = client.answer_3d(stamp)
+    assert len(answer.instances) == 0
+    assert list(answer.failed_prompt_ids) == [f"{case}-prompt"] and list(answer.failed_instance_indices) == [0]
+    assert expected in answer.failure_reasons[0]
+    node.spin_until(lambda: any(expected in s.message and any(kv.key == "depth_unmatched" for kv in s.values)
+                                for d in client.diagnostics for s in d.status),
+                    "a diagnostic naming the depth problem", timeout=10)
+
+
+def test_rviz_click_on_the_scene_comes_back_in_3d(node):
+    client = node.client
+    stamp = 4 * SECOND
+    client.publish(stamp, stamp)
+    target = RENDERED.surface_points(0).mean(axis=0)  # a point on the box, as RViz's Publish Point gives it
+    click = PointStamped()
+    click.header.frame_id = FRAME_ID
+    click.point.x, click.point.y, click.point.z = (float(v) for v in target)
+    client.clicks_pub.publish(click)
+    node.spin_until(lambda: any(_stamp(a) == stamp and any(i.prompt_id.startswith("clicked_point-")
+                                                           for i in a.instances) for a in client.answers_3d),
+                    "the clicked object in 3D")
+    answer = client.answer_3d(stamp)
+    instance_3d = next(i for i in answer.instances if i.prompt_id.startswith("clicked_point-"))
+    masks_2d = next(r for r in node.results if _stamp(r) == stamp and
+                    any(i.prompt_id == instance_3d.prompt_id for i in r.instances))
+    assert_consistent_with_2d(instance_3d, masks_2d.instances[instance_3d.instance_index])
+    assert node.is_alive()
+
+
+def test_bad_depth_encoding_is_rejected_and_counted(node):
+    client = node.client
+    client.depth_pub.publish(stamped(array_to_image(np.zeros((HEIGHT, WIDTH), np.uint8), "mono8"), 5 * SECOND))
+    node.spin_until(lambda: any(kv.key == "depth_rejected" for d in client.diagnostics for s in d.status
+                                for kv in s.values), "depth_rejected in the diagnostics", timeout=10)
+    assert node.is_alive()
+
