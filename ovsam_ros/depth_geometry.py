@@ -329,35 +329,34 @@ def _upright_box(columns: np.ndarray, centroid: np.ndarray, basis: np.ndarray) -
     # directions first keeps OpenCV's hull (a sort) off thousands of points.
     extremes = np.unique(np.argmax(np.dot(_HULL_DIRECTIONS, footprint), axis=1))
     hull = cv2.convexHull(np.ascontiguousarray(footprint[:, extremes].T)).reshape(-1, 2).astype(np.float64)
-    edges = np.roll(hull, -1, axis=0) - hull
+    edges = np.concatenate((hull[1:], hull[:1])) - hull
     angles = np.mod(np.arctan2(edges[:, 1], edges[:, 0]), np.pi / 2.0)
-    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)   # (E, 2)
-    normals = np.stack([-directions[:, 1], directions[:, 0]], axis=1)
-    along, across = hull @ directions.T, hull @ normals.T              # (H, E)
+    cos, sin = np.cos(angles), np.sin(angles)
+    directions, normals = np.array((cos, sin)), np.array((-sin, cos))  # (2, E) each
+    along, across = hull @ directions, hull @ normals                  # (H, E)
     low_a, high_a, low_b, high_b = along.min(0), along.max(0), across.min(0), across.max(0)
     areas = (high_a - low_a) * (high_b - low_b)
     candidates = np.flatnonzero(areas <= areas.min() * (1.0 + AREA_TIE_TOLERANCE) + 1e-12)
-    best = candidates[0]
+    best = int(candidates[0])
     if candidates.size > 1:
         sample = footprint[:, :: max(1, footprint.shape[1] // CLOSENESS_SAMPLE)].T.astype(np.float64)
-        a, b = sample @ directions[candidates].T, sample @ normals[candidates].T  # (S, C)
+        a, b = sample @ directions[:, candidates], sample @ normals[:, candidates]  # (S, C)
         gaps = np.minimum(np.minimum(a - low_a[candidates], high_a[candidates] - a),
                           np.minimum(b - low_b[candidates], high_b[candidates] - b))
-        best = candidates[int(np.argmin(gaps.mean(axis=0)))]
-    direction, normal = directions[best], normals[best]
+        best = int(candidates[int(np.argmin(gaps.mean(axis=0)))])
+    c, s = float(cos[best]), float(sin[best])
     # The hull came from sampled directions: the extents are measured again on every point.
-    along_all = np.dot(np.stack([direction, normal]).astype(np.float32), footprint)
+    along_all = np.dot(np.array(((c, s), (-s, c)), dtype=np.float32), footprint)
     low, high = along_all.min(axis=1).astype(np.float64), along_all.max(axis=1).astype(np.float64)
     lengths, middle = high - low, (high + low) / 2.0
     first, second, up = basis
-    axis_a = direction[0] * first + direction[1] * second
-    axis_b = normal[0] * first + normal[1] * second
+    axis_a, axis_b = c * first + s * second, c * second - s * first
     if lengths[1] > lengths[0]:  # longer horizontal edge first; (b, -a, up) stays right-handed
         axis_a, axis_b, lengths, middle = axis_b, -axis_a, lengths[::-1], np.array([middle[1], -middle[0]])
     low_h, high_h = float(local[2].min()), float(local[2].max())
     center = centroid + middle[0] * axis_a + middle[1] * axis_b + (low_h + high_h) / 2.0 * up
-    rotation = np.stack([axis_a, axis_b, up], axis=1)
-    return OrientedBox(center=center, rotation=rotation, size=np.array([lengths[0], lengths[1], high_h - low_h]))
+    return OrientedBox(center=center, rotation=np.array((axis_a, axis_b, up)).T,
+                       size=np.array([lengths[0], lengths[1], high_h - low_h]))
 
 
 def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
