@@ -173,3 +173,18 @@ def test_diagnostics_say_when_the_camera_stops(node):
     assert status.level == status.WARN
     keys = {kv.key for kv in status.values}
     assert {"model", "device", "queue_depth", "prompts_received", "frames_dropped"} <= keys
+
+
+def test_overlay_reaches_a_subscriber(node):
+    overlays = []
+    sub = node.node.create_subscription(Image, "overlay", overlays.append, 5)
+    node.spin_until(lambda: node.node.count_publishers("overlay") > 0, "the overlay publisher")
+    node.spin_for(0.5)
+    ids = {f"overlay-{i}" for i in range(4)}
+    node.send_prompts([box_prompt(pid, [4 + i, 4, 40 + i, 30]) for i, pid in enumerate(sorted(ids))])
+    answers = node.answers_for(ids)
+    if all(isinstance(payload, str) for payload, _ in answers.values()):
+        pytest.skip("random tiny weights gave only empty masks")
+    node.spin_until(lambda: overlays, "an overlay image", timeout=15)
+    assert overlays[0].encoding == "rgb8" and (overlays[0].width, overlays[0].height) == (64, 48)
+    node.node.destroy_subscription(sub)
