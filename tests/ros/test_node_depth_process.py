@@ -17,6 +17,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from ovsam_ros.image_conversion import array_to_image  # noqa: E402
 from ovsam_ros.msg import Instance3DArray  # noqa: E402
@@ -60,9 +61,11 @@ class DepthClient:
         self.answers_3d: list[Instance3DArray] = []
         self.clouds: list[PointCloud2] = []
         self.diagnostics: list[DiagnosticArray] = []
+        self.markers: list[MarkerArray] = []
         node.create_subscription(Instance3DArray, "instances_3d", self.answers_3d.append, 10)
         node.create_subscription(PointCloud2, "instances_cloud", self.clouds.append, 10)
         node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        node.create_subscription(MarkerArray, "markers", self.markers.append, 10)
         harness.spin_until(lambda: self.depth_pub.get_subscription_count() > 0 and
                            self.clicks_pub.get_subscription_count() > 0 and
                            node.count_publishers("instances_3d") > 0 and node.count_publishers("instances_cloud") > 0,
@@ -162,6 +165,12 @@ def test_prompts_come_back_in_3d_with_a_labelled_cloud(node):
     v = np.round(FY * xyz[:, 1] / xyz[:, 2] + CY).astype(int)
     packed = points["rgb"].view(np.uint32)
     np.testing.assert_array_equal(np.stack([packed >> 16 & 255, packed >> 8 & 255, packed & 255], axis=1), RGB[v, u])
+    # RViz gets a wire box and a label at the object for each placed instance
+    node.spin_until(lambda: any(m.header.stamp.sec == 1 for a in client.markers for m in a.markers), "3D markers")
+    markers = next(a for a in client.markers if any(m.header.stamp.sec == 1 for m in a.markers)).markers
+    placed = sorted(i.instance_index for i in answer.instances)
+    assert sorted(m.id for m in markers if m.ns == "ovsam_boxes") == placed
+    assert sorted(m.id for m in markers if m.ns == "ovsam_labels_3d") == placed
 
 
 @pytest.mark.parametrize("case", ["stamp mismatch", "size mismatch"])
