@@ -156,6 +156,40 @@ def test_detection3d_array_only_with_vision_msgs(placed):
         import vision_msgs  # noqa: F401
     except ImportError:
         assert detections_3d(placed.fusion, placed.header) is None
-        return
-    msg = detections_3d(placed.fusion, placed.header)  # pragma: no cover - where vision_msgs exists
-    assert [d.results[0].hypothesis.class_id for d in msg.detections] == ["box", "ball"]
+    else:  # pragma: no cover - where vision_msgs exists
+        msg = detections_3d(placed.fusion, placed.header)
+        assert [d.results[0].hypothesis.class_id for d in msg.detections] == ["box", "ball"]
+
+
+def test_detection3d_array_fills_the_vision_msgs_layout(placed, monkeypatch):
+    """vision_msgs is not installable here: stand-ins with its field layout (ROS 2 Humble and later)."""
+    from geometry_msgs.msg import Pose, PoseWithCovariance, Vector3
+
+    from ovsam_ros import instances3d_conversion
+
+    class Detection3DArray:
+        def __init__(self, header=None):
+            self.header, self.detections = header, []
+
+    class Detection3D:
+        def __init__(self, header=None, id=""):
+            self.header, self.id, self.results = header, id, []
+            self.bbox = SimpleNamespace(center=Pose(), size=Vector3())
+
+    class ObjectHypothesisWithPose:
+        def __init__(self):
+            self.hypothesis = SimpleNamespace(class_id="", score=0.0)
+            self.pose = PoseWithCovariance()
+
+    for stand_in in (Detection3DArray, Detection3D, ObjectHypothesisWithPose):
+        monkeypatch.setattr(instances3d_conversion, stand_in.__name__, stand_in)
+    msg = detections_3d(placed.fusion, placed.header)
+    assert msg.header is placed.header
+    box, ball = msg.detections
+    assert (box.id, ball.id) == ("box-prompt", "instance-2")  # text-query instances have no prompt id
+    assert [(d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) for d in msg.detections] == [
+        ("box", 0.75), ("ball", 0.75)]
+    geometry = placed.fusion.located[0].geometry
+    assert (box.bbox.size.x, box.bbox.size.y, box.bbox.size.z) == pytest.approx(tuple(geometry.box.size))
+    assert box.bbox.center.position.x == pytest.approx(geometry.box.center[0])
+    assert box.results[0].pose.pose.position.z == pytest.approx(geometry.centroid[2])
