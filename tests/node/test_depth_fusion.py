@@ -6,9 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ovsam_ros.depth_fusion import (DepthBuffer, DepthError, DepthFusion, DepthUnavailable, depth_from_array,
                                     depth_from_msg)
+from ovsam_ros.image_conversion import ImageConversionError
 from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene
 
 SECOND = 1_000_000_000
@@ -154,3 +157,17 @@ def test_ray_table_is_rebuilt_only_when_the_calibration_changes(scene, answer):
     assert fusion.rays_for(camera_info(), WIDTH, HEIGHT) is first
     distorted = fusion.rays_for(camera_info(d=(-0.2, 0.05, 0.0, 0.0, 0.0)), WIDTH, HEIGHT)
     assert distorted is not first and not np.allclose(distorted.x, first.x)
+
+
+@settings(max_examples=150, deadline=None)
+@given(encoding=st.sampled_from(["16UC1", "32FC1", "mono16", "rgb8", "8UC1", ""]), height=st.integers(-1, 6),
+       width=st.integers(-1, 6), step=st.integers(0, 40), bigendian=st.booleans(), data=st.binary(max_size=200))
+def test_any_depth_message_is_read_or_refused_with_a_reason(encoding, height, width, step, bigendian, data):
+    msg = SimpleNamespace(encoding=encoding, height=height, width=width, step=step, is_bigendian=bigendian, data=data,
+                          header=SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=2)))
+    try:
+        depth = depth_from_msg(msg)
+    except (DepthError, ImageConversionError) as error:
+        assert str(error)
+        return
+    assert depth.raw.shape == (height, width) and depth.metres().dtype == np.float32
