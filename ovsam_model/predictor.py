@@ -17,6 +17,7 @@ from typing import Hashable, Sequence
 import numpy as np
 import torch
 
+from ovsam_model.backends import InferenceBackend, create_backend
 from ovsam_model.everything import grid_points, mask_nms, mask_scores, stability_scores
 from ovsam_model.feature_cache import CachedImage, FeatureCache, image_key
 from ovsam_model.image_input import as_rgb_uint8
@@ -153,8 +154,12 @@ class OVSAMPredictor:
     Thread-safe: one lock serialises calls, so a multi-threaded ROS executor may share it.
     """
 
-    def __init__(self, model: OVSAM, vocabulary: Vocabulary | None = None, *, cache_size: int = 4) -> None:
+    def __init__(self, model: OVSAM, vocabulary: Vocabulary | None = None, *, cache_size: int = 4,
+                 backend: InferenceBackend | None = None) -> None:
         self.model = model.eval()
+        # Runs encode_image/decode (torch eager by default; see ovsam_model.backends); the model
+        # keeps preprocessing, mask upsampling and naming.
+        self.backend = backend if backend is not None else create_backend(self.model, "torch")
         self._cache = FeatureCache(cache_size)
         self._lock = threading.RLock()
         self._model_key: str | None = None
@@ -176,12 +181,16 @@ class OVSAMPredictor:
         vocabulary: str | list[str] | None = None,
         cache_size: int = 4,
         clip_weights: str | Path | None = None,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> "OVSAMPredictor":
         """A predictor for a named model configuration with its weights loaded.
 
         weights_dir None: the weights shipped in the package (ovsam_model/weights/<model>/).
         vocabulary None: the model's own vocabulary file when its weights directory has one
         (see default_vocabulary_spec; the shipped models' case), else LVIS for the released model.
+        backend torch | onnxruntime | tensorrt and precision fp32 | fp16 | bf16: see
+        ovsam_model.backends.create_backend (tensorrt without TensorRT or a GPU falls back, logged).
         """
         from ovsam_model.checkpoint import load_weights
 
@@ -201,7 +210,7 @@ class OVSAMPredictor:
                     f"fetch the weights with `ovsam-model download {config.name}`")
         network = build_model(config, device=resolve_device(device))
         load_weights(network, weights_path, clip_weights=clip_weights)
-        predictor = cls(network, None, cache_size=cache_size)
+        predictor = cls(network, None, cache_size=cache_size, backend=create_backend(network, backend, precision))
         predictor.default_vocabulary = default_vocabulary_spec(config, weights_path)
         if vocabulary is not None:
             predictor.set_vocabulary(vocabulary)
@@ -289,7 +298,7 @@ class OVSAMPredictor:
             height, width = rgb.shape[:2]
             with torch.no_grad():
                 pixels, _ = self.model.preprocess(rgb)
-                features = self.model.encode_image(pixels)
+                features = self.backend.encode_image(pixels)
             resized_height, resized_width = self.model.resized_shape(height, width)
             self._cache.put(key, CachedImage(features, height, width, resized_height, resized_width))
             return key
@@ -376,7 +385,7 @@ class OVSAMPredictor:
         if prompts[0].has_box:
             boxes = torch.as_tensor(np.stack([p.box for p in prompts]), dtype=torch.float32, device=device)
             boxes = boxes * to_network.repeat(2)
-        output = self.model.decode(entry.features, points, labels, boxes)
+        output = self.backend.decode(entry.features, points, labels, boxes)
         return _Decoded([p.prompt_id for p in prompts], output.mask_logits, output.region_embedding)
 
     def _finish(self, entry: CachedImage, decoded: _Decoded, vocabulary: Vocabulary, top_k: int) -> list[InstancePrediction]:
