@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "load-check": "load_check",
     "download": "download",
     "segment": "segment",
+    "bench": "bench",
+    "export-onnx": "export",
     "train": "train",
     "eval": "eval",
 }
