@@ -242,9 +242,9 @@ def bench_variant(model: OVSAM, variant: Variant, frame: np.ndarray, points: dic
                 stopwatch.measure(f"recognition_{count}", lambda: cosine_class_scores(
                     output.region_embedding, vocabulary, float(np.exp(model.config.logit_scale))), record)
                 stopwatch.measure(f"postprocess_{count}", lambda: postprocess(model, output.mask_logits, frame_hw), record)
-        if variant.backend == "onnxruntime":
-            extra["image_part_shares"] = _ort_stage_shares(backend, pixels, scratch)
     peak = memory.read()
+    if variant.backend == "onnxruntime":  # after the memory reading: the profiled session is a second copy
+        extra["image_part_shares"] = _ort_stage_shares(backend, pixels, scratch)
     _derive(stopwatch.samples, options.prompt_counts)
     stages = stopwatch.summary()
     if "image_part_shares" in extra:

@@ -4,7 +4,8 @@ With the defaults (fp32, no channels-last, no compile) it calls OVSAM.encode_ima
 unchanged. The options are for GPUs:
 - precision fp16/bf16 runs both halves under autocast (matmuls and convolutions in half precision,
   normalisations and softmax in fp32); outputs come back as fp32 so callers never see half tensors.
-- channels_last stores the CNN parts (CLIP trunk, FPN) NHWC, which tensor cores prefer.
+- channels_last stores the CNN parts (CLIP trunk, FPN) NHWC, which tensor cores prefer; by default
+  (None) it is on exactly when running fp16/bf16 on a GPU.
 - compile_image = "default" | "reduce-overhead" | "max-autotune" compiles the fixed-shape image
   part with torch.compile; "reduce-overhead" replays it as a CUDA graph.
 """
@@ -32,10 +33,12 @@ class TorchBackend:
     name = "torch"
     fallback_reason = ""  # set by create_backend when this backend stands in for another
 
-    def __init__(self, model: OVSAM, precision: str = "fp32", *, channels_last: bool = False,
+    def __init__(self, model: OVSAM, precision: str = "fp32", *, channels_last: bool | None = None,
                  compile_image: str | None = None) -> None:
         self.model = model.eval()
         self.precision = check_precision(precision)
+        if channels_last is None:
+            channels_last = precision != "fp32" and self.device.type == "cuda"
         self.channels_last = bool(channels_last)
         self.compile_image = compile_image
         if precision == "fp16" and self.device.type == "cpu":
