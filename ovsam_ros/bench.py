@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,8 +244,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     node_log = open(out.parent / "ovsam_ros_bench_node.log", "w")
     node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=node_log, stderr=subprocess.STDOUT)
     camera_process: subprocess.Popen | None = None
-    rclpy.init()
-    probe = rclpy.create_node("ovsam_bench_probe")
+    try:
+        rclpy.init()
+        probe = rclpy.create_node("ovsam_bench_probe")
+    except Exception:
+        _stop(node_process)
+        node_log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     transport_ms: list[float] = []
     end_to_end_ms: list[float] = []
     state: dict[str, Any] = {"measuring": False, "restarts": 0, "answers": 0, "images": 0, "diagnostics": {},
@@ -347,6 +354,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             _stop(camera_process)
         _stop(node_process)
         node_log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     from ovsam_model.benchmark_timing import machine_info
 
     return {
