@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -17,14 +18,19 @@ COUNTS = (1, 3)
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory) -> tuple[int, dict, str]:
     out = tmp_path_factory.mktemp("bench")
-    import os
 
+    previous = os.environ.get("OVSAM_CACHE_DIR")
     os.environ["OVSAM_CACHE_DIR"] = str(out / "cache")  # the ONNX export goes to a private cache
     json_path = out / "bench.json"
-    code = main(["bench", "--quick", "--models", "ovsam-tiny", "--prompts", ",".join(map(str, COUNTS)),
-                 "--repeats", "2", "--warmup", "1", "--frame-size", "96x64", "--vocabulary-size", "30",
-                 "--threads", "1", "--json", str(json_path)])
-    del os.environ["OVSAM_CACHE_DIR"]
+    try:
+        code = main(["bench", "--quick", "--models", "ovsam-tiny", "--prompts", ",".join(map(str, COUNTS)),
+                     "--repeats", "2", "--warmup", "1", "--frame-size", "96x64", "--vocabulary-size", "30",
+                     "--threads", "1", "--json", str(json_path)])
+    finally:
+        if previous is None:
+            del os.environ["OVSAM_CACHE_DIR"]
+        else:
+            os.environ["OVSAM_CACHE_DIR"] = previous
     return code, json.loads(json_path.read_text()), json_path.with_suffix(".md").read_text()
 
 
