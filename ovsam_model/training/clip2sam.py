@@ -33,6 +33,9 @@ class Clip2SamStageSettings:
     prompts_per_image: int = 10
     lr: float = 5e-4
     weight_decay: float = 0.05
+    # The FPN and RoI projection start from scratch while the decoder starts from the teacher's:
+    # they learn at a higher rate.
+    recognition_lr_scale: float = 4.0
 
 
 def init_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
@@ -112,7 +115,12 @@ def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Sta
     # Recognition is trained against base classes only: novel names never enter training.
     text = class_text_embeddings(model, list(BASE_CLASSES))
     params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    decoder_params = list(model.mask_decoder.mask_decoder.parameters())
+    decoder_ids = {id(p) for p in decoder_params}
+    optimizer = torch.optim.AdamW([
+        {"params": decoder_params, "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) not in decoder_ids], "lr_scale": settings.recognition_lr_scale},
+    ], lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng((seed, 6))
 
     def step(i: int) -> dict[str, float]:

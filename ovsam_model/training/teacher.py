@@ -65,7 +65,7 @@ class TeacherSAM(nn.Module):
 
 @dataclass
 class TeacherStageSettings:
-    steps: int = 1000
+    steps: int = 1400
     images_per_step: int = 8
     prompts_per_image: int = 8
     lr: float = 1e-3
