@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,12 +55,11 @@ def run(args: argparse.Namespace) -> int:
     for stage, log in logs.items():
         print(f"  {stage:<9} {log.get('wall_time_s', 0):7.0f} s")
     if args.ship_to:
-        if not stage_run(__import__('pathlib').Path(args.out), "clip2sam").is_done():
+        if not stage_run(Path(args.out), "clip2sam").is_done():
             print("error: --ship-to needs every stage finished; run with --stage all", file=sys.stderr)
             return 1
         from ovsam_model.training.ship import ship
         from ovsam_model.training.teacher import load_teacher
-        from pathlib import Path
 
         model = assemble_model(config, Path(args.out))
         teacher = load_teacher(config, stage_run(Path(args.out), "teacher"))

@@ -89,9 +89,9 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
             ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in class_labels]), BACKGROUND_WEIGHT)
             share = len(class_labels) / (prompts_per_image * len(index))
             loss = loss + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
-            totals["ce"] += share * float(ce)
-            totals["bce"] += share * float(bce)
-            totals["dice"] += share * float(dice)
+            totals["ce"] += share * ce.item()
+            totals["bce"] += share * bce.item()
+            totals["dice"] += share * dice.item()
     return loss, totals
 
 

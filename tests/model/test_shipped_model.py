@@ -87,3 +87,17 @@ def test_box_and_point_prompted_masks(figures) -> None:
 def test_recognition_of_base_and_novel_classes(figures) -> None:
     assert figures["acc_base"] >= MIN_ACC_BASE
     assert figures["acc_novel"] >= MIN_ACC_NOVEL
+
+
+def test_eval_command_prints_the_table_and_writes_the_issues_json_keys(tmp_path, capsys) -> None:
+    from ovsam_model.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "ovsam-shapes", "--scenes", "4", "--threads", "1", "--json", str(out)]) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    for key in ("box_miou", "point_miou", "acc_base", "acc_novel"):
+        assert 0.0 <= result[key] <= 1.0 or result[key] != result[key]  # NaN when a split is empty
+    assert result["n_instances"] >= 4 and "baseline" in result
+    assert "teacher SAM + CLIP crop" in capsys.readouterr().out

@@ -117,3 +117,15 @@ def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path)
     vocabulary = load_vocabulary_file(written["vocabulary"])
     assert len(vocabulary) == 42 and vocabulary.dim == CONFIG.text_dim
     assert json.loads((out / "training_log.json").read_text())["clip"]["steps"] == 4
+
+
+def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
+    from ovsam_model.cli import main
+
+    ship_dir = tmp_path / "shipped"
+    assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--ship-to", str(ship_dir)]) == 0
+    assert all((ship_dir / name).is_file() for name in CONFIG.weight_files.values())
+    assert load_weights(build_model(CONFIG), ship_dir, strict=True).complete
+    # A second call finds every stage done and retrains nothing.
+    assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.count("done already") == 4
