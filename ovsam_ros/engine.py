@@ -6,6 +6,7 @@ is testable with a predictor and numpy arrays.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import defaultdict
@@ -164,7 +165,8 @@ class PerceptionEngine:
                                         points_per_side=self.settings.everything_points_per_side)
         if answer is not None:
             answer.timings_ms["text_query"] = (time.perf_counter() - started) * 1e3
-        return [p for p in found if p.score >= self.settings.score_threshold]
+        # Text-query instances answer no prompt: their prompt_id is empty (InstanceMask's contract).
+        return [dataclasses.replace(p, prompt_id="") for p in found if p.score >= self.settings.score_threshold]
 
     def segment_image(self, frame: Frame, requests: Sequence[PromptRequest], text_queries: Sequence[str]) -> Answer:
         """The synchronous service: prompts and text queries on one frame."""
