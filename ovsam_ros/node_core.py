@@ -121,7 +121,11 @@ class OVSAMNodeCore:
         try:
             updated.validate()
             if updated.vocabulary != self.settings.vocabulary and self.engine is not None:
-                self._switch_vocabulary(updated.vocabulary)
+                # set_parameters is a service any participant can call: a file named at run time is
+                # held to the same vocabulary_dirs rule as SetVocabulary.
+                spec = (resolve_vocabulary_request(updated.vocabulary, [], updated.vocabulary_dirs)
+                        if updated.vocabulary else "")
+                self._switch_vocabulary("" if spec == "default" else spec)
         except Exception as error:  # noqa: BLE001
             return SetParametersResult(successful=False, reason=str(error))
         self.settings = updated
@@ -355,7 +359,9 @@ class OVSAMNodeCore:
         return response
 
     def _switch_vocabulary(self, spec: str | list[str]) -> int:
-        size = self.worker.call(lambda: self.engine.set_vocabulary(spec or ""), timeout=self.settings.service_timeout_s)
+        # An empty `vocabulary` parameter means the model's own vocabulary, as at start-up.
+        spec = spec or str(self.engine.predictor.default_vocabulary)
+        size = self.worker.call(lambda: self.engine.set_vocabulary(spec), timeout=self.settings.service_timeout_s)
         self._model_info["vocabulary_size"] = str(size)
         return size
 

@@ -188,3 +188,42 @@ def test_overlay_reaches_a_subscriber(node):
     node.spin_until(lambda: overlays, "an overlay image", timeout=15)
     assert overlays[0].encoding == "rgb8" and (overlays[0].width, overlays[0].height) == (64, 48)
     node.node.destroy_subscription(sub)
+
+
+def test_runtime_parameters(node):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    def set_parameter(name: str, value) -> tuple[bool, str]:
+        if isinstance(value, str):
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        elif isinstance(value, float):
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        else:
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        response = node.call(SetParameters, "ovsam_node/set_parameters",
+                             SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value)]))
+        return response.results[0].successful, response.results[0].reason
+
+    assert set_parameter("score_threshold", 0.5) == (True, "")
+    assert set_parameter("top_k", 2) == (True, "")
+    ok, reason = set_parameter("frame_buffer_size", 50)
+    assert not ok and "configure time" in reason
+    ok, reason = set_parameter("score_threshold", 3.0)
+    assert not ok and "score_threshold" in reason
+    assert set_parameter("vocabulary", "coco") == (True, "")
+    node.send_prompts([box_prompt("coco-label", [5, 5, 40, 30])])
+    payload, _ = node.answers_for({"coco-label"})["coco-label"]
+    if not isinstance(payload, str):
+        from ovsam_model.vocabulary import builtin_class_names
+
+        assert payload.label in builtin_class_names("coco") and len(payload.top_labels) == 2
+    assert set_parameter("vocabulary", "") == (True, "")  # back to the model's own
+    node.send_prompts([box_prompt("own-label", [5, 5, 40, 30])])
+    payload, _ = node.answers_for({"own-label"})["own-label"]
+    if not isinstance(payload, str):
+        assert payload.label in CLASSES
+    ok, reason = set_parameter("vocabulary", "/etc/hostname")  # a file outside vocabulary_dirs
+    assert not ok and "outside the allowed vocabulary_dirs" in reason
+    assert set_parameter("vocabulary", "kitchen.txt") == (True, "")
+    assert set_parameter("score_threshold", 0.0) == (True, "") and set_parameter("top_k", 5) == (True, "")
