@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ovsam_ros.processes import REPO_ROOT, child_environment, stop_process
 TRACK_PROMPT_ID = "bench-track"
 DEFAULT_JSON = "out/bench/ovsam_ros_bench.json"
 FRAME_CYCLE = 30  # distinct pre-rendered frames the camera cycles through
@@ -202,22 +202,7 @@ def format_summary(result: dict[str, Any]) -> str:
 # -- the probe ---------------------------------------------------------------------------------------
 
 def _isolated_environment(domain_id: int | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 100 + os.getpid() % 100)
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(2)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return child_environment(domain_id if domain_id is not None else 100 + os.getpid() % 100)
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,7 +233,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         rclpy.init()
         probe = rclpy.create_node("ovsam_bench_probe")
     except Exception:
-        _stop(node_process)
+        stop_process(node_process)
         node_log.close()
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -345,14 +330,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             spin_until(lambda: False, 1.2)  # one more diagnostics message, covering the end of the phase
             phases.append(summarize(list(transport_ms), list(end_to_end_ms), dict(state["diagnostics"]),
                                     measured, rate))
-            _stop(camera_process)
+            stop_process(camera_process)
             camera_process = None
     finally:
         probe.destroy_node()
         rclpy.try_shutdown()
         if camera_process is not None:
-            _stop(camera_process)
-        _stop(node_process)
+            stop_process(camera_process)
+        stop_process(node_process)
         node_log.close()
         shutil.rmtree(scratch, ignore_errors=True)
     from ovsam_model.benchmark_timing import machine_info

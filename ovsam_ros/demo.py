@@ -8,7 +8,6 @@ truth (mask IoU, label) and timed; overlay pictures are written to --out.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -19,11 +18,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ovsam_ros.processes import REPO_ROOT, child_environment, stop_process
+
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -83,8 +83,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "-p", f"model:={args.model}", "-p", f"device:={args.device}", "-p", "text_rate_hz:=0.5"]
     if args.weights:
         node_cmd += ["-p", f"weights_dir:={args.weights}"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = child_environment()
     log_path = out / "node.log"
     node_log = open(log_path, "w")
     print(f"[demo] starting ovsam_node ({args.model}); its log: {log_path}")
@@ -244,11 +243,7 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         client.destroy_node()
         rclpy.try_shutdown()
-        node_process.send_signal(2)
-        try:
-            node_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node_process.kill()
+        stop_process(node_process)
         node_log.close()
 
 

@@ -7,10 +7,10 @@ import sys
 from typing import Sequence
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from .node_core import OVSAMNodeCore
+from .processes import spin_until_shutdown
 
 
 class OVSAMLifecycleNode(LifecycleNode):
@@ -49,17 +49,8 @@ class OVSAMLifecycleNode(LifecycleNode):
 def main(argv: Sequence[str] | None = None) -> int:
     rclpy.init(args=list(argv) if argv is not None else sys.argv)
     node = OVSAMLifecycleNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
     print("ovsam_lifecycle_node ready (unconfigured)", flush=True)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
     return 0
 
 

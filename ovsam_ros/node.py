@@ -9,10 +9,10 @@ import sys
 from typing import Sequence
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from .node_core import OVSAMNodeCore
+from .processes import spin_until_shutdown
 
 
 class OVSAMNode(Node):
@@ -36,17 +36,8 @@ def main(argv: Sequence[str] | None = None, predictor_factory=None) -> int:
         print(f"ovsam_node: cannot start: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
     print("ovsam_node ready", flush=True)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
     return 0
 
 

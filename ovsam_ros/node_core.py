@@ -32,7 +32,7 @@ from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
 from .instances3d_conversion import Instances3DPublisher, with_3d_markers
 from .markers import label_markers
-from .prompt_conversion import (PromptConversionError, PromptFailure, PromptRequest, click_request,
+from .prompt_conversion import (PromptConversionError, PromptFailure, click_request,
                                 request_from_prompt_msg, requests_from_detections)
 from .result_conversion import answer_to_msg
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import array
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ovsam_ros.processes import REPO_ROOT, child_environment, stop_process
+
 
 
 def answer_kind(reason: str) -> str:
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> dict:
                 "-p", f"model:={args.model}", "-p", f"max_pending_prompts:={args.max_pending}"]
     if args.weights:
         node_cmd += ["-p", f"weights_dir:={args.weights}"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = child_environment()
     node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
     rclpy.init()
@@ -170,11 +169,7 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         client.destroy_node()
         rclpy.try_shutdown()
-        node_process.send_signal(2)
-        try:
-            node_process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node_process.kill()
+        stop_process(node_process)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
