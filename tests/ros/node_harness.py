@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import array
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -117,13 +116,23 @@ class NodeUnderTest:
         self.spin_until(collect, f"answers for {sorted(prompt_ids)}", timeout)
         return found
 
-    def call(self, srv_type, name: str, request, timeout: float = TIMEOUT):
+    def call(self, srv_type, name: str, request, timeout: float = TIMEOUT, retries: int = 2):
+        """Call a service. A first request can be lost while DDS is still matching the reply channel
+        (service_is_ready only covers the request side), so idempotent calls are re-sent."""
         client = self.node.create_client(srv_type, name)
         try:
             self.spin_until(client.service_is_ready, f"service '{name}'", timeout)
-            future = client.call_async(request)
-            self.spin_until(future.done, f"the answer of '{name}'", timeout)
-            return future.result()
+            self.spin_for(0.2)
+            for attempt in range(retries + 1):
+                future = client.call_async(request)
+                last = attempt == retries
+                try:
+                    self.spin_until(future.done, f"the answer of '{name}'", timeout if last else 15.0)
+                    return future.result()
+                except AssertionError:
+                    if last:
+                        raise
+                    client.remove_pending_request(future)
         finally:
             self.node.destroy_client(client)
 

@@ -99,9 +99,16 @@ def call(ros, srv_type, name: str, request):
     client = node.create_client(srv_type, name)
     try:
         spin_until(node, executor, client.service_is_ready, TIMEOUT, f"service '{name}'")
-        future = client.call_async(request)
-        spin_until(node, executor, future.done, TIMEOUT, f"the answer of '{name}'")
-        return future.result()
+        # A first request can be lost while the reply channel is still being matched: re-send once.
+        for attempt in range(2):
+            future = client.call_async(request)
+            try:
+                spin_until(node, executor, future.done, 15.0 if attempt == 0 else TIMEOUT, f"the answer of '{name}'")
+                return future.result()
+            except AssertionError:
+                if attempt == 1:
+                    raise
+                client.remove_pending_request(future)
     finally:
         node.destroy_client(client)
 

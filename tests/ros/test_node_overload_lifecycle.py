@@ -80,9 +80,9 @@ def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights
     node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tmp_path / "missing")},
                          module="ovsam_ros.lifecycle_node")
     try:
-        def transition(transition_id: int) -> bool:
+        def transition(transition_id: int) -> bool:  # not idempotent: sent once
             return node.call(ChangeState, "ovsam_node/change_state",
-                             ChangeState.Request(transition=Transition(id=transition_id))).success
+                             ChangeState.Request(transition=Transition(id=transition_id)), retries=0).success
 
         def state() -> int:
             return node.call(GetState, "ovsam_node/get_state", GetState.Request()).current_state.id
@@ -142,8 +142,10 @@ def test_corrupt_checkpoint_fails_configure_with_the_file_named(tiny_weights, tm
     victim.write_bytes(b"\x80\x04 this is not a checkpoint" * 10)
     node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(corrupt)}, module="ovsam_ros.lifecycle_node")
     try:
+        assert node.call(GetState, "ovsam_node/get_state", GetState.Request()).current_state.id \
+            == State.PRIMARY_STATE_UNCONFIGURED  # also opens the service connection before the one-shot call
         response = node.call(ChangeState, "ovsam_node/change_state",
-                             ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+                             ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)), retries=0)
         assert response.success is False
         assert node.is_alive()
         state = node.call(GetState, "ovsam_node/get_state", GetState.Request()).current_state.id
