@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -45,10 +45,10 @@ except ImportError:  # pragma: no cover - exercised where vision_msgs exists
     Detection2DArray = None
 
 MAX_PROMPTS_PER_MESSAGE = 256
-# Prompt topics keep a deep reader history: a prompt that DDS overwrites before the callback runs
-# could never be answered. Images keep a short one: stale frames are meant to be dropped.
-PROMPT_QUEUE_DEPTH = 1000
-RESULT_QUEUE_DEPTH = 100
+# Prompt topics keep every sample (reliable, KEEP_ALL): a prompt that DDS overwrote before the
+# callback ran could never be answered. Images keep a short history: stale frames are meant to go.
+PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+RESULT_QUEUE_DEPTH = 1000
 
 
 def guarded(method: Callable) -> Callable:
@@ -166,17 +166,17 @@ class OVSAMNodeCore:
                                      callback_group=self._inputs_group),
             node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos),
             node.create_subscription(Image, "depth", self._on_depth, qos),
-            node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QUEUE_DEPTH,
+            node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QOS,
                                      callback_group=self._prompts_group),
-            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QUEUE_DEPTH,
+            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QOS,
                                      callback_group=self._prompts_group),
-            node.create_subscription(Point, "image_click", self._on_image_click, PROMPT_QUEUE_DEPTH,
+            node.create_subscription(Point, "image_click", self._on_image_click, PROMPT_QOS,
                                      callback_group=self._prompts_group),
             node.create_subscription(String, "text_query", self._on_text_query, 10),
         ]
         if Detection2DArray is not None:
             self._subscriptions.append(node.create_subscription(
-                Detection2DArray, "detections", self._on_detections, PROMPT_QUEUE_DEPTH, callback_group=self._prompts_group))
+                Detection2DArray, "detections", self._on_detections, PROMPT_QOS, callback_group=self._prompts_group))
 
     def deactivate(self) -> None:
         for subscription in self._subscriptions:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import Point
-    from rclpy.qos import QoSProfile
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> dict:
     rclpy.init()
     client = rclpy.create_node("ovsam_soak")
     image_pub = client.create_publisher(Image, "image", QoSProfile(depth=5))
-    prompts_pub = client.create_publisher(PromptArray, "prompts", 1000)
+    prompts_pub = client.create_publisher(
+        PromptArray, "prompts", QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE))
     text_pub = client.create_publisher(String, "text_query", 10)
     answers: dict[str, tuple[float, str]] = {}
     dropped = [0]
@@ -77,11 +78,16 @@ def run(args: argparse.Namespace) -> dict:
         for prompt_id, reason in zip(msg.failed_prompt_ids, msg.failure_reasons):
             answers.setdefault(prompt_id, (now, answer_kind(reason)))
 
+    node_counts: dict[str, int] = {}
+
     def on_diagnostics(msg: DiagnosticArray) -> None:
+        # The node's own count tells a prompt it never answered from an answer lost on the way back.
         for status in msg.status:
             for kv in status.values:
                 if kv.key == "frames_dropped":
                     dropped[0] = int(kv.value)
+                if kv.key in ("prompts_received", "prompts_answered", "prompts_failed", "prompts_rejected_overload"):
+                    node_counts[kv.key] = int(kv.value)
 
     client.create_subscription(InstanceMaskArray, "instances", on_instances, 1000)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
@@ -164,6 +170,7 @@ def run(args: argparse.Namespace) -> dict:
             "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
             "rss_growth": (rss_end - rss_warm) / rss_warm if rss_warm else None,
             "node_alive": node_process.poll() is None,
+            "node_counts": dict(node_counts),
         })
         return report
     finally:
