@@ -13,12 +13,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def isolated_ros_environment() -> dict[str, str]:
     """Environment for this test run: its own DDS domain, discovery limited to this host."""
-    env = dict(os.environ)
-    env.setdefault("OVSAM_TEST_DOMAIN_ID", str(1 + os.getpid() % 200))
-    env["ROS_DOMAIN_ID"] = env["OVSAM_TEST_DOMAIN_ID"]
+    from ovsam_ros.processes import child_environment
+
+    domain_id = int(os.environ.get("OVSAM_TEST_DOMAIN_ID", 1 + os.getpid() % 200))
+    env = child_environment(domain_id)
+    env["OVSAM_TEST_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
