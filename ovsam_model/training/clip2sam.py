@@ -134,8 +134,7 @@ def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Sta
 
     log = train_loop(run, "clip2sam", settings.steps,
                      {"mask_decoder": model.mask_decoder, "fpn_neck": model.fpn_neck}, optimizer, settings.lr, step,
-                     rng_state=lambda: rng.bit_generator.state,
-                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+                     data_rng=rng)
     model.eval()
     run.save_final({"mask_decoder": model.mask_decoder.state_dict(), "fpn_neck": model.fpn_neck.state_dict()}, log)
     return log

@@ -79,8 +79,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
         return {"contrastive": loss.item()}
 
     log = train_loop(run, "clip", settings.steps, {"clip": clip}, optimizer, settings.lr, step,
-                     rng_state=lambda: rng.bit_generator.state,
-                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+                     data_rng=rng)
     clip.eval()
     log["crop_accuracy"] = crop_accuracy(clip, tokenizer, crops, config)
     run.save_final({"clip": clip.state_dict()}, log)

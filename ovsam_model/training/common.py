@@ -60,7 +60,7 @@ class StageRun:
     def load_final(self) -> dict[str, Any]:
         if not self.is_done():
             raise FileNotFoundError(f"{self.final_path} does not exist: run this training stage first")
-        return torch.load(self.final_path, map_location="cpu", weights_only=False)
+        return torch.load(self.final_path, map_location="cpu", weights_only=True)
 
 
 def _atomic_save(payload: Any, path: Path) -> None:
@@ -78,23 +78,23 @@ def train_loop(
     base_lr: float,
     step_fn: Callable[[int], dict[str, float]],
     warmup: int = 50,
-    rng_state: Callable[[], Any] | None = None,
-    set_rng_state: Callable[[Any], None] | None = None,
+    data_rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
     """Runs `step_fn(step)` for `steps` steps with a cosine learning rate, saving a checkpoint every
-    minute so an interrupted run resumes where it stopped. `step_fn` returns named loss values.
+    minute so an interrupted run resumes where it stopped (torch's and `data_rng`'s states included,
+    so a resumed run draws the same batches). `step_fn` returns named loss values.
     Returns a log: first/last loss averages and the wall time."""
     run.directory.mkdir(parents=True, exist_ok=True)
     start_step, history, elapsed_before = 0, [], 0.0
     if run.checkpoint_path.is_file():
-        state = torch.load(run.checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)
         for key, module in modules.items():
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])
         start_step, history, elapsed_before = state["step"], state["history"], state["elapsed"]
         torch.set_rng_state(state["torch_rng"])
-        if set_rng_state is not None and state.get("data_rng") is not None:
-            set_rng_state(state["data_rng"])
+        if data_rng is not None and state.get("data_rng") is not None:
+            data_rng.bit_generator.state = state["data_rng"]
         print(f"[{name}] resuming at step {start_step}/{steps}")
     started = time.monotonic()
     last_save = started
@@ -116,7 +116,7 @@ def train_loop(
                 "history": history,
                 "elapsed": elapsed_before + now - started,
                 "torch_rng": torch.get_rng_state(),
-                "data_rng": rng_state() if rng_state is not None else None,
+                "data_rng": data_rng.bit_generator.state if data_rng is not None else None,
             }, run.checkpoint_path)
             last_save = now
     bar.close()

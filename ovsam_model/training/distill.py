@@ -89,8 +89,7 @@ def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Stag
         return {"mse": loss.item()}
 
     log = train_loop(run, "distill", settings.steps, {"adapter": adapter}, optimizer, settings.lr, step,
-                     rng_state=lambda: rng.bit_generator.state,
-                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+                     data_rng=rng)
     adapter.eval()
     log["target_mean_square"] = float(np.mean(targets[:256].astype(np.float32) ** 2))
     run.save_final({"neck_student": adapter.state_dict()}, log)

@@ -115,8 +115,7 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
         return {"bce": bce.item(), "dice": dice.item()}
 
     log = train_loop(run, "teacher", settings.steps, {"teacher": teacher}, optimizer, settings.lr, step,
-                     rng_state=lambda: rng.bit_generator.state,
-                     set_rng_state=lambda s: setattr(rng.bit_generator, "state", s))
+                     data_rng=rng)
     run.save_final({"teacher": teacher.state_dict()}, log)
     return log
 

@@ -129,3 +129,36 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
     assert capsys.readouterr().out.count("done already") == 4
+
+
+def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
+    from ovsam_model.training import common
+
+    monkeypatch.setattr(common, "CHECKPOINT_EVERY_S", -1.0)  # checkpoint after every step
+
+    def run(stop_at: int | None) -> list[int]:
+        module = torch.nn.Linear(2, 1)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+        rng = np.random.default_rng(7)
+        drawn: list[int] = []
+
+        def step(i: int) -> dict[str, float]:
+            if i == stop_at:
+                raise KeyboardInterrupt
+            drawn.append(int(rng.integers(1000)))
+            loss = module(torch.ones(1, 2)).pow(2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return {"loss": loss.item()}
+
+        common.train_loop(common.StageRun(tmp_path / "stage"), "t", 6,
+                          {"m": module}, optimizer, 1e-2, step, warmup=1, data_rng=rng)
+        return drawn
+
+    rng = np.random.default_rng(7)
+    reference = [int(rng.integers(1000)) for _ in range(6)]
+    with pytest.raises(KeyboardInterrupt):
+        run(stop_at=3)
+    assert (tmp_path / "stage" / "checkpoint.pt").is_file()
+    assert run(stop_at=None) == reference[3:]  # resumed at step 3 with the data stream where it was

@@ -41,12 +41,9 @@ def start_python(module: str, *args: str, env: dict[str, str] | None = None) -> 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> str:
     """Stop a started process (SIGINT, then kill) and return what it printed."""
-    if process.poll() is None:
-        process.send_signal(2)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    from ovsam_ros.processes import stop_process
+
+    stop_process(process, timeout)
     output, _ = process.communicate()
     return output or ""
 
