@@ -209,8 +209,14 @@ def test_rviz_click_on_the_scene_comes_back_in_3d(node):
                     "the clicked object in 3D")
     answer = client.answer_3d(stamp)
     instance_3d = next(i for i in answer.instances if i.prompt_id.startswith("clicked_point-"))
-    masks_2d = next(r for r in node.results if _stamp(r) == stamp and
-                    any(i.prompt_id == instance_3d.prompt_id for i in r.instances))
+
+    def matching_2d_result():
+        return next((r for r in node.results if _stamp(r) == stamp and
+                     any(i.prompt_id == instance_3d.prompt_id for i in r.instances)), None)
+
+    # The 2D and 3D answers travel on separate topics: either may be delivered first.
+    node.spin_until(lambda: matching_2d_result() is not None, "the clicked object's 2D masks")
+    masks_2d = matching_2d_result()
     assert_consistent_with_2d(instance_3d, masks_2d.instances[instance_3d.instance_index])
     assert node.is_alive()
 
