@@ -138,6 +138,8 @@ class OVSAMNodeCore:
         settings.top_k = self.settings.top_k
         settings.score_threshold = self.settings.score_threshold
         settings.max_instances = self.settings.max_instances
+        if self.worker is not None:
+            self.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
 
     # -- lifecycle -----------------------------------------------------------------------------
     def configure(self) -> None:
@@ -151,6 +153,7 @@ class OVSAMNodeCore:
         self.engine = PerceptionEngine(predictor, engine_settings)
         self.worker = InferenceWorker(self.engine, self._publish_answer,
                                       max_pending_prompts=settings.max_pending_prompts,
+                                      max_prompt_wait_s=settings.max_prompt_wait_s,
                                       log_error=self.logger.error)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
                             "backend": settings.backend, "vocabulary_size": str(predictor.vocabulary.size)}

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
@@ -17,6 +18,8 @@ class PromptRequest:
     spec: PromptSpec
     stamp_ns: int = 0          # 0 = the latest frame
     track: bool = False
+    # When the node took it in (time.monotonic()): the queue policy fails prompts that waited too long.
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def prompt_id(self) -> str:

@@ -13,7 +13,8 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 IMAGE_QOS = ("sensor_data", "reliable")
 
 # Parameters that take effect while the node runs; the others are read when the node configures.
-RUNTIME_PARAMETERS = ("vocabulary", "score_threshold", "max_instances", "top_k", "text_rate_hz", "publish_overlay")
+RUNTIME_PARAMETERS = ("vocabulary", "score_threshold", "max_instances", "top_k", "text_rate_hz", "publish_overlay",
+                      "max_prompt_wait_s")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class NodeSettings:
     image_qos: str = "sensor_data"
     use_compressed: bool = False
     max_pending_prompts: int = 1000
+    max_prompt_wait_s: float = 2.0
     service_timeout_s: float = 60.0
     track_lost_after: int = 3
     camera_timeout_s: float = 2.0
@@ -51,7 +53,7 @@ class NodeSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"parameter '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("text_rate_hz", "service_timeout_s", "camera_timeout_s", "depth_stamp_tolerance_s"):
+        for name in ("text_rate_hz", "max_prompt_wait_s", "service_timeout_s", "camera_timeout_s", "depth_stamp_tolerance_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter '{name}' must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -76,6 +78,8 @@ DESCRIPTIONS = {
     "image_qos": "sensor_data (best effort) | reliable",
     "use_compressed": "subscribe to image/compressed instead of image",
     "max_pending_prompts": "prompts queued beyond this are answered with an 'overloaded' failure",
+    "max_prompt_wait_s": "a prompt still queued after this long is answered 'overloaded' instead of segmented "
+                         "(bounds latency under load)",
     "service_timeout_s": "longest a segment or set_vocabulary call waits for the inference thread",
     "track_lost_after": "consecutive misses after which a track is dropped",
     "camera_timeout_s": "diagnostics warn when no image arrived for this long",

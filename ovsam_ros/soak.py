@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> dict:
     from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
 
     node_cmd = [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-p", "image_qos:=reliable",
-                "-p", f"model:={args.model}", "-p", f"max_pending_prompts:={args.max_pending}"]
+                "-p", f"model:={args.model}", "-p", f"max_pending_prompts:={args.max_pending}",
+                "-p", f"max_prompt_wait_s:={args.max_wait}"]
     if args.weights:
         node_cmd += ["-p", f"weights_dir:={args.weights}"]
     env = child_environment()
@@ -86,7 +87,10 @@ def run(args: argparse.Namespace) -> dict:
             for kv in status.values:
                 if kv.key == "frames_dropped":
                     dropped[0] = int(kv.value)
-                if kv.key in ("prompts_received", "prompts_answered", "prompts_failed", "prompts_rejected_overload"):
+                if kv.key in ("prompt_wait_ms_p95", "queue_depth"):
+                    node_counts[kv.key] = float(kv.value)
+                if kv.key in ("prompts_received", "prompts_answered", "prompts_failed", "prompts_rejected_overload",
+                              "prompts_expired_in_queue"):
                     node_counts[kv.key] = int(kv.value)
 
     client.create_subscription(InstanceMaskArray, "instances", on_instances, 1000)
@@ -108,6 +112,8 @@ def run(args: argparse.Namespace) -> dict:
         next_frame = next_prompt = started
         frame_index = prompt_index = 0
         rss_warm = None
+        rss_samples: list[tuple[float, int]] = []
+        next_rss = started
         rng = np.random.default_rng(args.seed)
         while time.monotonic() - started < args.duration:
             now = time.monotonic()
@@ -145,8 +151,11 @@ def run(args: argparse.Namespace) -> dict:
                 sent[prompt.id] = time.monotonic()
                 prompt_index += 1
                 next_prompt += 1.0 / args.prompt_hz
-            if rss_warm is None and now - started > args.warmup:
-                rss_warm = rss_kib(node_process.pid)
+            if now >= next_rss:
+                rss_samples.append((now - started, rss_kib(node_process.pid)))
+                next_rss += 1.0
+                if rss_warm is None and now - started > args.warmup:
+                    rss_warm = rss_samples[-1][1]
             rclpy.spin_once(client, timeout_sec=0.0005)
         text_pub.publish(String(data=""))
         drain_deadline = time.monotonic() + args.drain_timeout
@@ -156,6 +165,9 @@ def run(args: argparse.Namespace) -> dict:
             rclpy.spin_once(client, timeout_sec=0.05)
         rss_end = rss_kib(node_process.pid)
         latencies = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items() if p in answers)
+        served = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items()
+                        if p in answers and answers[p][1] == "instance")
+        after_warmup = [kib for t, kib in rss_samples if t > args.warmup]
         kinds: dict[str, int] = {}
         for prompt_id in sent:
             if prompt_id in answers:
@@ -167,7 +179,11 @@ def run(args: argparse.Namespace) -> dict:
             "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else None,
             "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else None,
             "latency_ms_max": float(latencies[-1]) if latencies else None,
+            "segmented_latency_ms_p50": float(np.percentile(served, 50)) if served else None,
+            "segmented_latency_ms_p95": float(np.percentile(served, 95)) if served else None,
+            "segmented_latency_ms_max": float(served[-1]) if served else None,
             "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
+            "rss_kib_max_after_warmup": max(after_warmup, default=None),
             "rss_growth": (rss_end - rss_warm) / rss_warm if rss_warm else None,
             "node_alive": node_process.poll() is None,
             "node_counts": dict(node_counts),
@@ -190,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-pending", type=int, default=1000)
+    parser.add_argument("--max-wait", type=float, default=2.0, help="the node's max_prompt_wait_s")
     parser.add_argument("--max-rss-growth", type=float, default=0.05)
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)

@@ -1,9 +1,13 @@
 """Runs the engine off the executor thread, with a queue policy that bounds latency and memory.
 
 - Prompts are never dropped: every pending prompt is answered (a result or an explicit failure).
-  Past `max_pending_prompts` new prompts are failed at once with "overloaded" rather than queued.
+  Past `max_pending_prompts` new prompts are failed at once with "overloaded" rather than queued, and
+  a prompt that waited longer than `max_prompt_wait_s` is failed with "overloaded" when its turn
+  comes. Prompts are taken `PROMPTS_PER_ROUND` at a time, so the node's answer to a prompt comes at
+  most about max_prompt_wait_s + one round after it arrived, however large the backlog.
 - Per-frame work (tracks, the standing text query) keeps only the newest frame: when the model is
-  slower than the camera, older frames are skipped and counted, so latency stays bounded.
+  slower than the camera, older frames are skipped and counted, so latency stays bounded. It takes
+  turns with prompt rounds.
 - Synchronous calls (the Segment service) run on the same thread, between the other jobs.
 """
 from __future__ import annotations
@@ -19,6 +23,10 @@ from .engine import Answer, PerceptionEngine
 from .frame_buffer import Frame
 from .prompt_conversion import PromptFailure, PromptRequest
 
+# Small enough that one round (one image encoding + this many decodes) stays well under a second on a
+# CPU, large enough that batching still pays.
+PROMPTS_PER_ROUND = 32
+
 
 @dataclass
 class WorkerStats:
@@ -26,6 +34,7 @@ class WorkerStats:
     prompts_answered: int = 0
     prompts_failed: int = 0
     prompts_rejected_overload: int = 0
+    prompts_expired_in_queue: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
     errors: int = 0
@@ -39,17 +48,20 @@ class WorkerStats:
 
 class InferenceWorker:
     def __init__(self, engine: PerceptionEngine, publish: Callable[[Answer], None], *,
-                 max_pending_prompts: int = 1000, log_error: Callable[[str], None] = print) -> None:
+                 max_pending_prompts: int = 1000, max_prompt_wait_s: float = 2.0,
+                 log_error: Callable[[str], None] = print) -> None:
         self.engine = engine
         self._publish = publish
         self._log_error = log_error
         self.max_pending_prompts = max_pending_prompts
+        self.max_prompt_wait_s = max_prompt_wait_s
         self.stats = WorkerStats()
         self._prompts: deque[PromptRequest] = deque()
         self._calls: deque[tuple[Callable[[], Any], Future]] = deque()
         self._frame: tuple[Frame, tuple[str, ...]] | None = None
         self._wake = threading.Condition()
         self._running = False
+        self._prompt_round_last = False
         self._thread: threading.Thread | None = None
 
     # -- producers (any thread) ------------------------------------------------------------------
@@ -124,21 +136,44 @@ class InferenceWorker:
                 if not self._running:
                     return
                 calls, self._calls = list(self._calls), deque()
-                prompts, self._prompts = list(self._prompts), deque()
-                frame_job = None if (calls or prompts) else self._frame
-                if frame_job is not None:
-                    self._frame = None
+                # Prompts and per-frame work take turns, so a steady stream of prompts cannot stop
+                # tracks and the text query, nor the other way round.
+                frame_turn = self._frame is not None and (self._prompt_round_last or not self._prompts)
+                if frame_turn:
+                    frame_job, self._frame, prompts = self._frame, None, []
+                else:
+                    frame_job = None
+                    prompts = [self._prompts.popleft() for _ in range(min(PROMPTS_PER_ROUND, len(self._prompts)))]
+                self._prompt_round_last = bool(prompts)
             for function, future in calls:
                 # A failing call (e.g. a bad vocabulary) is the caller's answer, not a worker fault.
                 try:
                     future.set_result(function())
                 except Exception as error:  # noqa: BLE001
                     future.set_exception(error)
+            prompts = self._fail_overdue(prompts)
             if prompts:
                 self._guard("prompts", lambda: self._answer_prompts(prompts),
                             fail_prompts=prompts)
             if frame_job is not None:
                 self._guard("frame", lambda: self._step(*frame_job))
+
+    def _fail_overdue(self, prompts: list[PromptRequest]) -> list[PromptRequest]:
+        """Answer prompts that waited past max_prompt_wait_s with "overloaded"; return the others."""
+        if not prompts:
+            return prompts
+        now = time.monotonic()
+        waits = [now - r.received_at for r in prompts]
+        self.stats.record({"prompt_wait": max(waits) * 1e3})
+        limit = self.max_prompt_wait_s
+        overdue = [(r, w) for r, w in zip(prompts, waits) if w > limit]
+        if not overdue:
+            return prompts
+        self.stats.prompts_expired_in_queue += len(overdue)
+        self._emit(Answer(frame=self.engine.frames.latest(), failures=[
+            PromptFailure(r.prompt_id, f"overloaded: waited {w:.1f} s in the queue (max_prompt_wait_s {limit:g})")
+            for r, w in overdue]))
+        return [r for r, w in zip(prompts, waits) if w <= limit]
 
     def _answer_prompts(self, prompts: list[PromptRequest]) -> None:
         for answer in self.engine.answer(prompts):

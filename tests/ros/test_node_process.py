@@ -211,6 +211,10 @@ def test_runtime_parameters(node):
     assert not ok and "configure time" in reason
     ok, reason = set_parameter("score_threshold", 3.0)
     assert not ok and "score_threshold" in reason
+    assert set_parameter("max_prompt_wait_s", 0.5) == (True, "")
+    ok, reason = set_parameter("max_prompt_wait_s", -1.0)
+    assert not ok and "max_prompt_wait_s" in reason
+    assert set_parameter("max_prompt_wait_s", 2.0) == (True, "")
     assert set_parameter("vocabulary", "coco") == (True, "")
     node.send_prompts([box_prompt("coco-label", [5, 5, 40, 30])])
     payload, _ = node.answers_for({"coco-label"})["coco-label"]
