@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from .weight_files import LAYOUT_BY_ROLE, ROLE_LAYOUTS, RoleLayout, expected_sha256
+from .weight_files import LAYOUT_BY_ROLE, ROLE_LAYOUTS, RoleLayout
 
 _LISTED_KEYS = 12  # keys quoted per category in an error message
 _SAFETENSORS_MAGIC_OFFSET = 8
@@ -30,7 +30,7 @@ class LoadedFile:
     role: str
     path: Path
     sha256: str
-    expected_sha256: str | None  # None: no digest is known for this file name
+    expected_sha256: str | None  # None: the configuration declares no digest for this role (or checks are off)
     keys_in_file: int
     keys_loaded: int
     parameters_loaded: int  # number of scalars loaded (parameters and persistent buffers)
@@ -180,7 +180,8 @@ def _adapt_clip_entries(selected: dict[str, Tensor], expected: Mapping[str, Tens
             selected[name] = selected[name].reshape(expected[name].shape)
 
 
-def load_role(model: nn.Module, role: str, path: str | Path, strict: bool = True) -> LoadedFile:
+def load_role(model: nn.Module, role: str, path: str | Path, strict: bool = True,
+              verify_digests: bool = True) -> LoadedFile:
     """Load one role's file into `model`; see `load_weights`."""
     layout: RoleLayout = LAYOUT_BY_ROLE[role]
     path = Path(path)
@@ -190,9 +191,14 @@ def load_role(model: nn.Module, role: str, path: str | Path, strict: bool = True
             f"`ovsam-model download --to {path.parent}`, or pass the right directory."
         )
     digest = sha256_of(path)
-    known = expected_sha256(path.name)
+    config = getattr(model, "config", None)
+    known = config.weight_sha256.get(role) if (verify_digests and config is not None) else None
     if known is not None and digest != known:
-        raise CheckpointError(f"{path}: SHA-256 {digest} does not match the released file's {known}; re-download it")
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest} does not match the released file's {known} (role '{role}'); the file is "
+            f"damaged or not the release: re-download it with `ovsam-model download --to {path.parent}`. "
+            f"For your own weights under the released names, load with verify_digests=False."
+        )
     state = read_state_dict(path)
     report = LoadedFile(
         role=role, path=path, sha256=digest, expected_sha256=known, keys_in_file=len(state), keys_loaded=0,
@@ -254,9 +260,12 @@ def load_weights(
     weights_dir: str | Path,
     clip_weights: str | Path | None = None,
     strict: bool = True,
+    verify_digests: bool = True,
 ) -> LoadReport:
     """Load every role's file named by `model.config.weight_files` from `weights_dir`.
 
+    A file whose role has a digest in `model.config.weight_sha256` must match it (CheckpointError
+    otherwise) unless `verify_digests` is False.
     `clip_weights` overrides where the CLIP file is read from. With strict=True any missing,
     unexpected or mis-shaped key raises CheckpointError; with strict=False the matching keys are
     loaded and the rest are listed in the report. A missing file is always an error.
@@ -272,7 +281,7 @@ def load_weights(
             path = Path(clip_weights)
         else:
             path = weights_dir / model.config.weight_files[layout.role]
-        report.files.append(load_role(model, layout.role, path, strict=strict))
+        report.files.append(load_role(model, layout.role, path, strict=strict, verify_digests=verify_digests))
     return report
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,6 +41,9 @@ class OVSAMConfig:
     pixel_std: tuple
     logit_scale: float
     weight_files: dict
+    # role -> SHA-256 of the released file a configuration of the released model loads; loading
+    # refuses a file with another digest. Only digests computed on the genuine files belong here.
+    weight_sha256: dict = field(default_factory=dict)
     # SAM's prompt encoder keeps a mask-input branch even though OV-SAM never feeds it masks;
     # its channel count must match the checkpoint.
     prompt_mask_in_chans: int = 16
@@ -113,6 +117,11 @@ def _validate(config: OVSAMConfig) -> None:
     missing_roles = [role for role in WEIGHT_ROLES if role not in config.weight_files]
     if missing_roles:
         raise ConfigError(f"{where}: weight_files lacks role(s) {missing_roles}")
+    for role, digest in config.weight_sha256.items():
+        if role not in config.weight_files:
+            raise ConfigError(f"{where}: weight_sha256 names role {role!r}, which weight_files lacks")
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise ConfigError(f"{where}: weight_sha256[{role!r}] must be 64 lowercase hex digits, got {digest!r}")
 
 
 def list_configs() -> list[str]:

@@ -2,9 +2,11 @@
 
 A model's files are named by its configuration (`weight_files`: role -> file name); the roles
 and their key prefixes below are shared by the released model and the project's own, so one
-loader serves both. SHA-256 digests of the released files are not known to this project (they
-could not be downloaded here), so every `sha256` slot is None: loading records the digest it
-sees but cannot verify it. Fill a slot only from a digest computed on the genuine file.
+loader serves both. A digest is filled in only where it is published and agreed by independent
+sources: Meta's SAM ViT-H checkpoint. The OV-SAM files' digests are not published and they could
+not be downloaded here, so those slots are None: loading records the digest it sees but cannot
+verify it. The configuration of the released model (`weight_sha256` in ovsam-rn50x16.json) is
+what loading checks; the download command checks these.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ RELEASED_FILES: dict[str, ReleasedFile] = {
             "prompt_encoder",
             "2.4 GB",
             (WeightSource(url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"),),
+            sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             notes="Meta's full SAM ViT-H checkpoint; only its prompt_encoder.* keys are used.",
         ),
         ReleasedFile(
@@ -124,6 +127,6 @@ def released_file(name: str) -> ReleasedFile | None:
 
 
 def expected_sha256(name: str) -> str | None:
-    """The known SHA-256 of a released file name, or None when unknown (currently always)."""
+    """The published SHA-256 of a released file name, or None when unknown."""
     item = RELEASED_FILES.get(name)
     return item.sha256 if item else None

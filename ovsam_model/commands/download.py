@@ -124,7 +124,9 @@ def _store(fetched: Path, destination: Path) -> None:
 
 
 def fetch_file(item: ReleasedFile, directory: Path) -> tuple[Path, WeightSource]:
-    """Fetch one file into `directory` from its first reachable source."""
+    """Fetch one file into `directory` from its first reachable source whose file has the published digest."""
+    from ovsam_model.checkpoint import sha256_of
+
     destination = directory / item.name
     staging = directory / STAGING_DIR_NAME
     staging.mkdir(parents=True, exist_ok=True)
@@ -133,6 +135,9 @@ def fetch_file(item: ReleasedFile, directory: Path) -> tuple[Path, WeightSource]
     for source in item.sources:
         try:
             fetched = _fetch_from_source(source, staging)
+            if item.sha256 is not None and sha256_of(fetched) != item.sha256:
+                fetched.unlink()
+                raise DownloadError(f"the file's SHA-256 is not the published {item.sha256}")
             _store(fetched, destination)
             return destination, source
         except Exception as error:  # network, HTTP and hub errors all mean "try the next source"

@@ -194,10 +194,31 @@ def test_non_strict_loads_what_matches_and_lists_the_rest(source: OVSAM, weights
     assert torch.equal(target.neck_student.blocks[0].attn.qkv.weight, source.neck_student.blocks[0].attn.qkv.weight)
 
 
-def test_known_digest_mismatch_is_an_error(weights: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("ovsam_model.checkpoint.expected_sha256", lambda name: "0" * 64)
-    with pytest.raises(CheckpointError, match="SHA-256"):
-        load_weights(_tiny(1), tmp_path)
+def test_a_declared_digest_is_checked(weights: dict[str, Path], tmp_path: Path) -> None:
+    import dataclasses
+
+    torch.manual_seed(1)
+    actual = hashlib.sha256(weights["adapter"].read_bytes()).hexdigest()
+    matching = dataclasses.replace(_tiny(1).config, weight_sha256={"adapter": actual})
+    report = load_weights(build_model(matching), tmp_path)
+    assert report.by_role("adapter").hash_verified is True
+    wrong = dataclasses.replace(matching, weight_sha256={"adapter": "0" * 64})
+    with pytest.raises(CheckpointError, match="SHA-256 .* does not match the released file's 0{64}"):
+        load_weights(build_model(wrong), tmp_path)
+    # Own weights under the released names: the check can be turned off explicitly.
+    assert load_weights(build_model(wrong), tmp_path, verify_digests=False).by_role("adapter").hash_verified is None
+
+
+def test_the_released_configuration_pins_sams_published_digest() -> None:
+    from ovsam_model import get_config
+    from ovsam_model.weight_files import expected_sha256
+
+    released = get_config("ovsam-rn50x16")
+    sam_file = released.weight_files["prompt_encoder"]
+    assert released.weight_sha256 == {"prompt_encoder": expected_sha256(sam_file)}
+    assert expected_sha256(sam_file).startswith("a7bf3b02")
+    # The shipped model reuses the released file names for its own files, so it declares no digests.
+    assert get_config("ovsam-shapes").weight_sha256 == {}
 
 
 def test_clip_file_is_an_open_clip_checkpoint(source: OVSAM, weights: dict[str, Path], tmp_path: Path) -> None:

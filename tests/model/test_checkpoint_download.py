@@ -66,7 +66,30 @@ def test_the_released_model_needs_its_five_files_and_the_lvis_embeddings() -> No
         files_to_fetch("ovsam-rn50x16", only=["backbone"])
 
 
-def test_download_puts_every_file_under_its_expected_name(network: FakeNetwork, tmp_path: Path, capsys) -> None:
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"
+
+
+@pytest.fixture()
+def fake_sam_digest(monkeypatch) -> None:
+    """The fake network serves the URL's bytes for SAM: publish their digest for the test."""
+    import dataclasses
+    import hashlib
+
+    from ovsam_model.weight_files import RELEASED_FILES
+
+    item = RELEASED_FILES["sam_vit_h_4b8939.pth"]
+    monkeypatch.setitem(RELEASED_FILES, item.name,
+                        dataclasses.replace(item, sha256=hashlib.sha256(SAM_URL.encode()).hexdigest()))
+
+
+def test_a_file_without_the_published_digest_is_refused(network: FakeNetwork, tmp_path: Path, capsys) -> None:
+    assert main(["download", "--to", str(tmp_path), "--only", "prompt_encoder"]) == 1
+    assert "SHA-256 is not the published a7bf3b02" in capsys.readouterr().err
+    assert not (tmp_path / "sam_vit_h_4b8939.pth").exists()
+
+
+def test_download_puts_every_file_under_its_expected_name(network: FakeNetwork, tmp_path: Path, capsys,
+                                                          fake_sam_digest) -> None:
     assert main(["download", "--to", str(tmp_path)]) == 0
     expected = list(get_config("ovsam-rn50x16").weight_files.values()) + ["RN50x16_LVISV1Dataset.pth"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
