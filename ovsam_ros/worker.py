@@ -2,9 +2,9 @@
 
 - Prompts are never dropped: every pending prompt is answered (a result or an explicit failure).
   Past `max_pending_prompts` new prompts are failed at once with "overloaded" rather than queued, and
-  a prompt that waited longer than `max_prompt_wait_s` is failed with "overloaded" when its turn
-  comes. Prompts are taken `PROMPTS_PER_ROUND` at a time, so the node's answer to a prompt comes at
-  most about max_prompt_wait_s + one round after it arrived, however large the backlog.
+  before each round of work every prompt that has waited longer than `max_prompt_wait_s` is failed
+  with "overloaded". Prompts are taken `PROMPTS_PER_ROUND` at a time, so the node answers a prompt at
+  most about max_prompt_wait_s + one round of work after it arrived, however large the backlog.
 - Per-frame work (tracks, the standing text query) keeps only the newest frame: when the model is
   slower than the camera, older frames are skipped and counted, so latency stays bounded. It takes
   turns with prompt rounds.
@@ -136,6 +136,7 @@ class InferenceWorker:
                 if not self._running:
                     return
                 calls, self._calls = list(self._calls), deque()
+                overdue = self._take_overdue()
                 # Prompts and per-frame work take turns, so a steady stream of prompts cannot stop
                 # tracks and the text query, nor the other way round.
                 frame_turn = self._frame is not None and (self._prompt_round_last or not self._prompts)
@@ -151,29 +152,32 @@ class InferenceWorker:
                     future.set_result(function())
                 except Exception as error:  # noqa: BLE001
                     future.set_exception(error)
-            prompts = self._fail_overdue(prompts)
+            self._fail_overdue(overdue)
             if prompts:
                 self._guard("prompts", lambda: self._answer_prompts(prompts),
                             fail_prompts=prompts)
             if frame_job is not None:
                 self._guard("frame", lambda: self._step(*frame_job))
 
-    def _fail_overdue(self, prompts: list[PromptRequest]) -> list[PromptRequest]:
-        """Answer prompts that waited past max_prompt_wait_s with "overloaded"; return the others."""
-        if not prompts:
-            return prompts
-        now = time.monotonic()
-        waits = [now - r.received_at for r in prompts]
-        self.stats.record({"prompt_wait": max(waits) * 1e3})
-        limit = self.max_prompt_wait_s
-        overdue = [(r, w) for r, w in zip(prompts, waits) if w > limit]
+    def _take_overdue(self) -> list[tuple[PromptRequest, float]]:
+        """Remove the prompts that waited past max_prompt_wait_s (the oldest are first); call under the lock."""
+        now, limit = time.monotonic(), self.max_prompt_wait_s
+        overdue = []
+        while self._prompts and now - self._prompts[0].received_at > limit:
+            request = self._prompts.popleft()
+            overdue.append((request, now - request.received_at))
+        if self._prompts:
+            self.stats.record({"prompt_wait": (now - self._prompts[0].received_at) * 1e3})
+        return overdue
+
+    def _fail_overdue(self, overdue: list[tuple[PromptRequest, float]]) -> None:
         if not overdue:
-            return prompts
+            return
         self.stats.prompts_expired_in_queue += len(overdue)
+        limit = self.max_prompt_wait_s
         self._emit(Answer(frame=self.engine.frames.latest(), failures=[
             PromptFailure(r.prompt_id, f"overloaded: waited {w:.1f} s in the queue (max_prompt_wait_s {limit:g})")
             for r, w in overdue]))
-        return [r for r, w in zip(prompts, waits) if w <= limit]
 
     def _answer_prompts(self, prompts: list[PromptRequest]) -> None:
         for answer in self.engine.answer(prompts):
