@@ -92,7 +92,7 @@ class OVSAMNodeCore:
         self.overlay_pub = node.create_publisher(Image, "overlay", 2)
         self.markers_pub = node.create_publisher(MarkerArray, "markers", 2)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 2)
-        self.depth = DepthFusion()  # depth images by stamp, for 3D instances (optional input)
+        self.depth = DepthFusion(self.settings.geometry())  # depth images by stamp, for 3D instances (optional input)
         self.outputs_3d = Instances3DPublisher(node)
         node.create_service(Segment, "segment", self._on_segment, callback_group=self._services_group)
         node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .depth_geometry import GeometrySettings
+
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -41,6 +43,18 @@ class NodeSettings:
     track_lost_after: int = 3
     camera_timeout_s: float = 2.0
     depth_stamp_tolerance_s: float = 0.02
+    depth_min_m: float = 0.1
+    depth_max_m: float = 10.0
+    depth_trim: str = "cluster"
+    depth_cluster_gap_m: float = 0.05
+    depth_min_points: int = 10
+    box_orientation: str = "upright"
+
+    def geometry(self) -> GeometrySettings:
+        """The 3D geometry settings these parameters describe."""
+        return GeometrySettings(min_depth_m=self.depth_min_m, max_depth_m=self.depth_max_m, trim=self.depth_trim,
+                                cluster_gap_m=self.depth_cluster_gap_m, min_points=self.depth_min_points,
+                                box_orientation=self.box_orientation)
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter and its allowed values."""
@@ -58,6 +72,10 @@ class NodeSettings:
                 raise ValueError(f"parameter '{name}' must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"parameter 'score_threshold' must lie in [0, 1], got {self.score_threshold}")
+        try:
+            self.geometry().validate()
+        except ValueError as error:
+            raise ValueError(f"3D parameters (depth_*, box_orientation): {error}") from None
 
 
 DESCRIPTIONS = {
@@ -84,6 +102,12 @@ DESCRIPTIONS = {
     "track_lost_after": "consecutive misses after which a track is dropped",
     "camera_timeout_s": "diagnostics warn when no image arrived for this long",
     "depth_stamp_tolerance_s": "largest stamp difference for pairing depth with colour",
+    "depth_min_m": "depth below this is invalid (the sensor's blind zone)",
+    "depth_max_m": "depth beyond this is invalid (far noise)",
+    "depth_trim": "cluster: keep each instance's largest depth cluster | percentile: keep the 2nd-98th percentile",
+    "depth_cluster_gap_m": "an empty depth band this wide separates an object from what is behind it",
+    "depth_min_points": "fewest valid depth pixels an instance needs for a 3D answer",
+    "box_orientation": "upright: 3D boxes turn about the camera's up axis only | pca: full principal axes",
 }
 
 PARAMETER_NAMES = tuple(f.name for f in fields(NodeSettings))

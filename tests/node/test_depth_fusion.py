@@ -171,3 +171,17 @@ def test_any_depth_message_is_read_or_refused_with_a_reason(encoding, height, wi
         assert str(error)
         return
     assert depth.raw.shape == (height, width) and depth.metres().dtype == np.float32
+
+
+def test_the_nodes_depth_parameters_reach_the_geometry(scene, answer):
+    from ovsam_ros.settings import NodeSettings
+
+    _, rendered = scene
+    near_only = DepthFusion(NodeSettings(depth_max_m=0.5).geometry())  # the scene lies about 1 m away
+    near_only.add(millimetre_depth(rendered, SECOND))
+    result = near_only.locate(frame(SECOND), answer, camera_info(), tolerance_s=0.02)
+    assert result.located == [] and len(result.failures) == 2
+    pca = DepthFusion(NodeSettings(box_orientation="pca", depth_trim="percentile").geometry())
+    assert (pca.settings.box_orientation, pca.settings.trim) == ("pca", "percentile")
+    pca.add(millimetre_depth(rendered, SECOND))
+    assert len(pca.locate(frame(SECOND), answer, camera_info(), tolerance_s=0.02).located) == 2

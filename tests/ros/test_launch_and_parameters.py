@@ -86,3 +86,7 @@ def test_invalid_settings_name_the_parameter():
         NodeSettings(frame_buffer_size=0).validate()
     with pytest.raises(ValueError, match="'score_threshold'"):
         NodeSettings(score_threshold=2.0).validate()
+    with pytest.raises(ValueError, match="depth_.*trim 'median' is unknown"):
+        NodeSettings(depth_trim="median").validate()
+    with pytest.raises(ValueError, match=r"depth range \[2.0, 1.0\] m is empty"):
+        NodeSettings(depth_min_m=2.0, depth_max_m=1.0).validate()
