@@ -35,13 +35,12 @@ from ovsam_model.benchmark_baseline import build_baseline, time_baseline
 from ovsam_model.benchmark_report import evaluate_targets, ratios_to_baseline
 from ovsam_model.benchmark_timing import PeakMemory, Stopwatch, machine_info
 from ovsam_model.config import get_config
-from ovsam_model.everything import mask_scores
+from ovsam_model.mask_postprocess import frame_masks
 from ovsam_model.model import ImageFeatures, OVSAM, build_model
 
 logger = logging.getLogger(__name__)
 
 FULL_SIZE = 512  # configurations with at least this input size use the full-size repeat counts
-UPSAMPLE_CHUNK = 16
 TOP_K = 5
 
 
@@ -149,18 +148,9 @@ def cosine_class_scores(embeddings: Tensor, vocabulary: Tensor, multiplier: floa
 
 
 def postprocess(model: OVSAM, mask_logits: Tensor, frame_hw: tuple[int, int]) -> list[tuple]:
-    """What the predictor does before naming: upsample, threshold, score, tight box, to numpy."""
-    results = []
-    for start in range(0, mask_logits.shape[0], UPSAMPLE_CHUNK):
-        logits = model.postprocess_masks(mask_logits[start:start + UPSAMPLE_CHUNK].float(), frame_hw)[:, 0]
-        scores = mask_scores(logits).cpu()
-        masks = (logits > 0).cpu().numpy()
-        for mask, score in zip(masks, scores):
-            rows = np.flatnonzero(mask.any(axis=1))
-            columns = np.flatnonzero(mask.any(axis=0))
-            box = (columns[0], rows[0], columns[-1] + 1, rows[-1] + 1) if rows.size else None
-            results.append((mask, float(score), box))
-    return results
+    """What the predictor does before naming: masks at the frame's resolution, thresholded,
+    scored and boxed (ovsam_model.mask_postprocess), as (mask, score, box) tuples."""
+    return [(frame.mask, frame.score, frame.box) for frame in frame_masks(model, mask_logits, frame_hw)]
 
 
 def _derive(samples: dict[str, list[float]], counts: tuple[int, ...]) -> None:

@@ -21,6 +21,7 @@ from ovsam_model.backends import InferenceBackend, create_backend
 from ovsam_model.everything import grid_points, mask_nms, mask_scores, stability_scores
 from ovsam_model.feature_cache import CachedImage, FeatureCache, image_key
 from ovsam_model.image_input import as_rgb_uint8
+from ovsam_model.mask_postprocess import frame_masks
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.model import OVSAM, build_model
 from ovsam_model.prompts import PromptSpec
@@ -39,9 +40,6 @@ SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 VOCABULARY_FILE_NAMES = ("vocabulary.pt", "vocabulary.pth")
 VOCABULARY_FILE_SUFFIXES = (".pt", ".pth", ".bin")
 DEFAULT_VOCABULARY = "lvis"
-# Masks are upsampled to the original resolution this many at a time, bounding peak memory to
-# about this many float images of the original size.
-UPSAMPLE_CHUNK = 16
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_CLASSES = 100
 
@@ -129,14 +127,6 @@ def _canonical(name: str) -> str:
     # The form under which a typed query matches a vocabulary entry: LVIS writes "tennis_racket",
     # people type "Tennis racket"; both encode to the same text embedding anyway.
     return " ".join(name.replace("_", " ").lower().split())
-
-
-def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    columns = np.flatnonzero(mask.any(axis=0))
-    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
 
 
 @dataclass
@@ -401,31 +391,24 @@ class OVSAMPredictor:
         top_values, top_rows = torch.topk(probabilities, k=max(keep_top, 1), dim=-1)
 
         results: list[InstancePrediction] = []
-        for start in range(0, count, UPSAMPLE_CHUNK):
-            logits = self.model.postprocess_masks(
-                decoded.low_res_logits[start:start + UPSAMPLE_CHUNK].float(), (entry.height, entry.width))[:, 0]
-            scores = mask_scores(logits).cpu()
-            masks = (logits > 0).cpu().numpy()
-            for offset in range(masks.shape[0]):
-                row = start + offset
-                mask = masks[offset]
-                box = _tight_box(mask)
-                if box is None:
-                    results.append(InstancePrediction(decoded.prompt_ids[row], mask, 0.0, None, -1, "", 0.0))
-                    continue
-                indices = [int(i) for i in top_rows[row, :keep_top]]
-                results.append(InstancePrediction(
-                    prompt_id=decoded.prompt_ids[row],
-                    mask=mask,
-                    mask_score=float(scores[offset]),
-                    box=box,
-                    class_index=int(top_rows[row, 0]),
-                    label=vocabulary.names[int(top_rows[row, 0])],
-                    score=float(top_values[row, 0]),
-                    top_labels=[vocabulary.names[i] for i in indices],
-                    top_scores=[float(v) for v in top_values[row, :keep_top]],
-                    top_indices=indices,
-                ))
+        frames = frame_masks(self.model, decoded.low_res_logits, (entry.height, entry.width))
+        for row, frame in enumerate(frames):
+            if frame.box is None:
+                results.append(InstancePrediction(decoded.prompt_ids[row], frame.mask, 0.0, None, -1, "", 0.0))
+                continue
+            indices = [int(i) for i in top_rows[row, :keep_top]]
+            results.append(InstancePrediction(
+                prompt_id=decoded.prompt_ids[row],
+                mask=frame.mask,
+                mask_score=frame.score,
+                box=frame.box,
+                class_index=int(top_rows[row, 0]),
+                label=vocabulary.names[int(top_rows[row, 0])],
+                score=float(top_values[row, 0]),
+                top_labels=[vocabulary.names[i] for i in indices],
+                top_scores=[float(v) for v in top_values[row, :keep_top]],
+                top_indices=indices,
+            ))
         return results
 
     # ------------------------------------------------------------------------------ automatic
