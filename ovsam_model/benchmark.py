@@ -1,15 +1,18 @@
 """Per-stage latency of OV-SAM for each configuration, backend and device, against SAM + CLIP.
 
-One frame (frame_size, random pixels; speed does not depend on content or weights) is encoded
-`repeats` times after `warmup` untimed runs; after each encoding, N single-point prompts are
-decoded, named and post-processed for every N in prompt_counts. Stages:
+One frame (frame_size, random pixels; speed does not depend on content or weights, except
+postprocess_N: see below) is encoded `repeats` times after `warmup` untimed runs; after each
+encoding, N single-point prompts are decoded, named and post-processed for every N in
+prompt_counts. Stages:
   preprocess    resize, normalise, pad (OVSAM.preprocess)
   backbone      CLIP trunk           } torch: timed apart; exported backends run them as one graph
   adapter       SAM2CLIP adapter     } (image_part), split afterwards from an onnxruntime profile
   fpn           FPN                  }
   decode_N      prompt encoder + mask decoder + region pooling (the backend's decode)
   recognition_N cosine against a vocabulary (K classes x P synonyms), softmax, top 5
-  postprocess_N masks to the frame's resolution, thresholded, scored, boxed
+  postprocess_N masks to the frame's resolution, thresholded, scored, boxed (the predictor's
+                ovsam_model.mask_postprocess: its cost grows with each mask's extent, and random
+                weights scatter foreground over the whole frame, its slowest case)
 frame_N is their per-iteration sum; prompt_side_N the sum of the last three. Medians and p95 are
 over the repeats. The SAM + CLIP baseline (benchmark_baseline) runs on the same frame and points.
 Message conversion and publishing belong to the node: `python -m ovsam_ros.bench`.

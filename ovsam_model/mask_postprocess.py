@@ -16,7 +16,8 @@ and written into an otherwise zero frame. Pixels outside it are background and a
 mean over foreground pixels.
 
 When a mask's window would cost more than the whole frame (foreground spread over most of it),
-that mask takes the two whole resizes instead; thresholding, scoring and boxing stay cheap.
+that mask takes the two whole resizes instead; thresholding, scoring and boxing stay cheaper
+than the reference's.
 
 The windows are computed by F.interpolate itself, one axis at a time, on the rows or columns
 the window needs placed in an otherwise zero source (`resize_axis_window`): the same taps and
@@ -32,6 +33,7 @@ scores within 1e-5, masks identical except where a logit is within 1e-4 of 0.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -129,23 +131,42 @@ class LinearAxis:
         return int(self.first[start]), int(self.last[stop - 1]) + 1
 
 
+def exact_prefix(source_size: int, output_size: int, outputs_needed: int) -> tuple[int, int]:
+    """(sources, outputs): a prefix of a bilinear resize, at least outputs_needed long, that
+    F.interpolate computes exactly as the whole resize, or the whole sizes if there is none shorter.
+
+    torch places output o at source (o + 1/2) * source_size / output_size - 1/2, from the ratio of
+    the sizes; a prefix whose sizes have the same ratio (whole periods of output_size / gcd) gets
+    the same float ratio, so the same taps and weights, except that its last source is clamped:
+    the margin keeps the outputs needed clear of it (they must not read beyond sources - 2)."""
+    common = math.gcd(source_size, output_size)
+    source_period, output_period = source_size // common, output_size // common
+    wanted = outputs_needed + output_size // source_size + 2
+    periods = -(-wanted // output_period)
+    if periods * output_period >= output_size:
+        return source_size, output_size
+    return periods * source_period, periods * output_period
+
+
 def resize_axis_window(block: torch.Tensor, dim: int, source_size: int, source_start: int, output_size: int,
                        outputs: tuple[int, int]) -> torch.Tensor:
     """Outputs [outputs) of a bilinear resize of one axis (dim 0: rows, 1: columns) of a 2-D
     source from source_size to output_size; the other axis is left as it is.
 
     `block` holds the source from position source_start along `dim`, and must hold every source
-    those outputs read. It is placed in a zero source of full size so that F.interpolate samples
-    exactly where it does for the whole source (the zeros are read only by outputs that are
-    dropped). Resizing the axes one after the other like this is bit-identical to resizing both
-    at once: torch's kernel blends columns first, then rows, and an identity axis (weights 1
-    and 0) passes values through unchanged."""
-    if source_start != 0 or block.shape[dim] != source_size:
-        shape = (source_size, block.shape[1]) if dim == 0 else (block.shape[0], source_size)
+    those outputs read. It is placed in a zero source (the zeros are read only by outputs that
+    are dropped) cut to the `exact_prefix` that ends after the window, so that F.interpolate
+    samples exactly where it does for the whole source. Resizing the axes one after the other
+    like this gives the values of resizing both at once: torch's kernel blends columns first,
+    then rows, and an identity axis (weights 1 and 0) passes values through unchanged."""
+    sources, computed = exact_prefix(source_size, output_size, outputs[1])
+    block = block.narrow(dim, 0, min(block.shape[dim], sources - source_start))
+    if source_start != 0 or block.shape[dim] != sources:
+        shape = (sources, block.shape[1]) if dim == 0 else (block.shape[0], sources)
         padded = block.new_zeros(shape)
         padded.narrow(dim, source_start, block.shape[dim]).copy_(block)
         block = padded
-    size = (output_size, block.shape[1]) if dim == 0 else (block.shape[0], output_size)
+    size = (computed, block.shape[1]) if dim == 0 else (block.shape[0], computed)
     resized = F.interpolate(block[None, None], size, mode="bilinear", align_corners=False)[0, 0]
     return resized.narrow(dim, outputs[0], outputs[1] - outputs[0])
 
@@ -261,14 +282,19 @@ def _window_cost(resizes: _Resizes, needed_rows: tuple[int, int], needed_columns
 
 
 def _whole_cost(resizes: _Resizes) -> int:
-    """Values the two whole resizes of `OVSAM.postprocess_masks` write for one mask."""
+    """Values the two whole resizes of `OVSAM.postprocess_masks` write for one mask (a little
+    more than `_whole_frame` writes: it stops the first after the unpadded part)."""
     return resizes.image_size ** 2 + resizes.frame_hw[0] * resizes.frame_hw[1]
 
 
 def _whole_frame(low: torch.Tensor, resizes: _Resizes) -> torch.Tensor:
     """One mask's frame logits exactly as `OVSAM.postprocess_masks` computes them."""
-    size, (height, width) = resizes.image_size, resizes.resized_hw
-    upscaled = F.interpolate(low[None, None], (size, size), mode="bilinear", align_corners=False)
+    (low_height, low_width), size, (height, width) = resizes.low_hw, resizes.image_size, resizes.resized_hw
+    # Only the unpadded height x width corner of the SxS upsampling is used: stop at its exact prefix.
+    source_rows, output_rows = exact_prefix(low_height, size, height)
+    source_columns, output_columns = exact_prefix(low_width, size, width)
+    upscaled = F.interpolate(low[None, None, :source_rows, :source_columns], (output_rows, output_columns),
+                             mode="bilinear", align_corners=False)
     upscaled = upscaled[..., :height, :width]
     return F.interpolate(upscaled, resizes.frame_hw, mode="bilinear", align_corners=False)[0, 0]
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ovsam_model.mask_postprocess import (
     FrameMask,
     LinearAxis,
+    exact_prefix,
     frame_masks,
     full_frame_masks,
     tight_box,
@@ -141,3 +142,16 @@ def test_linear_axis_has_torchs_taps(source: int, output: int, used: int | None)
     outside = np.r_[0:start, stop:axis.size]
     assert not np.any((axis.last[outside] >= low) & (axis.first[outside] <= high))
     assert np.all((axis.last[start:stop] >= low) & (axis.first[start:stop] <= high))
+
+
+@pytest.mark.parametrize("source, output, needed", [(64, 256, 192), (192, 480, 100), (256, 1024, 768), (256, 640, 300),
+                                                    (48, 640, 10), (256, 48, 20), (37, 101, 50), (255, 257, 3)])
+def test_exact_prefix_samples_like_the_whole_resize(source: int, output: int, needed: int) -> None:
+    """A wrong sampling position would move values by a sizeable fraction of their spread."""
+    sources, outputs = exact_prefix(source, output, needed)
+    assert needed <= outputs <= output and sources <= source
+    assert sources * output == outputs * source  # the same ratio, so the same float scale
+    row = torch.randn(1, 1, 2, source, generator=torch.Generator().manual_seed(source))
+    whole = F.interpolate(row, (2, output), mode="bilinear", align_corners=False)[..., :needed]
+    prefix = F.interpolate(row[..., :sources], (2, outputs), mode="bilinear", align_corners=False)[..., :needed]
+    assert torch.allclose(prefix, whole, rtol=0, atol=1e-5)
