@@ -2,7 +2,7 @@
 
 Starts ovsam_node as its own process on the chosen model, then for --duration seconds publishes a
 camera at --camera-hz and prompts at --prompt-hz (clicks and boxes on the latest and on stamped
-frames, some expired, some invalid), with a standing text query and a track. It reports: prompts sent
+frames, some expired, some invalid), with a standing text query (--text-query) and a track. It reports: prompts sent
 and answered (lost must be 0), answers by kind, latency percentiles, frames dropped by the node, and
 the node's resident memory after warm-up and at the end. Exit status 1 if any prompt was lost or
 the node died, or memory grew more than --max-rss-growth.
@@ -100,14 +100,15 @@ def run(args: argparse.Namespace) -> dict:
     sent: dict[str, float] = {}
     stamps: list[int] = []
     report: dict = {"model": args.model, "duration_s": args.duration, "camera_hz": args.camera_hz,
-                    "prompt_hz": args.prompt_hz}
+                    "prompt_hz": args.prompt_hz, "text_query": args.text_query}
     try:
         deadline = time.monotonic() + args.startup_timeout
         while prompts_pub.get_subscription_count() == 0 or image_pub.get_subscription_count() == 0:
             if time.monotonic() > deadline or node_process.poll() is not None:
                 raise RuntimeError("the node did not come up")
             rclpy.spin_once(client, timeout_sec=0.1)
-        text_pub.publish(String(data="red star, blue cross, white circle"))
+        if args.text_query:
+            text_pub.publish(String(data=args.text_query))
         started = time.monotonic()
         next_frame = next_prompt = started
         frame_index = prompt_index = 0
@@ -207,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-pending", type=int, default=1000)
     parser.add_argument("--max-wait", type=float, default=2.0, help="the node's max_prompt_wait_s")
+    parser.add_argument("--text-query", default="red star, blue cross, white circle",
+                        help="the standing text query during the run; empty for none")
     parser.add_argument("--max-rss-growth", type=float, default=0.05)
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
