@@ -30,11 +30,12 @@ from .diagnostics import build_status, diagnostic_array
 from .engine import Answer, EngineSettings, PerceptionEngine, parse_text_query
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
-from .instances3d_conversion import Instances3DPublisher, with_3d_markers
+from .instances3d_conversion import Instances3DPublisher, fusion_to_msg, with_3d_markers
 from .markers import label_markers
 from .prompt_conversion import (PromptConversionError, PromptFailure, click_request,
                                 request_from_prompt_msg, requests_from_detections)
 from .result_conversion import answer_to_msg
+from .segment_3d import locate_segment_answer
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
@@ -340,8 +341,14 @@ class OVSAMNodeCore:
                                       timeout=self.settings.service_timeout_s)
             answer.failures = failures + answer.failures
             response.result = answer_to_msg(answer)
+            fusion = locate_segment_answer(answer, request.depth, request.camera_info, self.depth, self.camera_info,
+                                           self.settings.geometry(), self.settings.depth_stamp_tolerance_s)
+            response.result_3d.header = response.result.header
+            if fusion is not None:
+                response.result_3d = fusion_to_msg(fusion, response.result.header)
             response.success = True
-            response.message = f"{len(answer.instances)} instances, {len(answer.failures)} failed prompts"
+            response.message = (f"{len(answer.instances)} instances, {len(answer.failures)} failed prompts"
+                                + (f", {len(fusion.located)} placed in 3D" if fusion is not None else ""))
         except Exception as error:  # noqa: BLE001 - a failed call is an answer, not a crash
             response.success, response.message = False, f"{type(error).__name__}: {error}"
             self.count("service_errors")

@@ -177,18 +177,24 @@ def test_click_handlers(core, x, y, z, frame_id, with_info, k):
 
 @FUZZ
 @given(data=st.data(), queries=st.lists(st.text(max_size=40), max_size=4), use_image=st.booleans(),
-       encoding=encodings, size=st.integers(0, 64))
-def test_segment_service(core, data, queries, use_image, encoding, size):
+       encoding=encodings, size=st.integers(0, 64), depth_encoding=encodings, depth_size=st.integers(0, 64),
+       k=st.lists(doubles, min_size=9, max_size=9))
+def test_segment_service(core, data, queries, use_image, encoding, size, depth_encoding, depth_size, k):
     image = Image()
     if use_image:
         image = Image(height=size, width=size, encoding=encoding, step=size * 3,
                       data=array.array("B", bytes(size * size * 3)))
-    request = Segment.Request(image=image, text_queries=queries,
+    depth = Image(height=depth_size, width=depth_size, encoding=depth_encoding, step=depth_size * 2,
+                  data=array.array("B", bytes(depth_size * depth_size * 2)))
+    request = Segment.Request(image=image, text_queries=queries, depth=depth,
+                              camera_info=CameraInfo(width=size, height=size, k=k),
                               prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
     response = core._on_segment(request, Segment.Response())
     if response.success:
         answered = {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids)
         assert {p.id for p in request.prompts} <= answered | {""}
+        placed = {i.instance_index for i in response.result_3d.instances}
+        assert placed.isdisjoint(response.result_3d.failed_instance_indices)
     else:
         assert response.message
     assert_handled(core)

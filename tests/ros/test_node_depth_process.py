@@ -228,3 +228,57 @@ def test_bad_depth_encoding_is_rejected_and_counted(node):
                                 for kv in s.values), "depth_rejected in the diagnostics", timeout=10)
     assert node.is_alive()
 
+
+
+def _segment_request(prompts, image=None, depth=None, camera_info=None):
+    from ovsam_ros.srv import Segment
+
+    request = Segment.Request(prompts=prompts)
+    if image is not None:
+        request.image = image
+    if depth is not None:
+        request.depth = depth
+    if camera_info is not None:
+        request.camera_info = camera_info
+    return Segment, request
+
+
+def _assert_service_3d(response) -> None:
+    assert response.success, response.message
+    result, result_3d = response.result, response.result_3d
+    assert result_3d.header == result.header and list(result_3d.failed_instance_indices) == []
+    assert sorted(i.instance_index for i in result_3d.instances) == list(range(len(result.instances)))
+    for instance_3d in result_3d.instances:
+        assert_consistent_with_2d(instance_3d, result.instances[instance_3d.instance_index])
+    assert f"{len(result_3d.instances)} placed in 3D" in response.message
+
+
+def test_segment_service_answers_in_3d_with_the_received_depth(node):
+    node.client.publish(6 * SECOND, 6 * SECOND)
+    rows, cols = np.nonzero(RENDERED.mask(0))
+    srv, request = _segment_request([box_prompt("svc-box", [cols.min(), rows.min(), cols.max(), rows.max()])])
+    response = node.call(srv, "segment", request)  # the latest frame, paired with the depth sent beside it
+    assert len(response.result.instances) >= 1
+    _assert_service_3d(response)
+
+
+def test_segment_service_uses_the_depth_and_calibration_in_the_request(node):
+    info = CameraInfo(width=WIDTH, height=HEIGHT, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0],
+                      distortion_model="plumb_bob", d=[0.0] * 5)
+    image = stamped(array_to_image(RGB, "rgb8"), 77 * SECOND)  # a stamp no depth on the topic is near
+    srv, request = _segment_request([box_prompt("svc-own-depth", [40, 40, 200, 200])], image=image,
+                                    depth=stamped(array_to_image(DEPTH_MM, "16UC1"), 3 * SECOND), camera_info=info)
+    response = node.call(srv, "segment", request)
+    if not response.result.instances:
+        pytest.skip("random tiny weights gave an empty mask")
+    _assert_service_3d(response)
+    # An unreadable depth image in the request: the 2D answer stands, every instance fails in 3D.
+    srv, request = _segment_request([box_prompt("svc-bad-depth", [40, 40, 200, 200])], image=image,
+                                    depth=stamped(array_to_image(np.zeros((HEIGHT, WIDTH), np.uint8), "mono8"),
+                                                  3 * SECOND), camera_info=info)
+    response = node.call(srv, "segment", request)
+    assert response.success and len(response.result.instances) >= 1
+    failed = response.result_3d
+    assert len(failed.instances) == 0 and len(failed.failed_instance_indices) == len(response.result.instances)
+    assert "the request's depth image is unusable: depth encoding 'mono8'" in failed.failure_reasons[0]
+    assert node.is_alive()

@@ -1,0 +1,41 @@
+"""3D answers for a Segment service call: placed with the depth sent in the request, or else with the
+depth the node received on its `depth` topic nearest to the image's stamp."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from .depth_fusion import DepthError, DepthFusion, Failure3D, Fusion3D, depth_from_msg
+from .depth_geometry import GeometrySettings
+from .engine import Answer
+from .image_conversion import ImageConversionError
+
+
+def has_calibration(camera_info: Any) -> bool:
+    return camera_info is not None and len(camera_info.k) == 9 and float(camera_info.k[0]) > 0.0
+
+
+def locate_segment_answer(answer: Answer, request_depth: Any, request_camera_info: Any, node_depth: DepthFusion,
+                          node_camera_info: Any, geometry: GeometrySettings, tolerance_s: float) -> Fusion3D | None:
+    """The answer's instances in 3D; None when no depth exists for it (none sent, none received).
+
+    Depth sent with the request belongs to the request's image whatever its stamp, so it is paired
+    without a stamp tolerance; a depth image that cannot be read fails every instance with the reason."""
+    if answer.frame is None:
+        return None
+    camera_info = request_camera_info if has_calibration(request_camera_info) else node_camera_info
+    if int(request_depth.width) == 0:
+        if not node_depth.buffer.received:
+            return None
+        return node_depth.locate(answer.frame, answer.instances, camera_info, tolerance_s)
+    own = DepthFusion(geometry, capacity=1)
+    try:
+        depth = depth_from_msg(request_depth)
+    except (DepthError, ImageConversionError) as error:
+        reason = f"the request's depth image is unusable: {error}"
+        return Fusion3D(problem=reason, failures=[Failure3D(i, r.prediction.prompt_id, reason)
+                                                   for i, r in enumerate(answer.instances)])
+    # Re-stamped to the colour frame: the pairing is given by the request, not by time.
+    own.add(dataclasses.replace(depth, stamp_ns=answer.frame.stamp_ns))
+    return own.locate(answer.frame, answer.instances, camera_info, math.inf)
