@@ -351,6 +351,9 @@ class OVSAMNodeCore:
                                 + (f", {len(fusion.located)} placed in 3D" if fusion is not None else ""))
         except Exception as error:  # noqa: BLE001 - a failed call is an answer, not a crash
             response.success, response.message = False, f"{type(error).__name__}: {error}"
+            # Every prompt still gets its own answer: the call's failure, under its id.
+            ids = [str(p.id) for p in request.prompts]
+            response.result = InstanceMaskArray(failed_prompt_ids=ids, failure_reasons=[response.message] * len(ids))
             self.count("service_errors")
         return response
 

@@ -197,6 +197,8 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
         assert placed.isdisjoint(response.result_3d.failed_instance_indices)
     else:
         assert response.message
+        assert list(response.result.failed_prompt_ids) == [p.id for p in request.prompts]
+        assert set(response.result.failure_reasons) <= {response.message}
     assert_handled(core)
     core.engine.tracker.clear()
 
