@@ -15,7 +15,7 @@ from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.model import OVSAM, build_model
 from ovsam_model.training.clip2sam import Clip2SamStageSettings, train_clip2sam
 from ovsam_model.training.clip_stage import ClipStageSettings, train_clip
-from ovsam_model.training.common import StageRun
+from ovsam_model.training.common import StageRun, seed_everything
 from ovsam_model.training.data import training_scenes
 from ovsam_model.training.distill import DistillStageSettings, train_distill
 from ovsam_model.training.teacher import TeacherStageSettings, load_teacher, train_teacher
@@ -88,10 +88,14 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
         elif stage == "teacher":
             logs[stage] = train_teacher(config, scenes, run, seed, settings.teacher)
         elif stage == "distill":
+            # Building the model draws the new modules' initial weights from torch's global generator,
+            # which torch seeds at random in each process: seeded here, a run is the same every time.
+            seed_everything(seed)
             model = assemble_model(config, out_dir, upto="clip")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
             logs[stage] = train_distill(model, teacher, scenes, run, seed, settings.distill)
         else:
+            seed_everything(seed)  # the FPN's and roi_conv's initial weights, as for distill
             model = assemble_model(config, out_dir, upto="distill")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
             logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam)

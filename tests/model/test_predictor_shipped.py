@@ -58,7 +58,9 @@ def test_default_vocabulary_is_the_shapes_world(predictor: OVSAMPredictor) -> No
 
 def test_box_prompts_segment_and_name_the_object(predictor: OVSAMPredictor) -> None:
     ious, correct = [], []
-    for scene in scenes(6):
+    # 30 scenes, 74 objects: with 6 scenes (17 objects) one object moved the accuracy by 6 points, and a
+    # trial model 5 points better than the 800-step release on 1,355 held-out objects scored 11 of 17.
+    for scene in scenes(30):
         predictor.set_image(scene.image)
         prompts = [PromptSpec(f"o{i}", box=box) for i, box in enumerate(scene.boxes)]
         for result, mask, label in zip(predictor.predict(prompts), scene.masks, scene.labels):
@@ -105,7 +107,9 @@ def test_box_lands_on_the_object_in_a_non_square_picture(predictor: OVSAMPredict
 
 def test_segment_everything_recovers_the_objects(predictor: OVSAMPredictor) -> None:
     recalled, total, duplicates = 0, 0, 0
-    for scene in scenes(3, seed=7):
+    # 20 scenes, 53 objects, so the bounds measure rates: on 3 scenes (10 objects) one more duplicate
+    # decided the outcome. Measured: recall 51/53, duplicates 8 (4 with the 800-step CLIP2SAM).
+    for scene in scenes(20, seed=7):
         predictor.set_image(scene.image)
         found = predictor.segment_everything(points_per_side=12)
         for mask in scene.masks:
