@@ -14,6 +14,7 @@ import array
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -46,6 +47,7 @@ def rss_kib(pid: int) -> int:
 
 def run(args: argparse.Namespace) -> dict:
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import Point
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> dict:
                                     stderr=subprocess.DEVNULL)
     rclpy.init()
     client = rclpy.create_node("ovsam_soak")
+    executor = SingleThreadedExecutor()
+    spinner = threading.Thread(target=executor.spin, name="soak-answers", daemon=True)
     image_pub = client.create_publisher(Image, "image", QoSProfile(depth=5))
     prompts_pub = client.create_publisher(
         PromptArray, "prompts", QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE))
@@ -72,12 +76,19 @@ def run(args: argparse.Namespace) -> dict:
     answers: dict[str, tuple[float, str]] = {}
     dropped = [0]
 
+    answers_lock = threading.Lock()
+
     def on_instances(msg: InstanceMaskArray) -> None:
         now = time.monotonic()
-        for instance in msg.instances:
-            answers.setdefault(instance.prompt_id, (now, "instance"))
-        for prompt_id, reason in zip(msg.failed_prompt_ids, msg.failure_reasons):
-            answers.setdefault(prompt_id, (now, answer_kind(reason)))
+        with answers_lock:
+            for instance in msg.instances:
+                answers.setdefault(instance.prompt_id, (now, "instance"))
+            for prompt_id, reason in zip(msg.failed_prompt_ids, msg.failure_reasons):
+                answers.setdefault(prompt_id, (now, answer_kind(reason)))
+
+    def all_answered() -> bool:
+        with answers_lock:
+            return set(sent) <= set(answers)
 
     node_counts: dict[str, int] = {}
 
@@ -102,11 +113,15 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {"model": args.model, "duration_s": args.duration, "camera_hz": args.camera_hz,
                     "prompt_hz": args.prompt_hz, "text_query": args.text_query}
     try:
+        # Answers are taken on their own thread: a publish that blocks (reliable images the node is
+        # slow to take) must not delay their arrival times, or the client's lag reads as the node's.
+        executor.add_node(client)
+        spinner.start()
         deadline = time.monotonic() + args.startup_timeout
         while prompts_pub.get_subscription_count() == 0 or image_pub.get_subscription_count() == 0:
             if time.monotonic() > deadline or node_process.poll() is not None:
                 raise RuntimeError("the node did not come up")
-            rclpy.spin_once(client, timeout_sec=0.1)
+            time.sleep(0.1)
         if args.text_query:
             text_pub.publish(String(data=args.text_query))
         started = time.monotonic()
@@ -148,8 +163,8 @@ def run(args: argparse.Namespace) -> dict:
                     prompt.points = [Point(x=3.0, y=3.0)]
                 else:  # invalid
                     prompt.points = [Point(x=float("nan"), y=-5.0)]
-                prompts_pub.publish(PromptArray(prompts=[prompt]))
                 sent[prompt.id] = time.monotonic()
+                prompts_pub.publish(PromptArray(prompts=[prompt]))
                 prompt_index += 1
                 next_prompt += 1.0 / args.prompt_hz
             if now >= next_rss:
@@ -157,18 +172,23 @@ def run(args: argparse.Namespace) -> dict:
                 next_rss += 1.0
                 if rss_warm is None and now - started > args.warmup:
                     rss_warm = rss_samples[-1][1]
-            rclpy.spin_once(client, timeout_sec=0.0005)
+            time.sleep(max(0.0, min(next_frame, next_prompt, next_rss) - time.monotonic()))
         text_pub.publish(String(data=""))
         drain_deadline = time.monotonic() + args.drain_timeout
-        while not set(sent) <= set(answers) and time.monotonic() < drain_deadline and node_process.poll() is None:
-            rclpy.spin_once(client, timeout_sec=0.05)
-        for _ in range(30):  # one more diagnostics period
-            rclpy.spin_once(client, timeout_sec=0.05)
+        while not all_answered() and time.monotonic() < drain_deadline and node_process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.5)  # one more diagnostics period
+        executor.shutdown()
+        spinner.join(timeout=5)
         rss_end = rss_kib(node_process.pid)
         latencies = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items() if p in answers)
         served = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items()
                         if p in answers and answers[p][1] == "instance")
         after_warmup = [kib for t, kib in rss_samples if t > args.warmup]
+        by_kind: dict[str, list[float]] = {}
+        for prompt_id, t in sent.items():
+            if prompt_id in answers:
+                by_kind.setdefault(answers[prompt_id][1], []).append((answers[prompt_id][0] - t) * 1e3)
         kinds: dict[str, int] = {}
         for prompt_id in sent:
             if prompt_id in answers:
@@ -183,6 +203,7 @@ def run(args: argparse.Namespace) -> dict:
             "segmented_latency_ms_p50": float(np.percentile(served, 50)) if served else None,
             "segmented_latency_ms_p95": float(np.percentile(served, 95)) if served else None,
             "segmented_latency_ms_max": float(served[-1]) if served else None,
+            "latency_ms_p50_by_kind": {k: round(float(np.percentile(v, 50)), 1) for k, v in by_kind.items()},
             "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
             "rss_kib_max_after_warmup": max(after_warmup, default=None),
             "rss_growth": (rss_end - rss_warm) / rss_warm if rss_warm else None,
@@ -191,6 +212,7 @@ def run(args: argparse.Namespace) -> dict:
         })
         return report
     finally:
+        executor.shutdown()
         client.destroy_node()
         rclpy.try_shutdown()
         stop_process(node_process)
