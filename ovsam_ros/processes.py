@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +38,6 @@ def spin_until_shutdown(node: Any, threads: int = 4) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    # The inference thread runs Python between torch calls. With the default 5 ms GIL switch
-    # interval the executor threads got the GIL so rarely under load that prompt messages waited in
-    # DDS for seconds before their callback ran (15 s soak: answer latency p50 8 s -> 0.15 s).
-    sys.setswitchinterval(0.0005)
     executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
     try:

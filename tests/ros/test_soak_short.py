@@ -1,6 +1,6 @@
 """A short soak in CI (the long one: `python -m ovsam_ros.soak --duration 600`): camera at 60 Hz and
 100 prompts/s of every kind; every prompt answered, node alive, memory bounded after warm-up, the
-latency of segmented prompts bounded by the queue policy."""
+node's queue wait bounded by the queue policy."""
 from __future__ import annotations
 
 import pytest
@@ -28,6 +28,6 @@ def test_short_soak_holds(tmp_path, capsys):
     kinds = report["answers_by_kind"]
     assert kinds.get("expired stamp", 0) > 0 and kinds.get("invalid prompt", 0) > 0
     assert not any(kind.startswith(("other", "model error")) for kind in kinds), kinds
-    # The queue policy bounds how long a prompt waits in the node (1 s here); the rest is one round of
-    # inference plus transport, a few seconds at most even on a loaded 2-core machine.
-    assert report["segmented_latency_ms_max"] <= 6_000, report
+    # The queue policy bounds how long a prompt waits in the node's queue (1 s here, plus the round in
+    # progress). End to end it is not bounded under this overload: see README, Robustness.
+    assert report["node_counts"]["prompt_wait_ms_p95"] <= 1_000 + 1_500, report
