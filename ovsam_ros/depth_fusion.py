@@ -150,18 +150,25 @@ class DepthFusion:
         """Place every instance (InstanceResult with .prediction.mask/.box) of `frame` in 3D.
 
         Every instance ends up either in `located` or in `failures` with a reason."""
-        started = time.perf_counter()
-        fusion = Fusion3D()
         try:
-            fusion.depth = self.buffer.match(frame.stamp_ns, frame.height, frame.width, tolerance_s)
+            depth = self.buffer.match(frame.stamp_ns, frame.height, frame.width, tolerance_s)
+        except DepthUnavailable as error:
+            return self._unplaced(frame, instances, error, time.perf_counter())
+        return self.locate_with(depth, frame, instances, camera_info)
+
+    def locate_with(self, depth: DepthImage, frame: Any, instances: Sequence[Any], camera_info: Any) -> Fusion3D:
+        """As `locate`, with the depth image given (e.g. sent with a service request) instead of matched by stamp."""
+        started = time.perf_counter()
+        fusion = Fusion3D(depth=depth)
+        try:
+            if (depth.height, depth.width) != (frame.height, frame.width):
+                raise DepthUnavailable(
+                    f"depth image {depth.width}x{depth.height} does not match the colour image "
+                    f"{frame.width}x{frame.height}: send depth registered to the colour camera")
             rays = self.rays_for(camera_info, frame.width, frame.height)
-            scene = DepthScene(fusion.depth.raw, rays, self.settings, fusion.depth.metres_per_unit)
+            scene = DepthScene(depth.raw, rays, self.settings, depth.metres_per_unit)
         except (DepthUnavailable, ProjectionError, GeometryError) as error:
-            fusion.depth = None
-            fusion.problem = f"no 3D for frame {format_stamp(frame.stamp_ns)}: {error}"
-            fusion.failures = [Failure3D(i, r.prediction.prompt_id, str(error)) for i, r in enumerate(instances)]
-            fusion.elapsed_ms = (time.perf_counter() - started) * 1e3
-            return fusion
+            return self._unplaced(frame, instances, error, started)
         for index, result in enumerate(instances):
             prediction = result.prediction
             try:
@@ -170,6 +177,13 @@ class DepthFusion:
                 fusion.failures.append(Failure3D(index, prediction.prompt_id, str(error)))
         fusion.elapsed_ms = (time.perf_counter() - started) * 1e3
         return fusion
+
+    @staticmethod
+    def _unplaced(frame: Any, instances: Sequence[Any], error: Exception, started: float) -> Fusion3D:
+        """No 3D for the whole frame: every instance fails with the reason."""
+        return Fusion3D(problem=f"no 3D for frame {format_stamp(frame.stamp_ns)}: {error}",
+                        failures=[Failure3D(i, r.prediction.prompt_id, str(error)) for i, r in enumerate(instances)],
+                        elapsed_ms=(time.perf_counter() - started) * 1e3)
 
     def rays_for(self, camera_info: Any, width: int, height: int) -> RayTable:
         """The ray table of this calibration (rebuilt only when the calibration changes)."""

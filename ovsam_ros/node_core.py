@@ -342,7 +342,7 @@ class OVSAMNodeCore:
             answer.failures = failures + answer.failures
             response.result = answer_to_msg(answer)
             fusion = locate_segment_answer(answer, request.depth, request.camera_info, self.depth, self.camera_info,
-                                           self.settings.geometry(), self.settings.depth_stamp_tolerance_s)
+                                           self.settings.depth_stamp_tolerance_s)
             response.result_3d.header = response.result.header
             if fusion is not None:
                 response.result_3d = fusion_to_msg(fusion, response.result.header)

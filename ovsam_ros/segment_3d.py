@@ -2,12 +2,9 @@
 depth the node received on its `depth` topic nearest to the image's stamp."""
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any
 
 from .depth_fusion import DepthError, DepthFusion, Failure3D, Fusion3D, depth_from_msg
-from .depth_geometry import GeometrySettings
 from .engine import Answer
 from .image_conversion import ImageConversionError
 
@@ -17,11 +14,11 @@ def has_calibration(camera_info: Any) -> bool:
 
 
 def locate_segment_answer(answer: Answer, request_depth: Any, request_camera_info: Any, node_depth: DepthFusion,
-                          node_camera_info: Any, geometry: GeometrySettings, tolerance_s: float) -> Fusion3D | None:
+                          node_camera_info: Any, tolerance_s: float) -> Fusion3D | None:
     """The answer's instances in 3D; None when no depth exists for it (none sent, none received).
 
-    Depth sent with the request belongs to the request's image whatever its stamp, so it is paired
-    without a stamp tolerance; a depth image that cannot be read fails every instance with the reason."""
+    Depth sent with the request belongs to the request's image whatever its stamp, so it is used
+    without stamp matching; a depth image that cannot be read fails every instance with the reason."""
     if answer.frame is None:
         return None
     camera_info = request_camera_info if has_calibration(request_camera_info) else node_camera_info
@@ -29,13 +26,10 @@ def locate_segment_answer(answer: Answer, request_depth: Any, request_camera_inf
         if not node_depth.buffer.received:
             return None
         return node_depth.locate(answer.frame, answer.instances, camera_info, tolerance_s)
-    own = DepthFusion(geometry, capacity=1)
     try:
         depth = depth_from_msg(request_depth)
     except (DepthError, ImageConversionError) as error:
         reason = f"the request's depth image is unusable: {error}"
         return Fusion3D(problem=reason, failures=[Failure3D(i, r.prediction.prompt_id, reason)
                                                    for i, r in enumerate(answer.instances)])
-    # Re-stamped to the colour frame: the pairing is given by the request, not by time.
-    own.add(dataclasses.replace(depth, stamp_ns=answer.frame.stamp_ns))
-    return own.locate(answer.frame, answer.instances, camera_info, math.inf)
+    return node_depth.locate_with(depth, answer.frame, answer.instances, camera_info)

@@ -35,6 +35,10 @@ def answer_kind(reason: str) -> str:
     return "other: " + reason[:60]
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -181,28 +185,23 @@ def run(args: argparse.Namespace) -> dict:
         executor.shutdown()
         spinner.join(timeout=5)
         rss_end = rss_kib(node_process.pid)
-        latencies = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items() if p in answers)
-        served = sorted((answers[p][0] - t) * 1e3 for p, t in sent.items()
-                        if p in answers and answers[p][1] == "instance")
-        after_warmup = [kib for t, kib in rss_samples if t > args.warmup]
         by_kind: dict[str, list[float]] = {}
         for prompt_id, t in sent.items():
             if prompt_id in answers:
-                by_kind.setdefault(answers[prompt_id][1], []).append((answers[prompt_id][0] - t) * 1e3)
-        kinds: dict[str, int] = {}
-        for prompt_id in sent:
-            if prompt_id in answers:
-                kinds[answers[prompt_id][1]] = kinds.get(answers[prompt_id][1], 0) + 1
+                arrived, kind = answers[prompt_id]
+                by_kind.setdefault(kind, []).append((arrived - t) * 1e3)
+        latencies = sorted(value for values in by_kind.values() for value in values)
+        served = sorted(by_kind.get("instance", []))
+        after_warmup = [kib for t, kib in rss_samples if t > args.warmup]
         report.update({
             "frames_published": frame_index, "frames_dropped_by_node": dropped[0],
-            "prompts_sent": len(sent), "prompts_answered": sum(1 for p in sent if p in answers),
-            "prompts_lost": sum(1 for p in sent if p not in answers), "answers_by_kind": kinds,
-            "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else None,
-            "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else None,
-            "latency_ms_max": float(latencies[-1]) if latencies else None,
-            "segmented_latency_ms_p50": float(np.percentile(served, 50)) if served else None,
-            "segmented_latency_ms_p95": float(np.percentile(served, 95)) if served else None,
-            "segmented_latency_ms_max": float(served[-1]) if served else None,
+            "prompts_sent": len(sent), "prompts_answered": len(latencies),
+            "prompts_lost": len(sent) - len(latencies),
+            "answers_by_kind": {kind: len(values) for kind, values in by_kind.items()},
+            "latency_ms_p50": percentile(latencies, 50), "latency_ms_p95": percentile(latencies, 95),
+            "latency_ms_max": percentile(latencies, 100),
+            "segmented_latency_ms_p50": percentile(served, 50), "segmented_latency_ms_p95": percentile(served, 95),
+            "segmented_latency_ms_max": percentile(served, 100),
             "latency_ms_p50_by_kind": {k: round(float(np.percentile(v, 50)), 1) for k, v in by_kind.items()},
             "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
             "rss_kib_max_after_warmup": max(after_warmup, default=None),

@@ -77,9 +77,8 @@ class InferenceWorker:
             self._wake.notify()
         if rejected:
             self.stats.prompts_rejected_overload += len(rejected)
-            self._emit(Answer(frame=self.engine.frames.latest(), failures=[
-                PromptFailure(r.prompt_id, f"overloaded: {self.max_pending_prompts} prompts already pending")
-                for r in rejected]))
+            self._emit_failures([PromptFailure(r.prompt_id, f"overloaded: {self.max_pending_prompts} prompts already pending")
+                                 for r in rejected])
 
     def submit_frame(self, frame: Frame, text_queries: Sequence[str] = ()) -> None:
         """Offer a new frame for tracks / text queries; replaces (and counts) one not yet started."""
@@ -175,9 +174,9 @@ class InferenceWorker:
             return
         self.stats.prompts_expired_in_queue += len(overdue)
         limit = self.max_prompt_wait_s
-        self._emit(Answer(frame=self.engine.frames.latest(), failures=[
+        self._emit_failures([
             PromptFailure(r.prompt_id, f"overloaded: waited {w:.1f} s in the queue (max_prompt_wait_s {limit:g})")
-            for r, w in overdue]))
+            for r, w in overdue])
 
     def _answer_prompts(self, prompts: list[PromptRequest]) -> None:
         for answer in self.engine.answer(prompts):
@@ -188,6 +187,10 @@ class InferenceWorker:
         self.stats.frames_processed += 1
         if answer is not None:
             self._emit(answer)
+
+    def _emit_failures(self, failures: list[PromptFailure]) -> None:
+        """Prompts answered with a failure outside any frame's work: attached to the latest frame."""
+        self._emit(Answer(frame=self.engine.frames.latest(), failures=failures))
 
     def _emit(self, answer: Answer) -> None:
         self.stats.prompts_answered += len({i.prediction.prompt_id for i in answer.instances if i.prediction.prompt_id})
@@ -206,8 +209,7 @@ class InferenceWorker:
         except Exception as error:  # noqa: BLE001 - the worker thread must survive anything
             self._note_error(f"{what} failed: {type(error).__name__}: {error}")
             if fail_prompts:
-                self._emit(Answer(frame=self.engine.frames.latest(), failures=[
-                    PromptFailure(r.prompt_id, f"internal error: {error}") for r in fail_prompts]))
+                self._emit_failures([PromptFailure(r.prompt_id, f"internal error: {error}") for r in fail_prompts])
 
     def _note_error(self, message: str) -> None:
         self.stats.errors += 1
