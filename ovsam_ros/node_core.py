@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.task import Future as RclpyFuture
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -32,6 +34,7 @@ from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
 from .instances3d_conversion import Instances3DPublisher, fusion_to_msg, with_3d_markers
 from .markers import label_markers
+from .predictor_process import PredictorProcess
 from .prompt_conversion import (PromptConversionError, PromptFailure, click_request,
                                 request_from_prompt_msg, requests_from_detections)
 from .result_conversion import answer_to_msg
@@ -85,19 +88,14 @@ class OVSAMNodeCore:
         self._click_ids = itertools.count(1)
         self._subscriptions: list[Any] = []
         self._model_info: dict[str, str] = {}
-        self._services_group = ReentrantCallbackGroup()
-        self._inputs_group = MutuallyExclusiveCallbackGroup()
-        # Prompts get their own group so that converting a burst of images never delays them.
-        self._prompts_group = MutuallyExclusiveCallbackGroup()
         self.instances_pub = node.create_publisher(InstanceMaskArray, "instances", RESULT_QUEUE_DEPTH)
         self.overlay_pub = node.create_publisher(Image, "overlay", 2)
         self.markers_pub = node.create_publisher(MarkerArray, "markers", 2)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 2)
         self.depth = DepthFusion(self.settings.geometry())  # depth images by stamp, for 3D instances (optional input)
         self.outputs_3d = Instances3DPublisher(node)
-        node.create_service(Segment, "segment", self._on_segment, callback_group=self._services_group)
-        node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary,
-                            callback_group=self._services_group)
+        node.create_service(Segment, "segment", self._on_segment)
+        node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary)
         node.create_timer(1.0, self._publish_diagnostics)
         node.add_on_set_parameters_callback(self._on_parameters)
 
@@ -146,7 +144,10 @@ class OVSAMNodeCore:
     def configure(self) -> None:
         """Load the model (raises with a clear message on a missing or corrupt checkpoint)."""
         settings = self.settings
-        predictor = self._predictor_factory(settings)
+        if settings.inference_process:
+            predictor = PredictorProcess(self._predictor_factory, settings)
+        else:
+            predictor = self._predictor_factory(settings)
         engine_settings = EngineSettings(top_k=settings.top_k, score_threshold=settings.score_threshold,
                                          max_instances=settings.max_instances,
                                          frame_buffer_size=settings.frame_buffer_size,
@@ -157,7 +158,9 @@ class OVSAMNodeCore:
                                       max_prompt_wait_s=settings.max_prompt_wait_s,
                                       log_error=self.logger.error)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
-                            "backend": settings.backend, "vocabulary_size": str(predictor.vocabulary.size)}
+                            "backend": settings.backend, "vocabulary_size": str(predictor.vocabulary.size),
+                            "inference": (f"child process {predictor.pid}" if isinstance(predictor, PredictorProcess)
+                                          else "thread")}
         self.worker.start()
         self.logger.info(f"model {settings.model} ready on {self._model_info['device']} "
                          f"({predictor.vocabulary.size} classes)")
@@ -166,21 +169,17 @@ class OVSAMNodeCore:
         node, qos = self.node, self._image_qos()
         image_topic = ("image/compressed", CompressedImage) if self.settings.use_compressed else ("image", Image)
         self._subscriptions = [
-            node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos,
-                                     callback_group=self._inputs_group),
+            node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos),
             node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos),
             node.create_subscription(Image, "depth", self._on_depth, qos),
-            node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QOS,
-                                     callback_group=self._prompts_group),
-            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QOS,
-                                     callback_group=self._prompts_group),
-            node.create_subscription(Point, "image_click", self._on_image_click, PROMPT_QOS,
-                                     callback_group=self._prompts_group),
+            node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QOS),
+            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QOS),
+            node.create_subscription(Point, "image_click", self._on_image_click, PROMPT_QOS),
             node.create_subscription(String, "text_query", self._on_text_query, 10),
         ]
         if Detection2DArray is not None:
             self._subscriptions.append(node.create_subscription(
-                Detection2DArray, "detections", self._on_detections, PROMPT_QOS, callback_group=self._prompts_group))
+                Detection2DArray, "detections", self._on_detections, PROMPT_QOS))
 
     def deactivate(self) -> None:
         for subscription in self._subscriptions:
@@ -191,6 +190,8 @@ class OVSAMNodeCore:
         self.deactivate()
         if self.worker is not None:
             self.worker.stop()
+        if self.engine is not None and isinstance(self.engine.predictor, PredictorProcess):
+            self.engine.predictor.close()
         self.worker, self.engine = None, None
 
     def _image_qos(self) -> QoSProfile:
@@ -319,7 +320,7 @@ class OVSAMNodeCore:
         self.logger.info(f"text query: {', '.join(self.text_queries) or '(cleared)'}")
 
     # -- services ------------------------------------------------------------------------------
-    def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
+    async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         try:
             if self.worker is None:
                 raise RuntimeError("the node is not configured (no model loaded)")
@@ -337,8 +338,7 @@ class OVSAMNodeCore:
                     requests.append(request_from_prompt_msg(prompt, frame.stamp_ns))
                 except (PromptConversionError, ValueError) as error:
                     failures.append(PromptFailure(prompt.id, str(error)))
-            answer = self.worker.call(lambda: self.engine.segment_image(frame, requests, queries),
-                                      timeout=self.settings.service_timeout_s)
+            answer = await self._on_inference_thread(lambda: self.engine.segment_image(frame, requests, queries))
             answer.failures = failures + answer.failures
             response.result = answer_to_msg(answer)
             fusion = locate_segment_answer(answer, request.depth, request.camera_info, self.depth, self.camera_info,
@@ -357,21 +357,57 @@ class OVSAMNodeCore:
             self.count("service_errors")
         return response
 
-    def _on_set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
+    async def _on_set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
         try:
             if self.worker is None:
                 raise RuntimeError("the node is not configured (no model loaded)")
             spec = resolve_vocabulary_request(request.name, list(request.classes), self.settings.vocabulary_dirs)
             if spec == "default":
                 spec = str(self.engine.predictor.default_vocabulary)
-            response.size = self._switch_vocabulary(spec)
+            response.size = await self._on_inference_thread(lambda: self.engine.set_vocabulary(spec))
+            self._model_info["vocabulary_size"] = str(response.size)
             response.success, response.message = True, f"vocabulary has {response.size} classes"
         except Exception as error:  # noqa: BLE001
             response.success, response.message = False, f"{type(error).__name__}: {error}; the previous vocabulary stays"
             response.size = int(self.engine.predictor.vocabulary.size) if self.engine else 0
         return response
 
+    async def _on_inference_thread(self, function: Callable[[], Any]) -> Any:
+        """Await `function` run on the inference thread. The executor goes on taking images and prompts
+        meanwhile: this coroutine is parked until the result (or service_timeout_s) arrives."""
+        timeout = self.settings.service_timeout_s
+        done = RclpyFuture(executor=self.node.executor)
+        # With a done callback, completing the future schedules it on the executor, which wakes the
+        # executor's wait; it then resumes this coroutine.
+        done.add_done_callback(lambda _: None)
+        settle_lock = threading.Lock()
+
+        def settle(result: Any = None, error: BaseException | None = None) -> None:
+            with settle_lock:
+                if done.done():
+                    return
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(result)
+
+        def from_worker(work: Future) -> None:
+            error = work.exception()
+            settle(error=error) if error is not None else settle(result=work.result())
+
+        self.worker.submit_call(function).add_done_callback(from_worker)
+        timer = threading.Timer(timeout, settle, kwargs={"error": TimeoutError(
+            f"no answer from the inference thread within service_timeout_s ({timeout:g} s)")})
+        timer.daemon = True
+        timer.start()
+        try:
+            return await done
+        finally:
+            timer.cancel()
+
     def _switch_vocabulary(self, spec: str | list[str]) -> int:
+        """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
+        the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
         # An empty `vocabulary` parameter means the model's own vocabulary, as at start-up.
         spec = spec or str(self.engine.predictor.default_vocabulary)
         size = self.worker.call(lambda: self.engine.set_vocabulary(spec), timeout=self.settings.service_timeout_s)
@@ -382,8 +418,11 @@ class OVSAMNodeCore:
     def _publish_answer(self, answer: Answer, header: Header | None = None) -> None:
         msg = answer_to_msg(answer, fallback_header=header)
         self.instances_pub.publish(msg)
-        for failure in answer.failures:
-            self.logger.warning(f"prompt '{failure.prompt_id}' failed: {failure.reason}", throttle_duration_sec=1.0)
+        if answer.failures:
+            # One line per answer, not per prompt: under overload hundreds fail each second.
+            first = answer.failures[0]
+            more = f" (and {len(answer.failures) - 1} more)" if len(answer.failures) > 1 else ""
+            self.logger.warning(f"prompt '{first.prompt_id}' failed: {first.reason}{more}", throttle_duration_sec=1.0)
         if answer.frame is None or not answer.instances:
             return
         if self.settings.publish_overlay and self.overlay_pub.get_subscription_count() > 0:
@@ -414,12 +453,20 @@ class OVSAMNodeCore:
             status = build_status(
                 name=f"{self.node.get_name()}: ovsam", hardware_id=self._model_info.get("device", "unconfigured"),
                 stats=worker.stats if worker else None, queue_depth=worker.queue_depth if worker else 0,
-                counters=dict(self.counters), info=dict(self._model_info), last_image_time=self.last_image_time,
+                counters=dict(self.counters), info=self._inference_info(), last_image_time=self.last_image_time,
                 camera_timeout_s=self.settings.camera_timeout_s, problems=self.problems[-3:])
             self.problems = []
             self.diagnostics_pub.publish(diagnostic_array(status, self.node.get_clock().now().to_msg()))
         except Exception as error:  # noqa: BLE001
             self.logger.error(f"diagnostics failed: {error}", throttle_duration_sec=5.0)
+
+    def _inference_info(self) -> dict[str, str]:
+        info = dict(self._model_info)
+        predictor = self.engine.predictor if self.engine is not None else None
+        if isinstance(predictor, PredictorProcess):
+            info["inference"] = f"child process {predictor.pid}"
+            info["inference_restarts"] = str(predictor.restarts)
+        return info
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def count(self, key: str) -> None:

@@ -33,12 +33,19 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
             process.wait()
 
 
-def spin_until_shutdown(node: Any, threads: int = 4) -> None:
-    """Spin `node` on a multi-threaded executor until Ctrl-C or shutdown, then destroy it."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+def spin_until_shutdown(node: Any) -> None:
+    """Spin `node` on a single-threaded executor until Ctrl-C or shutdown, then destroy it.
 
-    executor = MultiThreadedExecutor(num_threads=threads)
+    Single-threaded on purpose: rclpy's MultiThreadedExecutor rebuilds its wait set in a hot loop while
+    a callback group is busy, and under 60 Hz images plus 100 prompts/s that loop took a whole core
+    and the GIL, so prompts waited seconds in DDS (python -m ovsam_ros.soak: p50 17.5 s against 30 ms
+    single-threaded). The node's callbacks only convert and queue; its services are coroutines that
+    await the inference thread instead of blocking the executor.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

@@ -26,6 +26,7 @@ class NodeSettings:
     device: str = "auto"
     backend: str = "torch"
     precision: str = "fp32"
+    inference_process: bool = True   # the model in a child process: message handling never waits on its GIL
     vocabulary: str = ""             # empty = the model's own; "lvis", "coco" or a file with one class per line
     vocabulary_dirs: str = ""        # os.pathsep-separated directories SetVocabulary may read files from
     score_threshold: float = 0.0     # text-query instances below this label probability are not published
@@ -84,6 +85,8 @@ DESCRIPTIONS = {
     "device": "auto | cpu | cuda",
     "backend": "torch | onnxruntime | tensorrt",
     "precision": "fp32 | fp16 | bf16 (GPU)",
+    "inference_process": "run the model in a child process so that message handling never competes with it "
+                         "for Python's GIL; false runs it on a thread of the node process",
     "vocabulary": "empty = the model's own; lvis, coco, or a file with one class per line",
     "vocabulary_dirs": "directories (separated by ':') from which the set_vocabulary service may read class files",
     "score_threshold": "text-query instances below this label probability are not published",

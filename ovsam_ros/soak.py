@@ -40,13 +40,34 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    """Resident memory of `pid` and all its descendants (the node and its inference process)."""
+    total = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, frontier = [], [pid]
+    while frontier:
+        kids = children.get(frontier.pop(), [])
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -66,10 +87,12 @@ def run(args: argparse.Namespace) -> dict:
                 "-p", f"max_prompt_wait_s:={args.max_wait}"]
     if args.weights:
         node_cmd += ["-p", f"weights_dir:={args.weights}"]
+    for parameter in args.node_param:
+        node_cmd += ["-p", parameter]
     env = child_environment()
     node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-    rclpy.init()
+    rclpy.init(args=[])  # not sys.argv: its NAME:=VALUE options are for the node, not this process
     client = rclpy.create_node("ovsam_soak")
     executor = SingleThreadedExecutor()
     spinner = threading.Thread(target=executor.spin, name="soak-answers", daemon=True)
@@ -115,7 +138,8 @@ def run(args: argparse.Namespace) -> dict:
     sent: dict[str, float] = {}
     stamps: list[int] = []
     report: dict = {"model": args.model, "duration_s": args.duration, "camera_hz": args.camera_hz,
-                    "prompt_hz": args.prompt_hz, "text_query": args.text_query}
+                    "prompt_hz": args.prompt_hz, "text_query": args.text_query,
+                    "node_params": list(args.node_param)}
     try:
         # Answers are taken on their own thread: a publish that blocks (reliable images the node is
         # slow to take) must not delay their arrival times, or the client's lag reads as the node's.
@@ -235,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--json", help="also write the report here")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="an extra node parameter, e.g. inference_process:=false (repeatable)")
     args = parser.parse_args(argv)
     report = run(args)
     for key, value in report.items():

@@ -88,13 +88,18 @@ class InferenceWorker:
             self._frame = (frame, tuple(text_queries))
             self._wake.notify()
 
-    def call(self, function: Callable[[], Any], timeout: float) -> Any:
-        """Run `function` on the inference thread and wait for its result (raises its exception)."""
+    def submit_call(self, function: Callable[[], Any]) -> Future:
+        """Run `function` on the inference thread, between the other jobs; its result or exception
+        arrives in the returned future."""
         future: Future = Future()
         with self._wake:
             self._calls.append((function, future))
             self._wake.notify()
-        return future.result(timeout=timeout)
+        return future
+
+    def call(self, function: Callable[[], Any], timeout: float) -> Any:
+        """submit_call, and wait for the result (raises its exception)."""
+        return self.submit_call(function).result(timeout=timeout)
 
     @property
     def queue_depth(self) -> int:

@@ -38,5 +38,12 @@ class SlowPredictor:
         return self._predictor.predict(prompts, *args, **kwargs)
 
 
+def slow_predictor_factory(settings):
+    return SlowPredictor(default_predictor_factory(settings))
+
+
 if __name__ == "__main__":
-    sys.exit(main(predictor_factory=lambda settings: SlowPredictor(default_predictor_factory(settings))))
+    # By its import name: the inference process cannot import functions of __main__.
+    from tests.ros.slow_node import slow_predictor_factory as factory
+
+    sys.exit(main(predictor_factory=factory))

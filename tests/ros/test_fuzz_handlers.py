@@ -8,7 +8,6 @@ every prompt id is answered (an instance or a failure with a reason), and the no
 from __future__ import annotations
 
 import array
-import math
 import threading
 import time
 
@@ -22,6 +21,8 @@ from hypothesis import strategies as st  # noqa: E402
 from geometry_msgs.msg import Point, PointStamped  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+
+from rclpy.parameter import Parameter  # noqa: E402
 
 from ovsam_ros.msg import Prompt, PromptArray  # noqa: E402
 from ovsam_ros.node_core import OVSAMNodeCore  # noqa: E402
@@ -72,7 +73,8 @@ def core():
 
     apply_to_this_process()
     rclpy.init()
-    node = rclpy.create_node("ovsam_fuzz")
+    # The model is built here, in this process: it runs on the node's thread, not in a child process.
+    node = rclpy.create_node("ovsam_fuzz", parameter_overrides=[Parameter("inference_process", value=False)])
     torch.manual_seed(0)
     predictor = OVSAMPredictor(build_model("ovsam-tiny"), None)
     predictor.set_vocabulary(CLASSES)
@@ -88,6 +90,18 @@ def core():
     core.cleanup()
     node.destroy_node()
     rclpy.try_shutdown()
+
+
+def run_service(coroutine, timeout: float = 60.0):
+    """Drive a service coroutine as an executor would: resume it until it returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            coroutine.send(None)
+        except StopIteration as finished:
+            return finished.value
+        assert time.monotonic() < deadline, "service call did not finish"
+        time.sleep(0.001)
 
 
 def wait_answered(core, ids: set[str], timeout: float = 30.0) -> None:
@@ -189,7 +203,7 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
     request = Segment.Request(image=image, text_queries=queries, depth=depth,
                               camera_info=CameraInfo(width=size, height=size, k=k),
                               prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
-    response = core._on_segment(request, Segment.Response())
+    response = run_service(core._on_segment(request, Segment.Response()))
     if response.success:
         answered = {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids)
         assert {p.id for p in request.prompts} <= answered | {""}
@@ -208,11 +222,12 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
        classes=st.lists(st.text(max_size=30), max_size=5))
 def test_set_vocabulary_service(core, name, classes):
     size_before = core.engine.predictor.vocabulary.size
-    response = core._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes), SetVocabulary.Response())
+    response = run_service(core._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes),
+                                                   SetVocabulary.Response()))
     if not response.success:
         assert response.size == size_before and "previous vocabulary stays" in response.message
     assert_handled(core)
-    core._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response())
+    run_service(core._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
 
 
 def test_node_still_serves_after_fuzzing(core):

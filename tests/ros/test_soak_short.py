@@ -1,6 +1,6 @@
 """A short soak in CI (the long one: `python -m ovsam_ros.soak --duration 600`): camera at 60 Hz and
-100 prompts/s of every kind; every prompt answered, node alive, memory bounded after warm-up, the
-node's queue wait bounded by the queue policy."""
+100 prompts/s of every kind; every prompt answered, node alive, memory bounded after warm-up, latency
+(in the node's queue and end to end) bounded by the queue policy."""
 from __future__ import annotations
 
 import pytest
@@ -29,5 +29,7 @@ def test_short_soak_holds(tmp_path, capsys):
     assert kinds.get("expired stamp", 0) > 0 and kinds.get("invalid prompt", 0) > 0
     assert not any(kind.startswith(("other", "model error")) for kind in kinds), kinds
     # The queue policy bounds how long a prompt waits in the node's queue (1 s here, plus the round in
-    # progress). End to end it is not bounded under this overload: see README, Robustness.
+    # progress), and end to end the answer follows within that bound: the executor keeps up with the
+    # messages (with a multi-threaded executor and the model on a thread, p95 was ~27 s).
     assert report["node_counts"]["prompt_wait_ms_p95"] <= 1_000 + 1_500, report
+    assert report["latency_ms_p95"] <= 1_000 + 1_500, report

@@ -1,0 +1,68 @@
+"""The node runs its model in a child process: killing that process (as the kernel's OOM killer would)
+costs the prompts in flight an explicit error, never the node; a new child serves the next prompts."""
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+
+from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights  # noqa: E402
+
+pytestmark = pytest.mark.ros
+CLASSES = ["red star", "blue cross", "green circle"]
+
+
+def latest_values(diagnostics: list[DiagnosticArray]) -> dict[str, str]:
+    for array in reversed(diagnostics):
+        for status in array.status:
+            if status.name.endswith(": ovsam"):
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def test_a_killed_inference_process_costs_errors_not_the_node(tmp_path):
+    weights = make_tiny_weights(tmp_path / "w", CLASSES)
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable"})
+    diagnostics: list[DiagnosticArray] = []
+    node.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    try:
+        node.wait_ready()
+        frame = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        node.publish_frame(frame, 1)
+        node.spin_for(0.3)
+        node.send_prompts([box_prompt("before", [10, 10, 90, 80])])
+        before, _ = node.answers_for({"before"})["before"]
+        assert not isinstance(before, str), before
+        node.spin_until(lambda: latest_values(diagnostics).get("inference", "").startswith("child process"),
+                        "diagnostics naming the inference process")
+        values = latest_values(diagnostics)
+        child = int(values["inference"].split()[-1])
+        assert child != node.process.pid and values["inference_restarts"] == "0"
+
+        os.kill(child, signal.SIGKILL)
+        answers = {}
+        for attempt in range(20):
+            node.publish_frame(frame, 1_000 + attempt)
+            node.spin_for(0.2)
+            prompt_id = f"after-{attempt}"
+            node.send_prompts([box_prompt(prompt_id, [10, 10, 90, 80])])
+            answers.update(node.answers_for({prompt_id}))
+            if not isinstance(answers[prompt_id][0], str):
+                break
+        results = [answer for answer, _ in answers.values()]
+        assert not isinstance(results[-1], str), f"no prompt segmented after the restart: {results}"
+        # Whatever was in flight when the child died got a reason, not silence.
+        assert all("inference process" in r or "not cached" in r for r in results if isinstance(r, str)), results
+        node.spin_until(lambda: latest_values(diagnostics).get("inference_restarts") == "1",
+                        "diagnostics counting the restart")
+        assert latest_values(diagnostics)["inference"] != f"child process {child}"
+        assert node.is_alive()
+    finally:
+        output = node.close()
+    assert "Traceback" not in output, output
