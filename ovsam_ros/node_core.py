@@ -17,6 +17,7 @@ from typing import Any, Callable
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future as RclpyFuture
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -94,8 +95,12 @@ class OVSAMNodeCore:
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 2)
         self.depth = DepthFusion(self.settings.geometry())  # depth images by stamp, for 3D instances (optional input)
         self.outputs_3d = Instances3DPublisher(node)
-        node.create_service(Segment, "segment", self._on_segment)
-        node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary)
+        # The services' coroutines stay pending while they await the inference thread, and a pending
+        # task holds its callback group: in the node's default (mutually exclusive) group it would
+        # hold up every image and prompt callback until the call finished.
+        services_group = ReentrantCallbackGroup()
+        node.create_service(Segment, "segment", self._on_segment, callback_group=services_group)
+        node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary, callback_group=services_group)
         node.create_timer(1.0, self._publish_diagnostics)
         node.add_on_set_parameters_callback(self._on_parameters)
 

@@ -9,13 +9,17 @@ import pytest
 pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Point  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 
+from ovsam_ros.msg import Prompt  # noqa: E402
+from ovsam_ros.srv import Segment  # noqa: E402
+
 from ovsam_ros.soak import rss_kib  # noqa: E402 - the node and its inference process
-from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights  # noqa: E402
+from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights  # noqa: E402
 
 pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]
@@ -146,3 +150,31 @@ def test_corrupt_checkpoint_fails_configure_with_the_file_named(tiny_weights, tm
     finally:
         output = node.close()
     assert "configure failed" in output and victim.name in output
+
+
+def test_a_slow_service_call_does_not_hold_up_prompts(tiny_weights, monkeypatch):
+    """The segment service awaits the inference thread instead of blocking the (single-threaded)
+    executor: while a call waits on a slow image encoding, prompts are still taken and answered."""
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "3.0")
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tiny_weights), "image_qos": "reliable"},
+                         module="tests.ros.slow_node")
+    try:
+        node.wait_ready()
+        client = node.node.create_client(Segment, "segment")
+        node.spin_until(client.service_is_ready, "the segment service")
+        node.spin_for(0.3)
+        frame = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        request = Segment.Request(image=image_msg(frame, 7), prompts=[box_prompt("svc", [5, 5, 40, 40])])
+        pending = client.call_async(request)
+        node.spin_for(0.5)  # the call is now waiting on the 3 s encoding
+        # Refused as it is converted (too many points), so answered by the callback itself.
+        node.send_prompts([Prompt(id="bad", points=[Point(x=1.0, y=1.0)] * 65)])
+        answers = node.answers_for({"bad"}, timeout=2.5)
+        assert isinstance(answers["bad"][0], str)
+        assert not pending.done(), "the service answered before the prompt: the test proves nothing"
+        node.spin_until(pending.done, "the segment call")
+        response = pending.result()
+        assert response.success, response.message
+        assert {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids) == {"svc"}
+    finally:
+        node.close()
