@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Sequence
 
@@ -21,6 +21,7 @@ from ovsam_model.backends import InferenceBackend, create_backend
 from ovsam_model.everything import grid_points, mask_nms, mask_scores, stability_scores
 from ovsam_model.feature_cache import CachedImage, FeatureCache, image_key
 from ovsam_model.image_input import as_rgb_uint8
+from ovsam_model.instances import InstancePrediction
 from ovsam_model.mask_postprocess import frame_masks
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.model import OVSAM, build_model
@@ -46,42 +47,6 @@ MAX_QUERY_CLASSES = 100
 
 class WeightsNotFoundError(FileNotFoundError):
     """No weights directory for a model; the message says how to get one."""
-
-
-@dataclass
-class InstancePrediction:
-    """One segmented, named instance, in original-image pixels."""
-
-    prompt_id: str
-    mask: np.ndarray  # (H, W) bool
-    mask_score: float  # mean foreground probability inside the mask; 0 for an empty mask
-    box: tuple[int, int, int, int] | None  # tight box x0, y0, x1, y1 (x1/y1 exclusive); None if empty
-    class_index: int  # row in the vocabulary used; -1 when not recognised (empty mask)
-    label: str  # "" when not recognised
-    score: float  # probability of `label`: softmax over the K classes and background
-    top_labels: list[str] = field(default_factory=list)
-    top_scores: list[float] = field(default_factory=list)
-    top_indices: list[int] = field(default_factory=list)
-
-    @property
-    def area(self) -> int:
-        """Mask pixels."""
-        return int(np.count_nonzero(self.mask))
-
-    def summary(self) -> dict:
-        """Everything but the mask, as JSON-ready values."""
-        return {
-            "prompt_id": self.prompt_id,
-            "label": self.label,
-            "class_index": self.class_index,
-            "score": self.score,
-            "mask_score": self.mask_score,
-            "box": list(self.box) if self.box is not None else None,
-            "area": self.area,
-            "top_labels": list(self.top_labels),
-            "top_scores": list(self.top_scores),
-            "top_indices": list(self.top_indices),
-        }
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ovsam_model.predictor import InstancePrediction
+from ovsam_model.instances import InstancePrediction
 from ovsam_model.prompts import PromptError, PromptSpec
 
 from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered

@@ -150,7 +150,7 @@ class OVSAMNodeCore:
         """Load the model (raises with a clear message on a missing or corrupt checkpoint)."""
         settings = self.settings
         if settings.inference_process:
-            predictor = PredictorProcess(self._predictor_factory, settings)
+            predictor = PredictorProcess(self._predictor_factory, settings, call_timeout_s=settings.inference_timeout_s)
         else:
             predictor = self._predictor_factory(settings)
         engine_settings = EngineSettings(top_k=settings.top_k, score_threshold=settings.score_threshold,

@@ -27,6 +27,7 @@ class NodeSettings:
     backend: str = "torch"
     precision: str = "fp32"
     inference_process: bool = True   # the model in a child process: message handling never waits on its GIL
+    inference_timeout_s: float = 300.0  # a model call running longer is taken as hung: the child is restarted
     vocabulary: str = ""             # empty = the model's own; "lvis", "coco" or a file with one class per line
     vocabulary_dirs: str = ""        # os.pathsep-separated directories SetVocabulary may read files from
     score_threshold: float = 0.0     # text-query instances below this label probability are not published
@@ -68,7 +69,8 @@ class NodeSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"parameter '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("text_rate_hz", "max_prompt_wait_s", "service_timeout_s", "camera_timeout_s", "depth_stamp_tolerance_s"):
+        for name in ("text_rate_hz", "max_prompt_wait_s", "service_timeout_s", "inference_timeout_s", "camera_timeout_s",
+                     "depth_stamp_tolerance_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter '{name}' must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -87,6 +89,9 @@ DESCRIPTIONS = {
     "precision": "fp32 | fp16 | bf16 (GPU)",
     "inference_process": "run the model in a child process so that message handling never competes with it "
                          "for Python's GIL; false runs it on a thread of the node process",
+    "inference_timeout_s": "with inference_process: a model call that runs longer is taken as hung; its prompts "
+                           "fail and the child process is restarted (allow for the slowest call, e.g. a text query "
+                           "with the full-size model on a CPU)",
     "vocabulary": "empty = the model's own; lvis, coco, or a file with one class per line",
     "vocabulary_dirs": "directories (separated by ':') from which the set_vocabulary service may read class files",
     "score_threshold": "text-query instances below this label probability are not published",

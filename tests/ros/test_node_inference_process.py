@@ -66,3 +66,20 @@ def test_a_killed_inference_process_costs_errors_not_the_node(tmp_path):
     finally:
         output = node.close()
     assert "Traceback" not in output, output
+
+
+def test_a_hung_model_call_fails_its_prompts_after_inference_timeout_s(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "30")  # every image encoding hangs
+    weights = make_tiny_weights(tmp_path / "w", CLASSES)
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable",
+                          "inference_timeout_s": 1.0}, module="tests.ros.slow_node")
+    try:
+        node.wait_ready()
+        node.publish_frame(np.zeros((48, 64, 3), np.uint8), 1)
+        node.spin_for(0.3)
+        node.send_prompts([box_prompt("hung", [5, 5, 40, 40])])
+        reason, _ = node.answers_for({"hung"}, timeout=30)["hung"]
+        assert isinstance(reason, str) and "did not answer 'set_image' within 1 s" in reason, reason
+        assert node.is_alive()
+    finally:
+        node.close()
