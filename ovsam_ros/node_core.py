@@ -373,7 +373,10 @@ class OVSAMNodeCore:
             self._model_info["vocabulary_size"] = str(response.size)
             response.success, response.message = True, f"vocabulary has {response.size} classes"
         except Exception as error:  # noqa: BLE001
-            response.success, response.message = False, f"{type(error).__name__}: {error}; the previous vocabulary stays"
+            # A call that timed out is still queued: it may yet take effect, so do not promise the old one stays.
+            outcome = ("the switch may still take effect later" if isinstance(error, TimeoutError)
+                       else "the previous vocabulary stays")
+            response.success, response.message = False, f"{type(error).__name__}: {error}; {outcome}"
             response.size = int(self.engine.predictor.vocabulary.size) if self.engine else 0
         return response
 
