@@ -153,7 +153,7 @@ class DepthFusion:
         try:
             depth = self.buffer.match(frame.stamp_ns, frame.height, frame.width, tolerance_s)
         except DepthUnavailable as error:
-            return self._unplaced(frame, instances, error, time.perf_counter())
+            return self.unplaced(frame, instances, str(error))
         return self.locate_with(depth, frame, instances, camera_info)
 
     def locate_with(self, depth: DepthImage, frame: Any, instances: Sequence[Any], camera_info: Any) -> Fusion3D:
@@ -168,7 +168,7 @@ class DepthFusion:
             rays = self.rays_for(camera_info, frame.width, frame.height)
             scene = DepthScene(depth.raw, rays, self.settings, depth.metres_per_unit)
         except (DepthUnavailable, ProjectionError, GeometryError) as error:
-            return self._unplaced(frame, instances, error, started)
+            return self.unplaced(frame, instances, str(error), (time.perf_counter() - started) * 1e3)
         for index, result in enumerate(instances):
             prediction = result.prediction
             try:
@@ -179,11 +179,11 @@ class DepthFusion:
         return fusion
 
     @staticmethod
-    def _unplaced(frame: Any, instances: Sequence[Any], error: Exception, started: float) -> Fusion3D:
+    def unplaced(frame: Any, instances: Sequence[Any], reason: str, elapsed_ms: float = 0.0) -> Fusion3D:
         """No 3D for the whole frame: every instance fails with the reason."""
-        return Fusion3D(problem=f"no 3D for frame {format_stamp(frame.stamp_ns)}: {error}",
-                        failures=[Failure3D(i, r.prediction.prompt_id, str(error)) for i, r in enumerate(instances)],
-                        elapsed_ms=(time.perf_counter() - started) * 1e3)
+        return Fusion3D(problem=f"no 3D for frame {format_stamp(frame.stamp_ns)}: {reason}",
+                        failures=[Failure3D(i, r.prediction.prompt_id, reason) for i, r in enumerate(instances)],
+                        elapsed_ms=elapsed_ms)
 
     def rays_for(self, camera_info: Any, width: int, height: int) -> RayTable:
         """The ray table of this calibration (rebuilt only when the calibration changes)."""

@@ -163,9 +163,7 @@ class OVSAMNodeCore:
                                       max_prompt_wait_s=settings.max_prompt_wait_s,
                                       log_error=self.logger.error)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
-                            "backend": settings.backend, "vocabulary_size": str(predictor.vocabulary.size),
-                            "inference": (f"child process {predictor.pid}" if isinstance(predictor, PredictorProcess)
-                                          else "thread")}
+                            "backend": settings.backend}
         self.worker.start()
         self.logger.info(f"model {settings.model} ready on {self._model_info['device']} "
                          f"({predictor.vocabulary.size} classes)")
@@ -370,7 +368,6 @@ class OVSAMNodeCore:
             if spec == "default":
                 spec = str(self.engine.predictor.default_vocabulary)
             response.size = await self._on_inference_thread(lambda: self.engine.set_vocabulary(spec))
-            self._model_info["vocabulary_size"] = str(response.size)
             response.success, response.message = True, f"vocabulary has {response.size} classes"
         except Exception as error:  # noqa: BLE001
             # A call that timed out is still queued: it may yet take effect, so do not promise the old one stays.
@@ -418,9 +415,7 @@ class OVSAMNodeCore:
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
         # An empty `vocabulary` parameter means the model's own vocabulary, as at start-up.
         spec = spec or str(self.engine.predictor.default_vocabulary)
-        size = self.worker.call(lambda: self.engine.set_vocabulary(spec), timeout=self.settings.service_timeout_s)
-        self._model_info["vocabulary_size"] = str(size)
-        return size
+        return self.worker.call(lambda: self.engine.set_vocabulary(spec), timeout=self.settings.service_timeout_s)
 
     # -- outputs -------------------------------------------------------------------------------
     def _publish_answer(self, answer: Answer, header: Header | None = None) -> None:
@@ -469,11 +464,17 @@ class OVSAMNodeCore:
             self.logger.error(f"diagnostics failed: {error}", throttle_duration_sec=5.0)
 
     def _inference_info(self) -> dict[str, str]:
+        """The model's static facts plus what changes while it runs (vocabulary, inference process)."""
         info = dict(self._model_info)
-        predictor = self.engine.predictor if self.engine is not None else None
+        if self.engine is None:
+            return info
+        predictor = self.engine.predictor
+        info["vocabulary_size"] = str(predictor.vocabulary.size)
         if isinstance(predictor, PredictorProcess):
             info["inference"] = f"child process {predictor.pid}"
             info["inference_restarts"] = str(predictor.restarts)
+        else:
+            info["inference"] = "thread"
         return info
 
     # -- bookkeeping ---------------------------------------------------------------------------

@@ -90,8 +90,7 @@ def _serve(connection: Connection) -> None:
             predictor.set_vocabulary(vocabulary)
         connection.send(("ready", {"device": str(getattr(predictor, "device", "")),
                                    "vocabulary_size": int(predictor.vocabulary.size),
-                                   "default_vocabulary": str(getattr(predictor, "default_vocabulary", "")),
-                                   "pid": os.getpid()}))
+                                   "default_vocabulary": str(getattr(predictor, "default_vocabulary", ""))}))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it in configure
         try:
             connection.send(("error", _portable_error(error)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .depth_fusion import DepthError, DepthFusion, Failure3D, Fusion3D, depth_from_msg
+from .depth_fusion import DepthError, DepthFusion, Fusion3D, depth_from_msg
 from .engine import Answer
 from .image_conversion import ImageConversionError
 
@@ -29,7 +29,5 @@ def locate_segment_answer(answer: Answer, request_depth: Any, request_camera_inf
     try:
         depth = depth_from_msg(request_depth)
     except (DepthError, ImageConversionError) as error:
-        reason = f"the request's depth image is unusable: {error}"
-        return Fusion3D(problem=reason, failures=[Failure3D(i, r.prediction.prompt_id, reason)
-                                                   for i, r in enumerate(answer.instances)])
+        return node_depth.unplaced(answer.frame, answer.instances, f"the request's depth image is unusable: {error}")
     return node_depth.locate_with(depth, answer.frame, answer.instances, camera_info)
