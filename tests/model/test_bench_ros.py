@@ -1,4 +1,4 @@
-"""`python -m ovsam_ros.bench`: the summary arithmetic, and a short real run (node + camera + probe)."""
+"""`python -m ovsam_ros.tools.bench`: the summary arithmetic, and a short real run (node + camera + probe)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ovsam_ros.bench import format_summary, percentiles, scene_frames, summarize
+from ovsam_ros.tools.bench import format_summary, percentiles, scene_frames, summarize
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def test_short_node_latency_run(tmp_path) -> None:
     pytest.importorskip("rclpy")
     out = tmp_path / "ros_bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "ovsam_ros.bench", "--model", "ovsam-tiny", "--device", "cpu", "--rate", "10",
+        [sys.executable, "-m", "ovsam_ros.tools.bench", "--model", "ovsam-tiny", "--device", "cpu", "--rate", "10",
          "--overhead-rate", "0", "--width", "160", "--height", "120", "--seconds", "3", "--warmup-seconds", "1",
          "--json", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ovsam_ros.bench_3d import HEIGHT, WIDTH, measure, synthetic_frame
+from ovsam_ros.tools.bench_3d import HEIGHT, WIDTH, measure, synthetic_frame
 from ovsam_ros.depth_fusion import DepthFusion, depth_from_array
 
 BUDGET_MS = 10.0

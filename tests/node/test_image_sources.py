@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ovsam_model.synthetic.motion import MovingWorld
-from ovsam_ros.image_sources import bag_frames, synthetic_frames, video_frames
+from ovsam_ros.tools.image_sources import bag_frames, synthetic_frames, video_frames
 
 
 def test_moving_world_moves_and_knows_its_truth():

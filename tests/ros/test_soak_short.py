@@ -1,4 +1,4 @@
-"""A short soak in CI (the long one: `python -m ovsam_ros.soak --duration 600`): camera at 60 Hz and
+"""A short soak in CI (the long one: `python -m ovsam_ros.tools.soak --duration 600`): camera at 60 Hz and
 100 prompts/s of every kind; every prompt answered, node alive, memory bounded after warm-up, latency
 (in the node's queue and end to end) bounded by the queue policy."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from ovsam_ros import soak  # noqa: E402
+from ovsam_ros.tools import soak  # noqa: E402
 from tests.ros.node_harness import make_tiny_weights  # noqa: E402
 from tests.ros.ros_env import apply_to_this_process  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""`python -m ovsam_ros.soak`: load the node and report whether it holds.
+"""`python -m ovsam_ros.tools.soak`: load the node and report whether it holds.
 
 Starts ovsam_node as its own process on the chosen model, then for --duration seconds publishes a
 camera at --camera-hz and prompts at --prompt-hz (clicks and boxes on the latest and on stamped

@@ -46,7 +46,7 @@ def bag_frames(path: str | Path, topic: str) -> Iterator[tuple[np.ndarray, None]
     """Images (sensor_msgs/Image or CompressedImage) from a ROS 2 bag (sqlite3 or MCAP), read with rosbags."""
     from rosbags.highlevel import AnyReader
 
-    from .image_conversion import compressed_to_rgb, image_to_rgb
+    from ..image_conversion import compressed_to_rgb, image_to_rgb
 
     with AnyReader([Path(path)]) as reader:
         connections = [c for c in reader.connections if c.topic == topic]

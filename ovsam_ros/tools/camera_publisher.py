@@ -1,4 +1,4 @@
-"""`python -m ovsam_ros.camera_publisher --source synthetic|video|bag ...`: feeds the node without a camera.
+"""`python -m ovsam_ros.tools.camera_publisher --source synthetic|video|bag ...`: feeds the node without a camera.
 
 Publishes `image` (rgb8) and `camera_info` at --rate Hz with fresh stamps, from the synthetic moving
 world (the demo's camera), a video file (OpenCV), or a recorded ROS 2 bag (rosbags, no ROS install).
@@ -16,7 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from .image_conversion import array_to_image
+from ..image_conversion import array_to_image
 from .image_sources import bag_frames, synthetic_frames, video_frames
 
 

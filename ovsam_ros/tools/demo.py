@@ -1,6 +1,6 @@
 """The main job: ovsam_node on the shipped model, a built-in camera and a scripted operator.
 
-`./scripts/demo` (or `.venv/bin/python -m ovsam_ros.demo`) starts the node as its own process,
+`./scripts/demo` (or `.venv/bin/python -m ovsam_ros.tools.demo`) starts the node as its own process,
 publishes the synthetic moving world as a camera, and plays an operator who clicks objects, sends
 boxes, tracks one object and types a text query. Every answer is checked against the world's
 truth (mask IoU, label) and timed; overlay pictures are written to --out.
@@ -72,7 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from ovsam_ros.camera_publisher import pinhole_info
+    from ovsam_ros.tools.camera_publisher import pinhole_info
     from ovsam_ros.image_conversion import array_to_image
     from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
     from sensor_msgs.msg import CameraInfo

@@ -1,6 +1,6 @@
 """Node latency: camera stamp -> `instances` received, next to raw rclpy image transport, in one run.
 
-    python -m ovsam_ros.bench [--model ovsam-shapes] [--weights DIR] [--backend torch] [--device cpu]
+    python -m ovsam_ros.tools.bench [--model ovsam-shapes] [--weights DIR] [--backend torch] [--device cpu]
                               [--rate 30] [--width 640] [--height 480] [--seconds 20] [--json OUT.json]
 
 Three processes on a private ROS domain: a camera (this module with --role camera) publishing
@@ -66,7 +66,7 @@ def run_camera(args: argparse.Namespace) -> int:
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from .image_conversion import array_to_image
+    from ..image_conversion import array_to_image
 
     frames, _ = scene_frames(args.seed, args.width, args.height)
     messages = [array_to_image(frame, "rgb8") for frame in frames]
@@ -297,7 +297,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         return False
 
     def start_camera(rate: float) -> subprocess.Popen:
-        command = [sys.executable, "-m", "ovsam_ros.bench", "--role", "camera", "--rate", str(rate),
+        command = [sys.executable, "-m", "ovsam_ros.tools.bench", "--role", "camera", "--rate", str(rate),
                    "--width", str(args.width), "--height", str(args.height), "--seed", str(args.seed),
                    "--qos", args.qos]
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -351,7 +351,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ovsam_ros.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ovsam_ros.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=("probe", "camera"), default="probe", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="ovsam-shapes", help="model configuration (default: the node's default)")
     parser.add_argument("--weights", default="", help="weights directory (default: shipped, else random)")
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run_bench(args)
     except RuntimeError as error:
-        print(f"ovsam_ros.bench: {error}", file=sys.stderr)
+        print(f"ovsam_ros.tools.bench: {error}", file=sys.stderr)
         return 1
     report = format_summary(result)
     print(report)

@@ -1,6 +1,6 @@
 """What 3D adds per answer: 20 instances on a 640x480 frame with 16UC1 depth.
 
-Run: `python -m ovsam_ros.bench_3d [--instances 20] [--repeats 200]`. Prints the median and p95 of
+Run: `python -m ovsam_ros.tools.bench_3d [--instances 20] [--repeats 200]`. Prints the median and p95 of
 (1) depth pairing + geometry (depth_fusion.DepthFusion.locate) and (2) that plus building the
 Instance3DArray and the labelled cloud messages (skipped where the ROS messages do not import).
 The ray table is built once per calibration and is not timed.
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .depth_fusion import DepthFusion, depth_from_array
+from ..depth_fusion import DepthFusion, depth_from_array
 
 WIDTH, HEIGHT = 640, 480
 FOCAL = 525.0
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from std_msgs.msg import Header
 
-        from .instances3d_conversion import fusion_to_msg, labelled_cloud
+        from ..instances3d_conversion import fusion_to_msg, labelled_cloud
     except ImportError as error:
         print(f"messages not measured: {error}")
         return 0
