@@ -9,40 +9,40 @@ from typing import Sequence
 import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .node_core import OVSAMNodeCore
-from .processes import spin_until_shutdown
+from .node_wiring import NodeWiring
+from .spin import spin_until_shutdown
 
 
 class OVSAMLifecycleNode(LifecycleNode):
     def __init__(self, predictor_factory=None, **node_kwargs) -> None:
         super().__init__("ovsam_node", **node_kwargs)
         # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
-        self.core = OVSAMNodeCore(self, predictor_factory)
+        self.wiring = NodeWiring(self, predictor_factory)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.core.configure()
+            self.wiring.configure()
         except Exception as error:  # noqa: BLE001
             self.get_logger().error(f"configure failed: {error}")
-            self.core.problem(f"configure failed: {error}")
-            self.core.cleanup()
+            self.wiring.problem(f"configure failed: {error}")
+            self.wiring.cleanup()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.activate()
+        self.wiring.activate()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.deactivate()
+        self.wiring.deactivate()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.cleanup()
+        self.wiring.cleanup()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.core.cleanup()
+        self.wiring.cleanup()
         return TransitionCallbackReturn.SUCCESS
 
 

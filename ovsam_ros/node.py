@@ -11,20 +11,20 @@ from typing import Sequence
 import rclpy
 from rclpy.node import Node
 
-from .node_core import OVSAMNodeCore
-from .processes import spin_until_shutdown
+from .node_wiring import NodeWiring
+from .spin import spin_until_shutdown
 
 
 class OVSAMNode(Node):
     def __init__(self, predictor_factory=None, **node_kwargs) -> None:
         super().__init__("ovsam_node", **node_kwargs)
         # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
-        self.core = OVSAMNodeCore(self, predictor_factory)
-        self.core.configure()
-        self.core.activate()
+        self.wiring = NodeWiring(self, predictor_factory)
+        self.wiring.configure()
+        self.wiring.activate()
 
     def destroy_node(self) -> None:
-        self.core.cleanup()
+        self.wiring.cleanup()
         super().destroy_node()
 
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ovsam_ros.processes import REPO_ROOT, child_environment, stop_process
+from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
 TRACK_PROMPT_ID = "bench-track"
 DEFAULT_JSON = "out/bench/ovsam_ros_bench.json"
 FRAME_CYCLE = 30  # distinct pre-rendered frames the camera cycles through

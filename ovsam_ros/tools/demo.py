@@ -18,7 +18,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ovsam_ros.processes import REPO_ROOT, child_environment, stop_process
+from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
 
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld

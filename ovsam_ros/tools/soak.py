@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ovsam_ros.processes import REPO_ROOT, child_environment, stop_process
+from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
 
 
 

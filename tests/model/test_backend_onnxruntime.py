@@ -213,10 +213,10 @@ def test_from_pretrained_and_the_node_factory_select_onnxruntime(model: OVSAM, t
     predictor.set_image(np.full((64, 64, 3), 100, np.uint8))
     assert len(predictor.predict([PromptSpec("p", points=[[20.0, 20.0]])])) == 1
 
-    node_core = pytest.importorskip("ovsam_ros.node_core", reason="the node's factory needs rclpy")
+    node_wiring = pytest.importorskip("ovsam_ros.node_wiring", reason="the node's factory needs rclpy")
     from ovsam_ros.settings import NodeSettings
 
     settings = NodeSettings(model="ovsam-tiny", weights_dir=str(weights), device="cpu", backend="onnxruntime",
                             vocabulary="", feature_cache_size=2)
-    from_node = node_core.default_predictor_factory(settings)
+    from_node = node_wiring.default_predictor_factory(settings)
     assert from_node.backend.name == "onnxruntime"

@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def isolated_ros_environment() -> dict[str, str]:
     """Environment for this test run: its own DDS domain, discovery limited to this host."""
-    from ovsam_ros.processes import child_environment
+    from ovsam_ros.tools.harness import child_environment
 
     domain_id = int(os.environ.get("OVSAM_TEST_DOMAIN_ID", 1 + os.getpid() % 200))
     env = child_environment(domain_id)
@@ -41,7 +41,7 @@ def start_python(module: str, *args: str, env: dict[str, str] | None = None) -> 
 
 def stop(process: subprocess.Popen, timeout: float = 10.0) -> str:
     """Stop a started process (SIGINT, then kill) and return what it printed."""
-    from ovsam_ros.processes import stop_process
+    from ovsam_ros.tools.harness import stop_process
 
     stop_process(process, timeout)
     output, _ = process.communicate()

@@ -9,7 +9,7 @@ import sys
 import time
 
 from ovsam_ros.node import main
-from ovsam_ros.node_core import default_predictor_factory
+from ovsam_ros.node_wiring import default_predictor_factory
 
 ENCODE_DELAY_S = float(os.environ.get("OVSAM_TEST_ENCODE_DELAY_S", "0.25"))
 DECODE_DELAY_S = float(os.environ.get("OVSAM_TEST_DECODE_DELAY_S", "0.05"))

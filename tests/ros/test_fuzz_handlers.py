@@ -25,7 +25,7 @@ from std_msgs.msg import String  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from ovsam_ros.msg import Prompt, PromptArray  # noqa: E402
-from ovsam_ros.node_core import OVSAMNodeCore  # noqa: E402
+from ovsam_ros.node_wiring import NodeWiring  # noqa: E402
 from ovsam_ros.srv import Segment, SetVocabulary  # noqa: E402
 from tests.ros.ros_env import apply_to_this_process  # noqa: E402
 
@@ -78,7 +78,7 @@ def core():
     torch.manual_seed(0)
     predictor = OVSAMPredictor(build_model("ovsam-tiny"), None)
     predictor.set_vocabulary(CLASSES)
-    core = OVSAMNodeCore(node, predictor_factory=lambda settings: predictor)
+    core = NodeWiring(node, predictor_factory=lambda settings: predictor)
     core.configure()
     core.activate()
     core.instances_pub = Capture()

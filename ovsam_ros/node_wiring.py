@@ -34,12 +34,12 @@ from .engine import Answer, EngineSettings, PerceptionEngine, parse_text_query
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
 from .instances3d_conversion import Instances3DPublisher, fusion_to_msg, with_3d_markers
-from .markers import label_markers
+from .label_markers import label_markers
 from .predictor_process import PredictorProcess
 from .prompt_conversion import (PromptConversionError, PromptFailure, click_request,
                                 request_from_prompt_msg, requests_from_detections)
 from .result_conversion import answer_to_msg
-from .segment_3d import locate_segment_answer
+from .segment_service_3d import locate_segment_answer
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
@@ -60,7 +60,7 @@ def guarded(method: Callable) -> Callable:
     """No exception escapes a callback: it is logged and counted, and the node keeps running."""
 
     @functools.wraps(method)
-    def wrapper(self: "OVSAMNodeCore", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: "NodeWiring", *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except Exception as error:  # noqa: BLE001
@@ -71,7 +71,7 @@ def guarded(method: Callable) -> Callable:
     return wrapper
 
 
-class OVSAMNodeCore:
+class NodeWiring:
     def __init__(self, node: Any, predictor_factory: Callable[[NodeSettings], Any] | None = None) -> None:
         self.node = node
         self.logger = node.get_logger()
