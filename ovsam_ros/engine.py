@@ -3,17 +3,21 @@ predictor, turn every problem into a per-prompt failure, and keep tracks.
 
 The node only converts messages into PromptRequests and Answers back into messages; everything here
 is testable with a predictor and numpy arrays.
+
+Threads: the model is called from one thread only, the inference worker's (worker.py), so the engine
+holds no lock of its own around it. Frames are added and the latest frame or the track count read from
+the executor thread; the frame buffer and the tracker lock for that.
 """
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ovsam_model.instances import InstancePrediction
+from ovsam_model.predictor_protocol import Predictor
 from ovsam_model.prompts import PromptError, PromptSpec
 
 from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered
@@ -65,15 +69,36 @@ def parse_text_query(text: str) -> list[str]:
 
 
 class PerceptionEngine:
-    """Thread-safe for one inference thread plus any number of threads adding frames."""
+    """For one inference thread (every model call) plus any number of threads adding frames."""
 
-    def __init__(self, predictor: Any, settings: EngineSettings | None = None) -> None:
+    def __init__(self, predictor: Predictor, settings: EngineSettings | None = None) -> None:
         self.predictor = predictor
         self.settings = settings or EngineSettings()
         self.frames = FrameBuffer(self.settings.frame_buffer_size)
         self.tracker = Tracker(lost_after=self.settings.track_lost_after,
                                min_mask_score=self.settings.track_min_mask_score)
-        self._model_lock = threading.Lock()
+
+    # -- what the node reads and sets (any thread) -------------------------------------------------
+    def add_frame(self, frame: Frame) -> None:
+        self.frames.add(frame)
+
+    def latest_frame(self) -> Frame | None:
+        return self.frames.latest()
+
+    @property
+    def tracking(self) -> bool:
+        """Whether any object is being tracked (then every new frame has work)."""
+        return len(self.tracker) > 0
+
+    def set_limits(self, *, top_k: int, score_threshold: float, max_instances: int) -> None:
+        """The run-time parameters. A new settings object, not a change in place: the inference
+        thread reads either the old limits or the new ones, never a mix."""
+        self.settings = dataclasses.replace(self.settings, top_k=top_k, score_threshold=score_threshold,
+                                            max_instances=max_instances)
+
+    @property
+    def vocabulary_size(self) -> int:
+        return int(self.predictor.vocabulary.size)
 
     # -- prompts -------------------------------------------------------------------------------
     def answer(self, requests: Sequence[PromptRequest]) -> list[Answer]:
@@ -159,14 +184,14 @@ class PerceptionEngine:
 
     def find(self, frame: Frame, queries: Sequence[str], answer: Answer | None = None) -> list[InstancePrediction]:
         started = time.perf_counter()
-        with self._model_lock:
-            found = self.predictor.find(list(queries), key=frame.key, top_k=self.settings.top_k,
-                                        max_instances=self.settings.max_instances,
-                                        points_per_side=self.settings.everything_points_per_side)
+        settings = self.settings
+        found = self.predictor.find(list(queries), key=frame.key, top_k=settings.top_k,
+                                    max_instances=settings.max_instances,
+                                    points_per_side=settings.everything_points_per_side)
         if answer is not None:
             answer.timings_ms["text_query"] = (time.perf_counter() - started) * 1e3
         # Text-query instances answer no prompt: their prompt_id is empty (InstanceMask's contract).
-        return [dataclasses.replace(p, prompt_id="") for p in found if p.score >= self.settings.score_threshold]
+        return [dataclasses.replace(p, prompt_id="") for p in found if p.score >= settings.score_threshold]
 
     def segment_image(self, frame: Frame, requests: Sequence[PromptRequest], text_queries: Sequence[str]) -> Answer:
         """The synchronous service: prompts and text queries on one frame."""
@@ -176,33 +201,32 @@ class PerceptionEngine:
             answer.instances.extend(InstanceResult(p) for p in self.find(frame, text_queries, answer))
         return answer
 
-    def set_vocabulary(self, spec: str | list[str]) -> int:
-        """Switch the vocabulary; on any error the old one stays and the error propagates."""
-        with self._model_lock:
-            vocabulary = self.predictor.set_vocabulary(spec)
-        return int(vocabulary.size)
+    def set_vocabulary(self, spec: str | list[str] | None) -> int:
+        """Switch the vocabulary (None: the model's own); on any error the old one stays and the error
+        propagates. Returns the new number of classes."""
+        if spec is None:
+            spec = str(self.predictor.default_vocabulary)
+        return int(self.predictor.set_vocabulary(spec).size)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _encode(self, frame: Frame, answer: Answer) -> None:
         started = time.perf_counter()
-        with self._model_lock:
-            if not self.predictor.has_image(frame.key):
-                self.predictor.set_image(frame.rgb, key=frame.key)
-                answer.timings_ms["encode"] = (time.perf_counter() - started) * 1e3
+        if not self.predictor.has_image(frame.key):
+            self.predictor.set_image(frame.rgb, key=frame.key)
+            answer.timings_ms["encode"] = (time.perf_counter() - started) * 1e3
 
     def _predict_resilient(self, frame: Frame, specs: list[PromptSpec], answer: Answer) -> list[Any]:
         """One batched pass; if it fails (e.g. out of memory), each prompt alone, so one bad prompt or
         a batch too large for the device costs only what it must."""
         started = time.perf_counter()
+        top_k = self.settings.top_k
         try:
-            with self._model_lock:
-                results: list[Any] = list(self.predictor.predict(specs, key=frame.key, top_k=self.settings.top_k))
+            results: list[Any] = list(self.predictor.predict(specs, key=frame.key, top_k=top_k))
         except Exception:  # noqa: BLE001
             results = []
             for spec in specs:
                 try:
-                    with self._model_lock:
-                        results.extend(self.predictor.predict([spec], key=frame.key, top_k=self.settings.top_k))
+                    results.extend(self.predictor.predict([spec], key=frame.key, top_k=top_k))
                 except Exception as error:  # noqa: BLE001
                     results.append(PromptFailure(spec.prompt_id, f"inference failed: {type(error).__name__}: {error}"))
         answer.timings_ms["decode"] = (time.perf_counter() - started) * 1e3

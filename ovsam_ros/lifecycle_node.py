@@ -4,17 +4,21 @@ checkpoint) returns FAILURE with the reason logged, and the node stays up, uncon
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from ovsam_model.predictor_protocol import Predictor
+
 from .node_wiring import NodeWiring
+from .settings import NodeSettings
 from .spin import spin_until_shutdown
 
 
 class OVSAMLifecycleNode(LifecycleNode):
-    def __init__(self, predictor_factory=None, **node_kwargs) -> None:
+    def __init__(self, predictor_factory: Callable[[NodeSettings], Predictor] | None = None,
+                 **node_kwargs: Any) -> None:
         super().__init__("ovsam_node", **node_kwargs)
         # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
         self.wiring = NodeWiring(self, predictor_factory)

@@ -6,17 +6,21 @@ checkout `.venv/bin/python -m ovsam_ros.node --ros-args --params-file config/ovs
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import rclpy
 from rclpy.node import Node
 
+from ovsam_model.predictor_protocol import Predictor
+
 from .node_wiring import NodeWiring
+from .settings import NodeSettings
 from .spin import spin_until_shutdown
 
 
 class OVSAMNode(Node):
-    def __init__(self, predictor_factory=None, **node_kwargs) -> None:
+    def __init__(self, predictor_factory: Callable[[NodeSettings], Predictor] | None = None,
+                 **node_kwargs: Any) -> None:
         super().__init__("ovsam_node", **node_kwargs)
         # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
         self.wiring = NodeWiring(self, predictor_factory)
@@ -28,7 +32,8 @@ class OVSAMNode(Node):
         super().destroy_node()
 
 
-def main(argv: Sequence[str] | None = None, predictor_factory=None) -> int:
+def main(argv: Sequence[str] | None = None,
+         predictor_factory: Callable[[NodeSettings], Predictor] | None = None) -> int:
     rclpy.init(args=list(argv) if argv is not None else sys.argv)
     try:
         node = OVSAMNode(predictor_factory)

@@ -24,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
+from ovsam_model.predictor_protocol import Predictor
 from ovsam_ros.msg import InstanceMaskArray, PromptArray
 from ovsam_ros.srv import Segment, SetVocabulary
 
@@ -72,11 +73,12 @@ def guarded(method: Callable) -> Callable:
 
 
 class NodeWiring:
-    def __init__(self, node: Any, predictor_factory: Callable[[NodeSettings], Any] | None = None) -> None:
+    def __init__(self, node: Any, predictor_factory: Callable[[NodeSettings], Predictor] | None = None) -> None:
         self.node = node
         self.logger = node.get_logger()
         self._predictor_factory = predictor_factory or default_predictor_factory
         self.settings = self._declare_parameters()
+        self._predictor: Predictor | None = None   # built on configure; the engine runs it
         self.engine: PerceptionEngine | None = None
         self.worker: InferenceWorker | None = None
         self.camera_info: CameraInfo | None = None
@@ -138,10 +140,8 @@ class NodeWiring:
         return SetParametersResult(successful=True)
 
     def _apply_engine_settings(self) -> None:
-        settings = self.engine.settings
-        settings.top_k = self.settings.top_k
-        settings.score_threshold = self.settings.score_threshold
-        settings.max_instances = self.settings.max_instances
+        self.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
+                               max_instances=self.settings.max_instances)
         if self.worker is not None:
             self.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
 
@@ -149,10 +149,12 @@ class NodeWiring:
     def configure(self) -> None:
         """Load the model (raises with a clear message on a missing or corrupt checkpoint)."""
         settings = self.settings
+        predictor: Predictor
         if settings.inference_process:
             predictor = PredictorProcess(self._predictor_factory, settings, call_timeout_s=settings.inference_timeout_s)
         else:
             predictor = self._predictor_factory(settings)
+        self._predictor = predictor
         engine_settings = EngineSettings(top_k=settings.top_k, score_threshold=settings.score_threshold,
                                          max_instances=settings.max_instances,
                                          frame_buffer_size=settings.frame_buffer_size,
@@ -193,9 +195,9 @@ class NodeWiring:
         self.deactivate()
         if self.worker is not None:
             self.worker.stop()
-        if self.engine is not None and isinstance(self.engine.predictor, PredictorProcess):
-            self.engine.predictor.close()
-        self.worker, self.engine = None, None
+        if isinstance(self._predictor, PredictorProcess):
+            self._predictor.close()
+        self.worker, self.engine, self._predictor = None, None, None
 
     def _image_qos(self) -> QoSProfile:
         return qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else QoSProfile(depth=5)
@@ -214,11 +216,11 @@ class NodeWiring:
         self.last_image_time = now
         self._image_frame_id = msg.header.frame_id
         frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now)
-        self.engine.frames.add(frame)
+        self.engine.add_frame(frame)
         queries = ()
         if self.text_queries and now - self._last_text_submit >= 1.0 / self.settings.text_rate_hz:
             queries, self._last_text_submit = self.text_queries, now
-        if queries or len(self.engine.tracker):
+        if queries or self.engine.tracking:
             self.worker.submit_frame(frame, queries)
 
     @guarded
@@ -329,7 +331,7 @@ class NodeWiring:
                 raise RuntimeError("the node is not configured (no model loaded)")
             queries = parse_text_query(", ".join(request.text_queries)) if request.text_queries else []
             if request.image.width == 0 or request.image.height == 0:
-                frame = self.engine.frames.latest()
+                frame = self.engine.latest_frame()
                 if frame is None:
                     raise RuntimeError("no image in the request and no frame received yet")
             else:
@@ -365,16 +367,16 @@ class NodeWiring:
             if self.worker is None:
                 raise RuntimeError("the node is not configured (no model loaded)")
             spec = resolve_vocabulary_request(request.name, list(request.classes), self.settings.vocabulary_dirs)
-            if spec == "default":
-                spec = str(self.engine.predictor.default_vocabulary)
-            response.size = await self._on_inference_thread(lambda: self.engine.set_vocabulary(spec))
+            # "default": the model's own vocabulary (None to the engine).
+            engine, model_spec = self.engine, None if spec == "default" else spec
+            response.size = await self._on_inference_thread(lambda: engine.set_vocabulary(model_spec))
             response.success, response.message = True, f"vocabulary has {response.size} classes"
         except Exception as error:  # noqa: BLE001
             # A call that timed out is still queued: it may yet take effect, so do not promise the old one stays.
             outcome = ("the switch may still take effect later" if isinstance(error, TimeoutError)
                        else "the previous vocabulary stays")
             response.success, response.message = False, f"{type(error).__name__}: {error}; {outcome}"
-            response.size = int(self.engine.predictor.vocabulary.size) if self.engine else 0
+            response.size = self.engine.vocabulary_size if self.engine else 0
         return response
 
     async def _on_inference_thread(self, function: Callable[[], Any]) -> Any:
@@ -413,9 +415,9 @@ class NodeWiring:
     def _switch_vocabulary(self, spec: str | list[str]) -> int:
         """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
-        # An empty `vocabulary` parameter means the model's own vocabulary, as at start-up.
-        spec = spec or str(self.engine.predictor.default_vocabulary)
-        return self.worker.call(lambda: self.engine.set_vocabulary(spec), timeout=self.settings.service_timeout_s)
+        # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
+        engine, model_spec = self.engine, spec or None
+        return self.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
 
     # -- outputs -------------------------------------------------------------------------------
     def _publish_answer(self, answer: Answer, header: Header | None = None) -> None:
@@ -468,8 +470,8 @@ class NodeWiring:
         info = dict(self._model_info)
         if self.engine is None:
             return info
-        predictor = self.engine.predictor
-        info["vocabulary_size"] = str(predictor.vocabulary.size)
+        info["vocabulary_size"] = str(self.engine.vocabulary_size)
+        predictor = self._predictor
         if isinstance(predictor, PredictorProcess):
             info["inference"] = f"child process {predictor.pid}"
             info["inference_restarts"] = str(predictor.restarts)
@@ -487,7 +489,7 @@ class NodeWiring:
         self.logger.warning(message, throttle_duration_sec=1.0)
 
 
-def default_predictor_factory(settings: NodeSettings) -> Any:
+def default_predictor_factory(settings: NodeSettings) -> Predictor:
     from ovsam_model.predictor import OVSAMPredictor
 
     return OVSAMPredictor.from_pretrained(

@@ -25,12 +25,17 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-# The calls the engine makes; nothing else is forwarded.
-FORWARDED = ("set_image", "has_image", "predict", "find", "set_vocabulary")
+from ovsam_model.instances import InstancePrediction
+from ovsam_model.predictor_protocol import PREDICTOR_METHODS, Predictor
+from ovsam_model.prompts import PromptSpec
+
+# The protocol's methods, and nothing else, are forwarded to the child.
+FORWARDED = PREDICTOR_METHODS
 PARENT_CHECK_S = 1.0
 
 
@@ -85,7 +90,7 @@ def _serve(connection: Connection) -> None:
     parent = os.getppid()
     try:
         factory, settings, vocabulary = connection.recv()
-        predictor = factory(settings)
+        predictor: Predictor = factory(settings)
         if vocabulary is not None:
             predictor.set_vocabulary(vocabulary)
         connection.send(("ready", {"device": str(getattr(predictor, "device", "")),
@@ -118,13 +123,14 @@ def _serve(connection: Connection) -> None:
 
 
 class PredictorProcess:
-    """OVSAMPredictor's engine-facing calls, answered by a child process running `factory(settings)`.
+    """A Predictor (ovsam_model.predictor_protocol) answered by a child process running `factory(settings)`.
 
-    `factory` and `settings` must pickle (a module-level function, a dataclass). Thread-safe: calls
-    are serialised.
+    `factory` and `settings` must pickle (a module-level function, a dataclass). One request and its
+    answer at a time share the pipe: `_lock` keeps them paired. The model calls come from the inference
+    thread alone, but close() comes from the executor's, possibly while a call is still in progress.
     """
 
-    def __init__(self, factory: Callable[[Any], Any], settings: Any, *, start_timeout_s: float = 600.0,
+    def __init__(self, factory: Callable[[Any], Predictor], settings: Any, *, start_timeout_s: float = 600.0,
                  call_timeout_s: float = 600.0) -> None:
         try:
             if getattr(factory, "__module__", None) == "__main__":
@@ -155,7 +161,7 @@ class PredictorProcess:
         return VocabularySize(self._info["vocabulary_size"])
 
     @property
-    def default_vocabulary(self) -> str:
+    def default_vocabulary(self) -> str | Path:
         return self._info["default_vocabulary"]
 
     @property
@@ -168,13 +174,16 @@ class PredictorProcess:
     def has_image(self, key: Hashable) -> bool:
         return self._call("has_image", key)
 
-    def predict(self, prompts: Sequence[Any], **kwargs: Any) -> list[Any]:
-        return self._call("predict", list(prompts), **kwargs)
+    def predict(self, prompts: Sequence[PromptSpec], key: Hashable | None = None, *,
+                top_k: int = 5) -> list[InstancePrediction]:
+        return self._call("predict", list(prompts), key=key, top_k=top_k)
 
-    def find(self, queries: Sequence[str], **kwargs: Any) -> list[Any]:
-        return self._call("find", list(queries), **kwargs)
+    def find(self, queries: Sequence[str], key: Hashable | None = None, *, top_k: int = 5,
+             max_instances: int = 100, points_per_side: int = 16) -> list[InstancePrediction]:
+        return self._call("find", list(queries), key=key, top_k=top_k, max_instances=max_instances,
+                          points_per_side=points_per_side)
 
-    def set_vocabulary(self, spec: Any) -> VocabularySize:
+    def set_vocabulary(self, spec: str | list[str]) -> VocabularySize:
         result = self._call("set_vocabulary", spec)
         # Kept so that a restarted child comes back with the vocabulary the user chose.
         self._vocabulary_spec = spec

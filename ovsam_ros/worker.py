@@ -9,6 +9,9 @@
   slower than the camera, older frames are skipped and counted, so latency stays bounded. It takes
   turns with prompt rounds.
 - Synchronous calls (the Segment service) run on the same thread, between the other jobs.
+- Every call into the model (the engine's answer/step/segment_image/set_vocabulary, hence the
+  predictor's set_image/predict/find/set_vocabulary) runs on this one thread: the engine relies on it
+  and holds no lock of its own around the model.
 """
 from __future__ import annotations
 
@@ -195,7 +198,7 @@ class InferenceWorker:
 
     def _emit_failures(self, failures: list[PromptFailure]) -> None:
         """Prompts answered with a failure outside any frame's work: attached to the latest frame."""
-        self._emit(Answer(frame=self.engine.frames.latest(), failures=failures))
+        self._emit(Answer(frame=self.engine.latest_frame(), failures=failures))
 
     def _emit(self, answer: Answer) -> None:
         self.stats.prompts_answered += len({i.prediction.prompt_id for i in answer.instances if i.prediction.prompt_id})

@@ -1,5 +1,7 @@
-"""The inference worker's queue policy on a real (tiny, random-weight) engine: under a backlog every
-prompt is still answered once, and the wait before a prompt is served is bounded by max_prompt_wait_s."""
+"""The inference worker's queue policy and threading, on the engine with a fake model (these tests
+are about scheduling; tests/node/test_engine.py checks answers on the real model): under a backlog
+every prompt is still answered once, the wait before a prompt is served is bounded by
+max_prompt_wait_s, and every model call runs on the worker's one thread."""
 from __future__ import annotations
 
 import threading
@@ -8,24 +10,24 @@ import time
 import numpy as np
 import pytest
 
-from ovsam_model import build_model
-from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
 from ovsam_ros.engine import Answer, EngineSettings, PerceptionEngine
 from ovsam_ros.frame_buffer import Frame
 from ovsam_ros.prompt_conversion import PromptRequest
 from ovsam_ros.worker import PROMPTS_PER_ROUND, InferenceWorker
+from tests.node.fake_predictor import FakePredictor
 
 
-@pytest.fixture(scope="module")
-def engine():
-    import torch
+@pytest.fixture
+def predictor():
+    # Times of the order of a small model on a CPU, so that rounds and waits are measurable.
+    return FakePredictor(["red star", "blue cross"], encode_s=0.02, decode_s_per_prompt=0.002)
 
-    torch.manual_seed(0)
-    predictor = OVSAMPredictor(build_model("ovsam-tiny"), None, cache_size=2)
-    predictor.set_vocabulary(["red star", "blue cross"])
+
+@pytest.fixture
+def engine(predictor):
     engine = PerceptionEngine(predictor, EngineSettings(frame_buffer_size=2))
-    engine.frames.add(Frame(stamp_ns=1, rgb=np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+    engine.add_frame(Frame(stamp_ns=1, rgb=np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)))
     return engine
 
 
@@ -115,7 +117,7 @@ def test_per_frame_work_takes_turns_with_a_prompt_backlog(engine):
                              log_error=lambda message: None)
     requests = backlog(10 * PROMPTS_PER_ROUND)
     worker.submit_prompts(requests)
-    worker.submit_frame(engine.frames.latest(), ("red star",))
+    worker.submit_frame(engine.latest_frame(), ("red star",))
     worker.start()
     try:
         deadline = time.monotonic() + 120
@@ -127,3 +129,32 @@ def test_per_frame_work_takes_turns_with_a_prompt_backlog(engine):
     first_frame_answer = next(i for i, (frames, _) in enumerate(progress) if frames == 1)
     # The text query ran after one round of prompts, not after the whole backlog.
     assert progress[first_frame_answer][1] <= 2 * PROMPTS_PER_ROUND
+
+
+def test_every_model_call_runs_on_the_worker_thread(engine, predictor):
+    """worker.py's invariant: the engine holds no lock around the model because only the worker's
+    thread calls it, whoever submitted the work (prompts, frames, service calls)."""
+    recorder = Recorder()
+    worker = InferenceWorker(engine, recorder, max_pending_prompts=10_000, max_prompt_wait_s=1e9,
+                             log_error=lambda message: None)
+    worker.start()
+    try:
+        def producer(index: int) -> None:
+            worker.submit_prompts(backlog(5))
+            engine.add_frame(Frame(stamp_ns=10 + index, rgb=np.zeros((64, 64, 3), np.uint8)))
+            worker.submit_frame(engine.latest_frame(), ("red star",))
+
+        producers = [threading.Thread(target=producer, args=(i,)) for i in range(4)]
+        for thread in producers:
+            thread.start()
+        for thread in producers:
+            thread.join()
+        assert worker.call(lambda: engine.set_vocabulary(["mug", "bottle"]), timeout=30) == 2
+        assert worker.call(lambda: engine.set_vocabulary(None), timeout=30) == 1  # the model's own
+        recorder.wait_for({f"p{i}" for i in range(5)})
+        worker_thread = worker._thread.ident
+    finally:
+        worker.stop()
+    methods = {method for method, _ in predictor.calls}
+    assert {"set_image", "predict", "set_vocabulary"} <= methods
+    assert {thread for _, thread in predictor.calls} == {worker_thread}

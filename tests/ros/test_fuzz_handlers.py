@@ -221,7 +221,7 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
 @given(name=st.one_of(texts, st.sampled_from(["", "lvis-nope", "/etc/passwd", "../../x", "\x00"])),
        classes=st.lists(st.text(max_size=30), max_size=5))
 def test_set_vocabulary_service(core, name, classes):
-    size_before = core.engine.predictor.vocabulary.size
+    size_before = core.engine.vocabulary_size
     response = run_service(core._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes),
                                                    SetVocabulary.Response()))
     if not response.success:
