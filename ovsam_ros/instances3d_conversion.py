@@ -22,7 +22,7 @@ try:  # optional: only where vision_msgs is installed (not on PyPI)
 except ImportError:  # pragma: no cover - exercised where vision_msgs exists
     Detection3D = Detection3DArray = ObjectHypothesisWithPose = None
 
-LABELS_2D_NAMESPACE = "ovsam_labels"   # markers.label_markers: labels on the ray at a guessed depth
+LABELS_2D_NAMESPACE = "ovsam_labels"   # label_markers.label_markers: labels on the ray at a guessed depth
 BOXES_NAMESPACE = "ovsam_boxes"
 LABELS_3D_NAMESPACE = "ovsam_labels_3d"
 
@@ -177,26 +177,3 @@ def class_colour(class_index: int) -> tuple[float, float, float, float]:
 
 def _point(values: Any) -> Point:
     return Point(x=float(values[0]), y=float(values[1]), z=float(values[2]))
-
-
-class Instances3DPublisher:
-    """The node's 3D outputs: `instances_3d`, the labelled cloud `instances_cloud`, and
-    `detections_3d` (vision_msgs/Detection3DArray) where vision_msgs is installed."""
-
-    def __init__(self, node: Any) -> None:
-        # Shallow histories: each message carries point clouds, and only the newest matters.
-        self.instances_pub = node.create_publisher(Instance3DArray, "instances_3d", 10)
-        self.cloud_pub = node.create_publisher(PointCloud2, "instances_cloud", 2)
-        self.detections_pub = (node.create_publisher(Detection3DArray, "detections_3d", 10)
-                               if Detection3DArray is not None else None)
-
-    def wanted(self) -> bool:
-        publishers = [self.instances_pub, self.cloud_pub] + ([self.detections_pub] if self.detections_pub else [])
-        return any(publisher.get_subscription_count() > 0 for publisher in publishers)
-
-    def publish(self, fusion: Fusion3D, rgb: np.ndarray, header: Header) -> None:
-        self.instances_pub.publish(fusion_to_msg(fusion, header))
-        if fusion.located and self.cloud_pub.get_subscription_count() > 0:
-            self.cloud_pub.publish(labelled_cloud(fusion, rgb, header))
-        if fusion.located and self.detections_pub is not None and self.detections_pub.get_subscription_count() > 0:
-            self.detections_pub.publish(detections_3d(fusion, header))

@@ -1,5 +1,6 @@
-"""`ovsam_lifecycle_node`: the managed variant. configure loads the model, activate subscribes,
-deactivate unsubscribes, cleanup releases the model. A configure that fails (missing or corrupt
+"""`ovsam_lifecycle_node`: the managed variant. configure loads the model and creates the (lifecycle)
+publishers and the services, activate subscribes and starts publishing, deactivate unsubscribes and
+stops publishing, cleanup releases the model, publishers and services. A configure that fails (missing or corrupt
 checkpoint) returns FAILURE with the reason logged, and the node stays up, unconfigured."""
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ class OVSAMLifecycleNode(LifecycleNode):
                  **node_kwargs: Any) -> None:
         super().__init__("ovsam_node", **node_kwargs)
         # predictor_factory(settings) -> predictor: tests and embedders may supply their own model.
-        self.wiring = NodeWiring(self, predictor_factory)
+        self.wiring = NodeWiring(self, predictor_factory, managed=True)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.wiring.configure()
         except Exception as error:  # noqa: BLE001
             self.get_logger().error(f"configure failed: {error}")
-            self.wiring.problem(f"configure failed: {error}")
+            self.wiring.health.problem(f"configure failed: {error}")
             self.wiring.cleanup()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS

@@ -1,46 +1,41 @@
-"""The ROS side of ovsam_ros: parameters, topics and services around PerceptionEngine.
+"""The node's wiring: parameters, the lifecycle, and the input topics around PerceptionEngine.
 
-Shared by the plain node (configure + activate at start) and the lifecycle node (on_configure loads
-the model, on_activate subscribes, on_deactivate unsubscribes, on_cleanup releases the model).
-Callbacks only convert messages and hand work to the inference thread; every error in a callback is
-reported (log + diagnostics, and per prompt in failed_prompt_ids) and never escapes.
+Shared by the plain node (configure + activate at start) and the managed node (on_configure loads
+the model and creates the publishers and services, on_activate subscribes, on_deactivate
+unsubscribes, on_cleanup releases all of it). The input handlers only convert messages and hand work
+to the inference thread; every error in one is reported (log + diagnostics, and per prompt in
+failed_prompt_ids) and never escapes. The services are in node_services.py, what is published in
+node_outputs.py, the diagnostics in node_health.py.
 """
 from __future__ import annotations
 
 import functools
 import itertools
-import threading
 import time
-from concurrent.futures import Future
 from typing import Any, Callable
 
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.task import Future as RclpyFuture
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header, String
-from visualization_msgs.msg import MarkerArray
+from std_msgs.msg import String
 
 from ovsam_model.predictor_protocol import Predictor
-from ovsam_ros.msg import InstanceMaskArray, PromptArray
-from ovsam_ros.srv import Segment, SetVocabulary
+from ovsam_ros.msg import PromptArray
 
-from .camera_geometry import ProjectionError, project_to_pixel
-from .depth_fusion import DepthError, DepthFusion, Fusion3D, depth_from_msg
-from .diagnostics import build_status, diagnostic_array
+from .camera_geometry import ProjectionError
+from .camera_inputs import CameraInputs
+from .clicked_point import ClickedPointProjector
+from .depth_fusion import DepthError, DepthFusion, depth_from_msg
 from .engine import Answer, EngineSettings, PerceptionEngine, parse_text_query
 from .frame_buffer import Frame, stamp_to_ns
-from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
-from .instances3d_conversion import Instances3DPublisher, fusion_to_msg, with_3d_markers
-from .label_markers import label_markers
+from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+from .node_health import InferenceFacts, NodeHealth
+from .node_outputs import AnswerOutputs
+from .node_services import NodeServices
 from .predictor_process import PredictorProcess
 from .prompt_conversion import (PromptConversionError, PromptFailure, click_request,
                                 request_from_prompt_msg, requests_from_detections)
-from .result_conversion import answer_to_msg
-from .segment_service_3d import locate_segment_answer
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
@@ -54,7 +49,6 @@ MAX_PROMPTS_PER_MESSAGE = 256
 # Prompt topics keep every sample (reliable, KEEP_ALL): a prompt that DDS overwrote before the
 # callback ran could never be answered. Images keep a short history: stale frames are meant to go.
 PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
-RESULT_QUEUE_DEPTH = 1000
 
 
 def guarded(method: Callable) -> Callable:
@@ -65,45 +59,36 @@ def guarded(method: Callable) -> Callable:
         try:
             return method(self, *args, **kwargs)
         except Exception as error:  # noqa: BLE001
-            self.count("callback_errors")
-            self.problem(f"{method.__name__}: {type(error).__name__}: {error}")
+            self.health.count("callback_errors")
+            self.health.problem(f"{method.__name__}: {type(error).__name__}: {error}")
             return None
 
     return wrapper
 
 
 class NodeWiring:
-    def __init__(self, node: Any, predictor_factory: Callable[[NodeSettings], Predictor] | None = None) -> None:
+    def __init__(self, node: Any, predictor_factory: Callable[[NodeSettings], Predictor] | None = None, *,
+                 managed: bool = False) -> None:
+        """`managed`: the node is a LifecycleNode, whose outputs are lifecycle publishers."""
         self.node = node
         self.logger = node.get_logger()
+        self.managed = managed
         self._predictor_factory = predictor_factory or default_predictor_factory
         self.settings = self._declare_parameters()
-        self._predictor: Predictor | None = None   # built on configure; the engine runs it
+        self.health = NodeHealth(node, self._inference_facts)
+        self.camera = CameraInputs(depth=DepthFusion(self.settings.geometry()))
+        self._clicked_points = ClickedPointProjector(node)
+        # Built on configure, released on cleanup:
+        self._predictor: Predictor | None = None
         self.engine: PerceptionEngine | None = None
         self.worker: InferenceWorker | None = None
-        self.camera_info: CameraInfo | None = None
+        self.outputs: AnswerOutputs | None = None
+        self.services: NodeServices | None = None
+        self._model_info: dict[str, str] = {}
         self.text_queries: tuple[str, ...] = ()
-        self.counters: dict[str, int] = {}
-        self.problems: list[str] = []
-        self.last_image_time: float | None = None
         self._last_text_submit = 0.0
-        self._image_frame_id = ""
         self._click_ids = itertools.count(1)
         self._subscriptions: list[Any] = []
-        self._model_info: dict[str, str] = {}
-        self.instances_pub = node.create_publisher(InstanceMaskArray, "instances", RESULT_QUEUE_DEPTH)
-        self.overlay_pub = node.create_publisher(Image, "overlay", 2)
-        self.markers_pub = node.create_publisher(MarkerArray, "markers", 2)
-        self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 2)
-        self.depth = DepthFusion(self.settings.geometry())  # depth images by stamp, for 3D instances (optional input)
-        self.outputs_3d = Instances3DPublisher(node)
-        # The services' coroutines stay pending while they await the inference thread, and a pending
-        # task holds its callback group: in the node's default (mutually exclusive) group it would
-        # hold up every image and prompt callback until the call finished.
-        services_group = ReentrantCallbackGroup()
-        node.create_service(Segment, "segment", self._on_segment, callback_group=services_group)
-        node.create_service(SetVocabulary, "set_vocabulary", self._on_set_vocabulary, callback_group=services_group)
-        node.create_timer(1.0, self._publish_diagnostics)
         node.add_on_set_parameters_callback(self._on_parameters)
 
     # -- parameters ----------------------------------------------------------------------------
@@ -116,6 +101,9 @@ class NodeWiring:
         settings = NodeSettings(**values)
         settings.validate()
         return settings
+
+    def current_settings(self) -> NodeSettings:
+        return self.settings
 
     def _on_parameters(self, parameters: list[Any]) -> SetParametersResult:
         updated = NodeSettings(**vars(self.settings))
@@ -145,9 +133,17 @@ class NodeWiring:
         if self.worker is not None:
             self.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
 
+    def _switch_vocabulary(self, spec: str | list[str]) -> int:
+        """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
+        the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
+        # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
+        engine, model_spec = self.engine, spec or None
+        return self.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
+
     # -- lifecycle -----------------------------------------------------------------------------
     def configure(self) -> None:
-        """Load the model (raises with a clear message on a missing or corrupt checkpoint)."""
+        """Load the model, then create the outputs and services (raises with a clear message on a
+        missing or corrupt checkpoint; the caller cleans up)."""
         settings = self.settings
         predictor: Predictor
         if settings.inference_process:
@@ -160,13 +156,17 @@ class NodeWiring:
                                          frame_buffer_size=settings.frame_buffer_size,
                                          track_lost_after=settings.track_lost_after)
         self.engine = PerceptionEngine(predictor, engine_settings)
-        self.worker = InferenceWorker(self.engine, self._publish_answer,
+        self.outputs = AnswerOutputs(self.node, managed=self.managed, camera=self.camera, health=self.health,
+                                     settings=self.current_settings)
+        self.worker = InferenceWorker(self.engine, self.outputs.publish_answer,
                                       max_pending_prompts=settings.max_pending_prompts,
                                       max_prompt_wait_s=settings.max_prompt_wait_s,
                                       log_error=self.logger.error)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
                             "backend": settings.backend}
         self.worker.start()
+        self.services = NodeServices(self.node, self.engine, self.worker, camera=self.camera, health=self.health,
+                                     settings=self.current_settings)
         self.logger.info(f"model {settings.model} ready on {self._model_info['device']} "
                          f"({predictor.vocabulary.size} classes)")
 
@@ -193,11 +193,15 @@ class NodeWiring:
 
     def cleanup(self) -> None:
         self.deactivate()
+        if self.services is not None:
+            self.services.destroy()
         if self.worker is not None:
             self.worker.stop()
         if isinstance(self._predictor, PredictorProcess):
             self._predictor.close()
-        self.worker, self.engine, self._predictor = None, None, None
+        if self.outputs is not None:
+            self.outputs.destroy()
+        self.services, self.worker, self.engine, self._predictor, self.outputs = None, None, None, None, None
 
     def _image_qos(self) -> QoSProfile:
         return qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else QoSProfile(depth=5)
@@ -205,16 +209,16 @@ class NodeWiring:
     # -- inputs --------------------------------------------------------------------------------
     @guarded
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        self.count("images_received")
+        self.health.count("images_received")
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
         except ImageConversionError as error:
-            self.count("images_rejected")
-            self.problem(f"image rejected: {error}")
+            self.health.count("images_rejected")
+            self.health.problem(f"image rejected: {error}")
             return
         now = time.monotonic()
-        self.last_image_time = now
-        self._image_frame_id = msg.header.frame_id
+        self.health.last_image_time = now
+        self.camera.image_frame_id = msg.header.frame_id
         frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now)
         self.engine.add_frame(frame)
         queries = ()
@@ -225,21 +229,21 @@ class NodeWiring:
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.camera_info = msg
+        self.camera.info = msg
 
     @guarded
     def _on_depth(self, msg: Image) -> None:
         try:
-            self.depth.add(depth_from_msg(msg))
+            self.camera.depth.add(depth_from_msg(msg))
         except (DepthError, ImageConversionError) as error:
-            self.count("depth_rejected")
-            self.problem(f"depth rejected: {error}")
+            self.health.count("depth_rejected")
+            self.health.problem(f"depth rejected: {error}")
 
     @guarded
     def _on_prompts(self, msg: PromptArray) -> None:
         if self.worker is None:
             return
-        self.count("prompt_messages")
+        self.health.count("prompt_messages")
         requests, failures = [], []
         array_stamp = stamp_to_ns(msg.header.stamp)
         for index, prompt in enumerate(msg.prompts):
@@ -252,7 +256,7 @@ class NodeWiring:
             except (PromptConversionError, ValueError, TypeError) as error:
                 failures.append(PromptFailure(prompt.id, str(error)))
         if failures:
-            self._publish_answer(Answer(frame=None, failures=failures), header=msg.header)
+            self.outputs.publish_answer(Answer(frame=None, failures=failures), header=msg.header)
         if requests:
             self.worker.submit_prompts(requests)
 
@@ -264,7 +268,7 @@ class NodeWiring:
         try:
             self.worker.submit_prompts([click_request(prompt_id, msg.x, msg.y)])
         except PromptConversionError as error:
-            self._publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
+            self.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
 
     @guarded
     def _on_clicked_point(self, msg: PointStamped) -> None:
@@ -272,39 +276,13 @@ class NodeWiring:
             return
         prompt_id = f"clicked_point-{next(self._click_ids)}"
         try:
-            u, v = self._clicked_point_to_pixel(msg)
+            u, v = self._clicked_points.to_pixel(msg, self.camera.info, self.camera.image_frame_id)
             request = click_request(prompt_id, u, v)
         except (ProjectionError, PromptConversionError) as error:
-            self.problem(f"clicked_point rejected: {error}")
-            self._publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
+            self.health.problem(f"clicked_point rejected: {error}")
+            self.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
             return
         self.worker.submit_prompts([request])
-
-    def _clicked_point_to_pixel(self, msg: PointStamped) -> tuple[float, float]:
-        if self.camera_info is None:
-            raise ProjectionError("no camera_info received yet: cannot project the clicked point")
-        camera_frame = self.camera_info.header.frame_id or self._image_frame_id
-        point = msg.point
-        if msg.header.frame_id and camera_frame and msg.header.frame_id != camera_frame:
-            point = self._transform_point(msg, camera_frame)
-        return project_to_pixel(point.x, point.y, point.z, self.camera_info)
-
-    def _transform_point(self, msg: PointStamped, target_frame: str) -> Point:
-        try:
-            import tf2_geometry_msgs  # noqa: F401 - registers PointStamped with tf2
-            from tf2_ros import Buffer, TransformListener
-        except ImportError:
-            raise ProjectionError(
-                f"clicked point is in frame '{msg.header.frame_id}', the camera is '{target_frame}', and tf2_ros "
-                f"is not installed: publish the point in '{target_frame}' or install tf2_ros") from None
-        if not hasattr(self, "_tf_buffer"):
-            self._tf_buffer = Buffer()
-            self._tf_listener = TransformListener(self._tf_buffer, self.node)
-        try:
-            return self._tf_buffer.transform(msg, target_frame).point
-        except Exception as error:  # noqa: BLE001 - tf2 raises several unrelated types
-            raise ProjectionError(f"cannot transform the clicked point from '{msg.header.frame_id}' to "
-                                  f"'{target_frame}': {error}") from None
 
     @guarded
     def _on_detections(self, msg: Any) -> None:
@@ -318,175 +296,28 @@ class NodeWiring:
         try:
             self.text_queries = tuple(parse_text_query(msg.data))
         except ValueError as error:
-            self.count("text_queries_rejected")
-            self.problem(f"text query rejected: {error}")
+            self.health.count("text_queries_rejected")
+            self.health.problem(f"text query rejected: {error}")
             return
         self._last_text_submit = 0.0
         self.logger.info(f"text query: {', '.join(self.text_queries) or '(cleared)'}")
 
-    # -- services ------------------------------------------------------------------------------
-    async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
-        try:
-            if self.worker is None:
-                raise RuntimeError("the node is not configured (no model loaded)")
-            queries = parse_text_query(", ".join(request.text_queries)) if request.text_queries else []
-            if request.image.width == 0 or request.image.height == 0:
-                frame = self.engine.latest_frame()
-                if frame is None:
-                    raise RuntimeError("no image in the request and no frame received yet")
-            else:
-                frame = Frame(stamp_ns=stamp_to_ns(request.image.header.stamp), rgb=image_to_rgb(request.image),
-                              header=request.image.header, source=f"service-{next(self._click_ids)}")
-            requests, failures = [], []
-            for prompt in request.prompts[:MAX_PROMPTS_PER_MESSAGE]:
-                try:
-                    requests.append(request_from_prompt_msg(prompt, frame.stamp_ns))
-                except (PromptConversionError, ValueError) as error:
-                    failures.append(PromptFailure(prompt.id, str(error)))
-            answer = await self._on_inference_thread(lambda: self.engine.segment_image(frame, requests, queries))
-            answer.failures = failures + answer.failures
-            response.result = answer_to_msg(answer)
-            fusion = locate_segment_answer(answer, request.depth, request.camera_info, self.depth, self.camera_info,
-                                           self.settings.depth_stamp_tolerance_s)
-            response.result_3d.header = response.result.header
-            if fusion is not None:
-                response.result_3d = fusion_to_msg(fusion, response.result.header)
-            response.success = True
-            response.message = (f"{len(answer.instances)} instances, {len(answer.failures)} failed prompts"
-                                + (f", {len(fusion.located)} placed in 3D" if fusion is not None else ""))
-        except Exception as error:  # noqa: BLE001 - a failed call is an answer, not a crash
-            response.success, response.message = False, f"{type(error).__name__}: {error}"
-            # Every prompt still gets its own answer: the call's failure, under its id.
-            ids = [str(p.id) for p in request.prompts]
-            response.result = InstanceMaskArray(failed_prompt_ids=ids, failure_reasons=[response.message] * len(ids))
-            self.count("service_errors")
-        return response
-
-    async def _on_set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response):
-        try:
-            if self.worker is None:
-                raise RuntimeError("the node is not configured (no model loaded)")
-            spec = resolve_vocabulary_request(request.name, list(request.classes), self.settings.vocabulary_dirs)
-            # "default": the model's own vocabulary (None to the engine).
-            engine, model_spec = self.engine, None if spec == "default" else spec
-            response.size = await self._on_inference_thread(lambda: engine.set_vocabulary(model_spec))
-            response.success, response.message = True, f"vocabulary has {response.size} classes"
-        except Exception as error:  # noqa: BLE001
-            # A call that timed out is still queued: it may yet take effect, so do not promise the old one stays.
-            outcome = ("the switch may still take effect later" if isinstance(error, TimeoutError)
-                       else "the previous vocabulary stays")
-            response.success, response.message = False, f"{type(error).__name__}: {error}; {outcome}"
-            response.size = self.engine.vocabulary_size if self.engine else 0
-        return response
-
-    async def _on_inference_thread(self, function: Callable[[], Any]) -> Any:
-        """Await `function` run on the inference thread. The executor goes on taking images and prompts
-        meanwhile: this coroutine is parked until the result (or service_timeout_s) arrives."""
-        timeout = self.settings.service_timeout_s
-        done = RclpyFuture(executor=self.node.executor)
-        # With a done callback, completing the future schedules it on the executor, which wakes the
-        # executor's wait; it then resumes this coroutine.
-        done.add_done_callback(lambda _: None)
-        settle_lock = threading.Lock()
-
-        def settle(result: Any = None, error: BaseException | None = None) -> None:
-            with settle_lock:
-                if done.done():
-                    return
-                if error is not None:
-                    done.set_exception(error)
-                else:
-                    done.set_result(result)
-
-        def from_worker(work: Future) -> None:
-            error = work.exception()
-            settle(error=error) if error is not None else settle(result=work.result())
-
-        self.worker.submit_call(function).add_done_callback(from_worker)
-        timer = threading.Timer(timeout, settle, kwargs={"error": TimeoutError(
-            f"no answer from the inference thread within service_timeout_s ({timeout:g} s)")})
-        timer.daemon = True
-        timer.start()
-        try:
-            return await done
-        finally:
-            timer.cancel()
-
-    def _switch_vocabulary(self, spec: str | list[str]) -> int:
-        """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
-        the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
-        # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
-        engine, model_spec = self.engine, spec or None
-        return self.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
-
-    # -- outputs -------------------------------------------------------------------------------
-    def _publish_answer(self, answer: Answer, header: Header | None = None) -> None:
-        msg = answer_to_msg(answer, fallback_header=header)
-        self.instances_pub.publish(msg)
-        if answer.failures:
-            # One line per answer, not per prompt: under overload hundreds fail each second.
-            first = answer.failures[0]
-            more = f" (and {len(answer.failures) - 1} more)" if len(answer.failures) > 1 else ""
-            self.logger.warning(f"prompt '{first.prompt_id}' failed: {first.reason}{more}", throttle_duration_sec=1.0)
-        if answer.frame is None or not answer.instances:
-            return
-        if self.settings.publish_overlay and self.overlay_pub.get_subscription_count() > 0:
-            from ovsam_model.visualization import draw_instances
-
-            overlay = draw_instances(answer.frame.rgb, [r.prediction for r in answer.instances])
-            self.overlay_pub.publish(array_to_image(overlay, "rgb8", header=msg.header))
-        fusion = self._publish_3d(answer, msg.header)
-        if self.camera_info is not None and self.markers_pub.get_subscription_count() > 0:
-            markers = label_markers(answer, self.camera_info, msg.header)
-            self.markers_pub.publish(with_3d_markers(markers, fusion, msg.header) if fusion else markers)
-
-    def _publish_3d(self, answer: Answer, header: Header) -> Fusion3D | None:
-        """3D instances while depth arrives and someone listens. A frame without usable depth gets
-        per-instance failures and a diagnostic, never 3D from the wrong pixels."""
-        if not self.depth.buffer.received or not (self.outputs_3d.wanted() or self.markers_pub.get_subscription_count()):
-            return None
-        fusion = self.depth.locate(answer.frame, answer.instances, self.camera_info, self.settings.depth_stamp_tolerance_s)
-        if fusion.problem:
-            self.count("depth_unmatched")
-            self.problem(fusion.problem)
-        self.outputs_3d.publish(fusion, answer.frame.rgb, header)
-        return fusion
-
-    def _publish_diagnostics(self) -> None:
-        try:
-            worker = self.worker
-            status = build_status(
-                name=f"{self.node.get_name()}: ovsam", hardware_id=self._model_info.get("device", "unconfigured"),
-                stats=worker.stats if worker else None, queue_depth=worker.queue_depth if worker else 0,
-                counters=dict(self.counters), info=self._inference_info(), last_image_time=self.last_image_time,
-                camera_timeout_s=self.settings.camera_timeout_s, problems=self.problems[-3:])
-            self.problems = []
-            self.diagnostics_pub.publish(diagnostic_array(status, self.node.get_clock().now().to_msg()))
-        except Exception as error:  # noqa: BLE001
-            self.logger.error(f"diagnostics failed: {error}", throttle_duration_sec=5.0)
-
-    def _inference_info(self) -> dict[str, str]:
+    # -- diagnostics -----------------------------------------------------------------------------
+    def _inference_facts(self) -> InferenceFacts:
         """The model's static facts plus what changes while it runs (vocabulary, inference process)."""
+        worker, engine = self.worker, self.engine
         info = dict(self._model_info)
-        if self.engine is None:
-            return info
-        info["vocabulary_size"] = str(self.engine.vocabulary_size)
-        predictor = self._predictor
-        if isinstance(predictor, PredictorProcess):
-            info["inference"] = f"child process {predictor.pid}"
-            info["inference_restarts"] = str(predictor.restarts)
-        else:
-            info["inference"] = "thread"
-        return info
-
-    # -- bookkeeping ---------------------------------------------------------------------------
-    def count(self, key: str) -> None:
-        self.counters[key] = self.counters.get(key, 0) + 1
-
-    def problem(self, message: str) -> None:
-        self.problems.append(message)
-        del self.problems[:-10]
-        self.logger.warning(message, throttle_duration_sec=1.0)
+        if engine is not None:
+            info["vocabulary_size"] = str(engine.vocabulary_size)
+            predictor = self._predictor
+            if isinstance(predictor, PredictorProcess):
+                info["inference"] = f"child process {predictor.pid}"
+                info["inference_restarts"] = str(predictor.restarts)
+            else:
+                info["inference"] = "thread"
+        return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"),
+                              stats=worker.stats if worker else None, queue_depth=worker.queue_depth if worker else 0,
+                              info=info, camera_timeout_s=self.settings.camera_timeout_s)
 
 
 def default_predictor_factory(settings: NodeSettings) -> Predictor:

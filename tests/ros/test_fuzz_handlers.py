@@ -81,7 +81,7 @@ def core():
     core = NodeWiring(node, predictor_factory=lambda settings: predictor)
     core.configure()
     core.activate()
-    core.instances_pub = Capture()
+    core.outputs.instances_pub = Capture()
     frame = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
     good = Image(height=32, width=40, encoding="rgb8", step=120, data=array.array("B", frame.tobytes()))
     good.header.stamp.sec = 1
@@ -106,13 +106,13 @@ def run_service(coroutine, timeout: float = 60.0):
 
 def wait_answered(core, ids: set[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not ids <= core.instances_pub.answered():
-        assert time.monotonic() < deadline, f"unanswered: {sorted(ids - core.instances_pub.answered())[:5]}"
+    while not ids <= core.outputs.instances_pub.answered():
+        assert time.monotonic() < deadline, f"unanswered: {sorted(ids - core.outputs.instances_pub.answered())[:5]}"
         time.sleep(0.01)
 
 
 def assert_handled(core) -> None:
-    assert core.counters.get("callback_errors", 0) == 0, core.problems[-3:]
+    assert core.health.counters.get("callback_errors", 0) == 0, core.health.problems[-3:]
     assert core.worker.stats.errors == 0, core.worker.stats.last_error
 
 
@@ -170,11 +170,11 @@ def test_text_query_handler(core, text):
 @given(x=doubles, y=doubles, z=doubles, frame_id=st.sampled_from(["", "camera", "map", "\u00fc\u00df"]),
        with_info=st.booleans(), k=st.lists(doubles, min_size=9, max_size=9))
 def test_click_handlers(core, x, y, z, frame_id, with_info, k):
-    core.camera_info = CameraInfo(k=k) if with_info else None
-    if core.camera_info is not None:
-        core.camera_info.header.frame_id = "camera"
+    core.camera.info = CameraInfo(k=k) if with_info else None
+    if core.camera.info is not None:
+        core.camera.info.header.frame_id = "camera"
     def clicks_answered() -> int:
-        return sum(1 for i in core.instances_pub.answered() if i.startswith(("clicked_point-", "image_click-")))
+        return sum(1 for i in core.outputs.instances_pub.answered() if i.startswith(("clicked_point-", "image_click-")))
 
     before = clicks_answered()
     clicked = PointStamped(point=Point(x=x, y=y, z=z))
@@ -203,7 +203,7 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
     request = Segment.Request(image=image, text_queries=queries, depth=depth,
                               camera_info=CameraInfo(width=size, height=size, k=k),
                               prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
-    response = run_service(core._on_segment(request, Segment.Response()))
+    response = run_service(core.services._on_segment(request, Segment.Response()))
     if response.success:
         answered = {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids)
         assert {p.id for p in request.prompts} <= answered | {""}
@@ -222,12 +222,12 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
        classes=st.lists(st.text(max_size=30), max_size=5))
 def test_set_vocabulary_service(core, name, classes):
     size_before = core.engine.vocabulary_size
-    response = run_service(core._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes),
+    response = run_service(core.services._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes),
                                                    SetVocabulary.Response()))
     if not response.success:
         assert response.size == size_before and "previous vocabulary stays" in response.message
     assert_handled(core)
-    run_service(core._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
+    run_service(core.services._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
 
 
 def test_node_still_serves_after_fuzzing(core):

@@ -84,13 +84,23 @@ def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights
         def state() -> int:
             return node.call(GetState, "ovsam_node/get_state", GetState.Request()).current_state.id
 
+        def offered_services() -> set[str]:
+            return {name for name, _ in node.node.get_service_names_and_types_by_node("ovsam_node", "/")}
+
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        # Unconfigured: the lifecycle services are there (get_state answered), segment and the outputs not.
+        node.spin_until(lambda: "/ovsam_node/get_state" in offered_services(), "the node's services in the graph")
+        assert not {"/segment", "/set_vocabulary"} & offered_services()
+        assert node.node.count_publishers("instances") == 0
         assert transition(Transition.TRANSITION_CONFIGURE) is False  # missing checkpoint
         assert node.is_alive() and state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert "/segment" not in offered_services()
         result = node.call(SetParameters, "ovsam_node/set_parameters",
                            SetParameters.Request(parameters=[string_parameter("weights_dir", str(tiny_weights))]))
         assert result.results[0].successful, result.results[0].reason
         assert transition(Transition.TRANSITION_CONFIGURE) is True
+        node.spin_until(lambda: {"/segment", "/set_vocabulary"} <= offered_services(), "configure to offer segment")
+        node.spin_until(lambda: node.node.count_publishers("instances") == 1, "configure to create the outputs")
         assert node.prompts_pub.get_subscription_count() == 0  # configured, not yet active
         assert transition(Transition.TRANSITION_ACTIVATE) is True
         node.spin_until(lambda: node.prompts_pub.get_subscription_count() > 0, "activate to subscribe")
@@ -102,6 +112,8 @@ def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights
         node.spin_until(lambda: node.prompts_pub.get_subscription_count() == 0, "deactivate to unsubscribe")
         assert transition(Transition.TRANSITION_CLEANUP) is True
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        node.spin_until(lambda: not {"/segment", "/set_vocabulary"} & offered_services(), "cleanup to remove segment")
+        node.spin_until(lambda: node.node.count_publishers("instances") == 0, "cleanup to remove the outputs")
     finally:
         node.close()
 
