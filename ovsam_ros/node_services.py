@@ -23,14 +23,12 @@ from .image_conversion import image_to_rgb
 from .inference_bridge import on_inference_thread
 from .instances3d_conversion import fusion_to_msg
 from .node_health import NodeHealth
-from .prompt_conversion import PromptConversionError, PromptFailure, request_from_prompt_msg
+from .prompt_conversion import requests_from_prompt_msgs
 from .result_conversion import answer_to_msg
 from .segment_service_3d import locate_segment_answer
 from .settings import NodeSettings
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
-
-MAX_PROMPTS_PER_MESSAGE = 256
 
 
 class NodeServices:
@@ -65,15 +63,11 @@ class NodeServices:
             else:
                 frame = Frame(stamp_ns=stamp_to_ns(request.image.header.stamp), rgb=image_to_rgb(request.image),
                               header=request.image.header, source=f"service-{next(self._image_ids)}")
-            requests, failures = [], []
-            for prompt in request.prompts[:MAX_PROMPTS_PER_MESSAGE]:
-                try:
-                    requests.append(request_from_prompt_msg(prompt, frame.stamp_ns))
-                except (PromptConversionError, ValueError) as error:
-                    failures.append(PromptFailure(prompt.id, str(error)))
+            # Every prompt on the request's frame, whatever its own stamp says.
+            converted = requests_from_prompt_msgs(request.prompts, lambda _: frame.stamp_ns)
             engine = self.engine
-            answer = await self._on_inference_thread(lambda: engine.segment_image(frame, requests, queries))
-            answer.failures = failures + answer.failures
+            answer = await self._on_inference_thread(lambda: engine.segment_image(frame, converted.requests, queries))
+            answer.failures = converted.failures + answer.failures
             response.result = answer_to_msg(answer)
             fusion = locate_segment_answer(answer, request.depth, request.camera_info, self.camera.depth,
                                            self.camera.info, settings.depth_stamp_tolerance_s)

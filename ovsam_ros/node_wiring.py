@@ -34,8 +34,8 @@ from .node_health import InferenceFacts, NodeHealth
 from .node_outputs import AnswerOutputs
 from .node_services import NodeServices
 from .predictor_process import PredictorProcess
-from .prompt_conversion import (PromptConversionError, PromptFailure, click_request,
-                                request_from_prompt_msg, requests_from_detections)
+from .prompt_conversion import (ConvertedPrompts, PromptConversionError, PromptFailure, click_request,
+                                requests_from_detections, requests_from_prompt_msgs)
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
@@ -45,7 +45,6 @@ try:  # optional: only where vision_msgs is installed (not on PyPI)
 except ImportError:  # pragma: no cover - exercised where vision_msgs exists
     Detection2DArray = None
 
-MAX_PROMPTS_PER_MESSAGE = 256
 # Prompt topics keep every sample (reliable, KEEP_ALL): a prompt that DDS overwrote before the
 # callback ran could never be answered. Images keep a short history: stale frames are meant to go.
 PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
@@ -244,21 +243,17 @@ class NodeWiring:
         if self.worker is None:
             return
         self.health.count("prompt_messages")
-        requests, failures = [], []
         array_stamp = stamp_to_ns(msg.header.stamp)
-        for index, prompt in enumerate(msg.prompts):
-            if index >= MAX_PROMPTS_PER_MESSAGE:
-                failures.append(PromptFailure(prompt.id, f"more than {MAX_PROMPTS_PER_MESSAGE} prompts in one message"))
-                continue
-            stamp = stamp_to_ns(prompt.header.stamp) or array_stamp
-            try:
-                requests.append(request_from_prompt_msg(prompt, stamp))
-            except (PromptConversionError, ValueError, TypeError) as error:
-                failures.append(PromptFailure(prompt.id, str(error)))
-        if failures:
-            self.outputs.publish_answer(Answer(frame=None, failures=failures), header=msg.header)
-        if requests:
-            self.worker.submit_prompts(requests)
+        # A prompt without a stamp of its own refers to the array's.
+        converted = requests_from_prompt_msgs(msg.prompts, lambda prompt: stamp_to_ns(prompt.header.stamp) or array_stamp)
+        self._submit(converted, msg.header)
+
+    def _submit(self, converted: ConvertedPrompts, header: Any) -> None:
+        """Prompts that failed conversion are answered at once (with the message's header), the rest queued."""
+        if converted.failures:
+            self.outputs.publish_answer(Answer(frame=None, failures=converted.failures), header=header)
+        if converted.requests:
+            self.worker.submit_prompts(converted.requests)
 
     @guarded
     def _on_image_click(self, msg: Point) -> None:
@@ -288,8 +283,7 @@ class NodeWiring:
     def _on_detections(self, msg: Any) -> None:
         if self.worker is None:
             return
-        stamp = stamp_to_ns(msg.header.stamp)
-        self.worker.submit_prompts(requests_from_detections(msg.detections[:MAX_PROMPTS_PER_MESSAGE], stamp, "detection"))
+        self._submit(requests_from_detections(msg.detections, stamp_to_ns(msg.header.stamp), "detection"), msg.header)
 
     @guarded
     def _on_text_query(self, msg: String) -> None:

@@ -1,10 +1,15 @@
-"""ROS prompt messages -> the model library's PromptSpec (pixels on the frame they refer to)."""
+"""ROS prompt messages -> the model library's PromptSpec (pixels on the frame they refer to).
+
+A list of incoming prompts (the `prompts` topic, the `segment` service, the `detections` input) goes
+through one converter, `convert_prompt_list`: every prompt comes out as a request or as a failure
+under its id, with the same per-message limit and the same conversion errors caught on every path.
+"""
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -38,6 +43,45 @@ class PromptConversionError(ValueError):
     pass
 
 
+MAX_PROMPTS_PER_MESSAGE = 256
+# What converting one prompt may raise: its own checks (PromptConversionError), and numbers or arrays
+# that will not convert (ValueError, TypeError). A prompt that raises one of these fails alone.
+CONVERSION_ERRORS = (PromptConversionError, ValueError, TypeError)
+
+
+@dataclass
+class ConvertedPrompts:
+    """One message's prompts: those to run, and those already answered with a failure."""
+
+    requests: list[PromptRequest] = field(default_factory=list)
+    failures: list[PromptFailure] = field(default_factory=list)
+
+
+def convert_prompt_list(items: Sequence[Any], prompt_id: Callable[[int, Any], str],
+                        to_request: Callable[[int, Any], PromptRequest],
+                        limit: int = MAX_PROMPTS_PER_MESSAGE) -> ConvertedPrompts:
+    """Every item becomes a request or a failure under its id: past `limit` items each fails with the
+    reason, and an item whose conversion raises one of CONVERSION_ERRORS fails with the error."""
+    converted = ConvertedPrompts()
+    for index, item in enumerate(items):
+        item_id = prompt_id(index, item)
+        if index >= limit:
+            converted.failures.append(PromptFailure(item_id, f"more than {limit} prompts in one message"))
+            continue
+        try:
+            converted.requests.append(to_request(index, item))
+        except CONVERSION_ERRORS as error:
+            converted.failures.append(PromptFailure(item_id, str(error)))
+    return converted
+
+
+def requests_from_prompt_msgs(prompts: Sequence[Any], stamp_ns: Callable[[Any], int]) -> ConvertedPrompts:
+    """ovsam_ros/Prompt messages (the prompts topic, the Segment service); `stamp_ns(prompt)` names the
+    frame each refers to."""
+    return convert_prompt_list(prompts, lambda _, prompt: str(prompt.id),
+                               lambda _, prompt: request_from_prompt_msg(prompt, stamp_ns(prompt)))
+
+
 def request_from_prompt_msg(msg: Any, stamp_ns: int, max_points: int = 64) -> PromptRequest:
     """Convert an ovsam_ros/Prompt. Geometry against the frame is checked later, once the frame is known."""
     prompt_id = str(msg.id)
@@ -61,14 +105,20 @@ def click_request(prompt_id: str, x: float, y: float, stamp_ns: int = 0) -> Prom
                          stamp_ns=stamp_ns)
 
 
-def requests_from_detections(detections: Iterable[Any], stamp_ns: int, fallback_prefix: str) -> list[PromptRequest]:
+def requests_from_detections(detections: Sequence[Any], stamp_ns: int, fallback_prefix: str) -> ConvertedPrompts:
     """vision_msgs/Detection2D boxes (centre + size) as box prompts; the detector's id is kept as prompt id."""
-    requests = []
-    for index, detection in enumerate(detections):
-        bbox = detection.bbox
-        cx, cy = float(bbox.center.position.x), float(bbox.center.position.y)
-        half_w, half_h = float(bbox.size_x) / 2.0, float(bbox.size_y) / 2.0
-        prompt_id = str(getattr(detection, "id", "") or f"{fallback_prefix}-{index}")
-        box = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
-        requests.append(PromptRequest(PromptSpec(prompt_id=prompt_id, box=box), stamp_ns=stamp_ns))
-    return requests
+    return convert_prompt_list(detections, lambda index, detection: detection_prompt_id(detection, index, fallback_prefix),
+                               lambda index, detection: request_from_detection(detection, index, stamp_ns, fallback_prefix))
+
+
+def detection_prompt_id(detection: Any, index: int, fallback_prefix: str) -> str:
+    return str(getattr(detection, "id", "") or f"{fallback_prefix}-{index}")
+
+
+def request_from_detection(detection: Any, index: int, stamp_ns: int, fallback_prefix: str) -> PromptRequest:
+    bbox = detection.bbox
+    cx, cy = float(bbox.center.position.x), float(bbox.center.position.y)
+    half_w, half_h = float(bbox.size_x) / 2.0, float(bbox.size_y) / 2.0
+    box = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    return PromptRequest(PromptSpec(prompt_id=detection_prompt_id(detection, index, fallback_prefix), box=box),
+                         stamp_ns=stamp_ns)

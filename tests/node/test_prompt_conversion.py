@@ -5,8 +5,8 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from ovsam_ros.prompt_conversion import (PromptConversionError, click_request, request_from_prompt_msg,
-                                         requests_from_detections)
+from ovsam_ros.prompt_conversion import (MAX_PROMPTS_PER_MESSAGE, PromptConversionError, click_request,
+                                         request_from_prompt_msg, requests_from_detections, requests_from_prompt_msgs)
 
 
 def prompt_msg(**fields):
@@ -32,11 +32,36 @@ def test_too_many_points_and_bad_clicks():
         click_request("c", float("inf"), 2.0)
 
 
-def test_detections_become_box_prompts_with_the_detector_id():
-    def detection(det_id, cx, cy, w, h):
-        return NS(id=det_id, bbox=NS(center=NS(position=NS(x=cx, y=cy), theta=0.0), size_x=w, size_y=h))
+def detection(det_id, cx, cy, w, h):
+    return NS(id=det_id, bbox=NS(center=NS(position=NS(x=cx, y=cy), theta=0.0), size_x=w, size_y=h))
 
-    requests = requests_from_detections([detection("cup-3", 50.0, 40.0, 20.0, 10.0), detection("", 5.0, 5.0, 4.0, 4.0)],
-                                        stamp_ns=7, fallback_prefix="detection")
-    assert [r.prompt_id for r in requests] == ["cup-3", "detection-1"]
+
+def test_detections_become_box_prompts_with_the_detector_id():
+    converted = requests_from_detections([detection("cup-3", 50.0, 40.0, 20.0, 10.0), detection("", 5.0, 5.0, 4.0, 4.0)],
+                                         stamp_ns=7, fallback_prefix="detection")
+    requests = converted.requests
+    assert [r.prompt_id for r in requests] == ["cup-3", "detection-1"] and converted.failures == []
     assert list(requests[0].spec.box) == [40.0, 35.0, 60.0, 45.0] and requests[0].stamp_ns == 7
+
+
+def test_every_prompt_past_the_limit_is_answered_with_a_failure_on_both_paths():
+    count = MAX_PROMPTS_PER_MESSAGE + 44
+    prompts = requests_from_prompt_msgs([prompt_msg(id=f"p{i}", box=[1.0, 1.0, 9.0, 9.0]) for i in range(count)],
+                                        stamp_ns=lambda prompt: 5)
+    detections = requests_from_detections([detection(f"d{i}", 10.0, 10.0, 4.0, 4.0) for i in range(count)],
+                                          stamp_ns=5, fallback_prefix="detection")
+    for converted, prefix in ((prompts, "p"), (detections, "d")):
+        assert [r.prompt_id for r in converted.requests] == [f"{prefix}{i}" for i in range(MAX_PROMPTS_PER_MESSAGE)]
+        assert [f.prompt_id for f in converted.failures] == [f"{prefix}{i}" for i in range(MAX_PROMPTS_PER_MESSAGE, count)]
+        assert {f.reason for f in converted.failures} == {f"more than {MAX_PROMPTS_PER_MESSAGE} prompts in one message"}
+
+
+def test_a_prompt_that_does_not_convert_fails_alone_with_its_reason():
+    prompts = requests_from_prompt_msgs([prompt_msg(id="many", points=[NS(x=1.0, y=1.0, z=0.0)] * 65),
+                                         prompt_msg(id="text-box", box=["a", 0.0, 1.0, 1.0]),
+                                         prompt_msg(id="good", box=[1.0, 1.0, 5.0, 5.0])], stamp_ns=lambda prompt: 0)
+    detections = requests_from_detections([detection("text-size", 1.0, 1.0, "wide", 2.0),
+                                           detection("good", 5.0, 5.0, 2.0, 2.0)], stamp_ns=0, fallback_prefix="d")
+    assert [r.prompt_id for r in prompts.requests] == ["good"] == [r.prompt_id for r in detections.requests]
+    reasons = {f.prompt_id: f.reason for f in prompts.failures + detections.failures}
+    assert set(reasons) == {"many", "text-box", "text-size"} and "at most 64" in reasons["many"]

@@ -230,6 +230,29 @@ def test_set_vocabulary_service(core, name, classes):
     run_service(core.services._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
 
 
+def test_detections_handler_answers_every_detection(core):
+    """A Detection2DArray-shaped message with 300 detections: each id is answered (an instance, or a
+    failure past the 256-prompt limit or for a box that will not convert). vision_msgs is not
+    installed here, so the message is duck-typed with the attribute paths the handler reads; it goes
+    through the same converter as the prompts topic and the segment service."""
+    from types import SimpleNamespace as NS
+
+    def detection(index: int) -> NS:
+        size_x = "wide" if index == 3 else 10.0  # one detection whose box does not convert
+        return NS(id=f"det-{index}", bbox=NS(center=NS(position=NS(x=15.0, y=12.0), theta=0.0), size_x=size_x,
+                                             size_y=8.0))
+
+    msg = NS(header=NS(stamp=NS(sec=0, nanosec=0), frame_id="camera"), detections=[detection(i) for i in range(300)])
+    core._on_detections(msg)
+    ids = {f"det-{i}" for i in range(300)}
+    wait_answered(core, ids, timeout=120)
+    failures = {pid: reason for m in core.outputs.instances_pub.messages
+                for pid, reason in zip(m.failed_prompt_ids, m.failure_reasons) if pid in ids}
+    assert {failures[f"det-{i}"] for i in range(256, 300)} == {"more than 256 prompts in one message"}
+    assert "det-3" in failures
+    assert_handled(core)
+
+
 def test_node_still_serves_after_fuzzing(core):
     core._on_prompts(PromptArray(prompts=[Prompt(id="final", box=[2.0, 2.0, 30.0, 25.0])]))
     wait_answered(core, {"final"})

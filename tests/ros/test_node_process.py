@@ -115,6 +115,17 @@ def test_segment_service_with_own_image_and_latest(node):
     assert not bad.success and "unsupported image encoding" in bad.message
 
 
+def test_segment_call_with_300_prompts_answers_every_id(node):
+    """Past the per-message limit (256) each prompt is answered with a failure, never dropped."""
+    prompts = [box_prompt(f"many-{i}", [2 + i % 20, 2, 40, 40]) for i in range(300)]
+    response = node.call(Segment, "segment", Segment.Request(image=image_msg(FRAMES[1_000_000_000], 5), prompts=prompts))
+    assert response.success, response.message
+    instances = [i.prompt_id for i in response.result.instances]
+    failed = dict(zip(response.result.failed_prompt_ids, response.result.failure_reasons))
+    assert sorted(instances + list(failed)) == sorted(p.id for p in prompts)
+    assert {failed[f"many-{i}"] for i in range(256, 300)} == {"more than 256 prompts in one message"}
+
+
 def test_set_vocabulary_switches_and_keeps_old_on_error(node, tmp_path):
     switched = node.call(SetVocabulary, "set_vocabulary", SetVocabulary.Request(classes=["mug", "bowl"]))
     assert switched.success and switched.size == 2
