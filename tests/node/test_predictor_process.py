@@ -18,6 +18,8 @@ from ovsam_ros.frame_buffer import Frame
 from ovsam_ros.predictor_process import PredictorProcess, PredictorProcessError
 from ovsam_ros.prompt_conversion import PromptRequest
 
+# The node's inference process is a child process: out of the fast loop with the other process tests.
+pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]
 
 
