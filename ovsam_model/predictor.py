@@ -24,7 +24,7 @@ from ovsam_model.image_input import as_rgb_uint8
 from ovsam_model.instances import InstancePrediction
 from ovsam_model.mask_postprocess import frame_masks
 from ovsam_model.config import OVSAMConfig, get_config
-from ovsam_model.model import OVSAM, build_model
+from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.vocabulary import (
     Vocabulary,

@@ -340,7 +340,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         stop_process(node_process)
         node_log.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    from ovsam_model.benchmark_timing import machine_info
+    from ovsam_model.benchmark.timing import machine_info
 
     return {
         "machine": machine_info(), "model": args.model, "backend": args.backend, "precision": args.precision,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ovsam_model.model import DecoderOutput, ImageFeatures
+from ovsam_model.modeling.ovsam import DecoderOutput, ImageFeatures
 
 BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")

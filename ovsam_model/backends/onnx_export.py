@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from ovsam_model.model import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM
 
 from .base import PROMPT_LAYOUTS, cache_root
 from .graphs import IMAGE_OUTPUTS, PROMPT_OUTPUTS, ImageGraph, PromptGraph, prompt_input_names

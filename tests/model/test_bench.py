@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from ovsam_model.benchmark_report import evaluate_targets, format_report, ratios_to_baseline
-from ovsam_model.benchmark_timing import summarize
+from ovsam_model.benchmark.report import evaluate_targets, format_report, ratios_to_baseline
+from ovsam_model.benchmark.timing import summarize
 from ovsam_model.cli import main
 
 COUNTS = (1, 3)

@@ -34,12 +34,12 @@ from torch import Tensor
 
 from ovsam_model.backends import available_backends, create_backend
 from ovsam_model.backends.torch_backend import TorchBackend
-from ovsam_model.benchmark_baseline import build_baseline, time_baseline
-from ovsam_model.benchmark_report import evaluate_targets, ratios_to_baseline
-from ovsam_model.benchmark_timing import PeakMemory, Stopwatch, machine_info
+from ovsam_model.benchmark.baseline import build_baseline, time_baseline
+from ovsam_model.benchmark.report import evaluate_targets, ratios_to_baseline
+from ovsam_model.benchmark.timing import PeakMemory, Stopwatch, machine_info
 from ovsam_model.config import get_config
 from ovsam_model.mask_postprocess import frame_masks
-from ovsam_model.model import ImageFeatures, OVSAM, build_model
+from ovsam_model.modeling.ovsam import ImageFeatures, OVSAM, build_model
 
 logger = logging.getLogger(__name__)
 
