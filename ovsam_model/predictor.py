@@ -26,6 +26,7 @@ from ovsam_model.mask_postprocess import frame_masks
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.prompts import PromptSpec
+from ovsam_model.text_query import canonical_class_name, parse_text_query
 from ovsam_model.vocabulary import (
     Vocabulary,
     VocabularyError,
@@ -41,8 +42,6 @@ SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 VOCABULARY_FILE_NAMES = ("vocabulary.pt", "vocabulary.pth")
 VOCABULARY_FILE_SUFFIXES = (".pt", ".pth", ".bin")
 DEFAULT_VOCABULARY = "lvis"
-MAX_QUERY_CHARS = 1000
-MAX_QUERY_CLASSES = 100
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -63,35 +62,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def shipped_weights_dir(model_name: str) -> Path:
     return SHIPPED_WEIGHTS_DIR / model_name
-
-
-def parse_text_query(queries: Sequence[str] | str) -> list[str]:
-    """Class names from a text query: "mug, bottle" or ["mug", "bottle"]; stripped, de-duplicated.
-
-    Raises ValueError for an empty query, one longer than 1000 characters or naming more than
-    100 classes (a query is typed by a person; a vocabulary belongs in set_vocabulary)."""
-    if isinstance(queries, str):
-        if len(queries) > MAX_QUERY_CHARS:
-            raise ValueError(f"the text query is {len(queries)} characters long; at most {MAX_QUERY_CHARS} are allowed")
-        pieces = queries.split(",")
-    else:
-        pieces = list(queries)
-        if any(not isinstance(piece, str) for piece in pieces):
-            raise ValueError("text queries must be strings")
-        if sum(len(piece) for piece in pieces) > MAX_QUERY_CHARS:
-            raise ValueError(f"the text queries are longer than {MAX_QUERY_CHARS} characters in all")
-    names = list(dict.fromkeys(piece.strip() for piece in pieces if piece.strip()))
-    if not names:
-        raise ValueError("the text query names no class; give e.g. 'mug, bottle'")
-    if len(names) > MAX_QUERY_CLASSES:
-        raise ValueError(f"the text query names {len(names)} classes; at most {MAX_QUERY_CLASSES} are allowed")
-    return names
-
-
-def _canonical(name: str) -> str:
-    # The form under which a typed query matches a vocabulary entry: LVIS writes "tennis_racket",
-    # people type "Tennis racket"; both encode to the same text embedding anyway.
-    return " ".join(name.replace("_", " ").lower().split())
 
 
 @dataclass
@@ -433,10 +403,10 @@ class OVSAMPredictor:
             base = self.vocabulary
         existing = {}
         for name in base.names:
-            existing.setdefault(_canonical(name), name)
+            existing.setdefault(canonical_class_name(name), name)
         wanted: list[str] = []
         for name in names:
-            wanted.append(existing.get(_canonical(name), name))
+            wanted.append(existing.get(canonical_class_name(name), name))
         missing = [name for name in wanted if name not in base]
         extended = base.extend(missing, self.encode_text) if missing else base
         return self._everything(key, vocabulary=extended, wanted_labels=set(wanted),

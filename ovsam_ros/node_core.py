@@ -24,13 +24,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
+from ovsam_model.text_query import parse_text_query
 from ovsam_ros.msg import InstanceMaskArray, PromptArray
 from ovsam_ros.srv import Segment, SetVocabulary
 
 from .camera_geometry import ProjectionError, project_to_pixel
 from .depth_fusion import DepthError, DepthFusion, Fusion3D, depth_from_msg
 from .diagnostics import build_status, diagnostic_array
-from .engine import Answer, EngineSettings, PerceptionEngine, parse_text_query
+from .engine import Answer, EngineSettings, PerceptionEngine
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, array_to_image, compressed_to_rgb, image_to_rgb
 from .instances3d_conversion import Instances3DPublisher, fusion_to_msg, with_3d_markers
@@ -314,7 +315,7 @@ class OVSAMNodeCore:
     @guarded
     def _on_text_query(self, msg: String) -> None:
         try:
-            self.text_queries = tuple(parse_text_query(msg.data))
+            self.text_queries = tuple(parse_text_query(msg.data, allow_empty=True))
         except ValueError as error:
             self.count("text_queries_rejected")
             self.problem(f"text query rejected: {error}")
@@ -327,7 +328,7 @@ class OVSAMNodeCore:
         try:
             if self.worker is None:
                 raise RuntimeError("the node is not configured (no model loaded)")
-            queries = parse_text_query(", ".join(request.text_queries)) if request.text_queries else []
+            queries = parse_text_query(list(request.text_queries), allow_empty=True)
             if request.image.width == 0 or request.image.height == 0:
                 frame = self.engine.frames.latest()
                 if frame is None:
