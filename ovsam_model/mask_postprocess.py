@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovsam_model.everything import mask_scores
+from ovsam_model.segment_everything import mask_scores
 
 if TYPE_CHECKING:
     from ovsam_model.modeling.ovsam import OVSAM

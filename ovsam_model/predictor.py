@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ovsam_model.backends import InferenceBackend, create_backend
-from ovsam_model.everything import grid_points, mask_nms, mask_scores, stability_scores
+from ovsam_model.segment_everything import grid_points, mask_nms, mask_scores, stability_scores
 from ovsam_model.feature_cache import CachedImage, FeatureCache, image_key
 from ovsam_model.image_input import as_rgb_uint8
 from ovsam_model.instances import InstancePrediction

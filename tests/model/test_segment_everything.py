@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ovsam_model.everything import grid_points, mask_iou_matrix, mask_nms, mask_scores, stability_scores
+from ovsam_model.segment_everything import grid_points, mask_iou_matrix, mask_nms, mask_scores, stability_scores
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.vocabulary import Vocabulary, encode_class_names
