@@ -6,7 +6,14 @@ pay for importing torch and open_clip.
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import Any
+
+try:
+    # Set from package.xml's <version> by setup.py (pip) and by ament_python_install_package (colcon).
+    __version__ = metadata.version("ovsam_model")
+except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "OVSAMConfig": "config",
