@@ -99,7 +99,7 @@ def run_camera(args: argparse.Namespace) -> int:
 
 def prepare_weights(model: str, weights: str, scratch: Path) -> tuple[str, str]:
     """(weights directory or "" for the shipped ones, description)."""
-    from ovsam_model.predictor import shipped_weights_dir
+    from ovsam_model.build import shipped_weights_dir
 
     if weights:
         return weights, f"weights from {weights}"
