@@ -1,10 +1,19 @@
 """pip installs the model library alone: `pip install .` gives `ovsam_model` and `ovsam-model`,
 without ROS. The ROS package (node, messages) is built by colcon from CMakeLists.txt."""
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+
+
+def package_version() -> str:
+    """The one version number of the project: package.xml's, which ROS tools read too."""
+    match = re.search(r"<version>\s*([^<\s]+)\s*</version>", (HERE / "package.xml").read_text())
+    if match is None:
+        raise RuntimeError("package.xml has no <version>")
+    return match.group(1)
 
 
 def requirements(name: str) -> list[str]:
@@ -14,7 +23,7 @@ def requirements(name: str) -> list[str]:
 
 setup(
     name="ovsam_model",
-    version="0.1.0",
+    version=package_version(),
     description="Open-Vocabulary SAM (ECCV 2024) as a plain PyTorch library, with a fast predictor.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",

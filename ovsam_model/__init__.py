@@ -6,17 +6,29 @@ pay for importing torch and open_clip.
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import Any
+
+try:
+    # Set from package.xml's <version> by setup.py (pip) and by ament_python_install_package (colcon).
+    __version__ = metadata.version("ovsam_model")
+except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "OVSAMConfig": "config",
     "ConfigError": "config",
     "get_config": "config",
     "list_configs": "config",
-    "OVSAM": "model",
-    "ImageFeatures": "model",
-    "DecoderOutput": "model",
-    "build_model": "model",
+    "OVSAM": "modeling.ovsam",
+    "ImageFeatures": "modeling.ovsam",
+    "DecoderOutput": "modeling.ovsam",
+    "build_model": "modeling.ovsam",
+    "OVSAMPredictor": "predictor",
+    "build_predictor": "build",
+    "PromptSpec": "prompts",
+    "InstancePrediction": "instances",
+    "parse_text_query": "text_query",
     "CheckpointError": "checkpoint",
     "LoadReport": "checkpoint",
     "load_weights": "checkpoint",

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ovsam_model.checkpoint import read_state_dict
 from ovsam_model.config import OVSAMConfig
-from ovsam_model.model import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
 from ovsam_model.synthetic.crops import crop_square
 from ovsam_model.synthetic.prompts import mask_centre_point

@@ -23,7 +23,7 @@ class ImageNotSetError(LookupError):
 class CachedImage:
     """What the predictor keeps per image: the network features and how to map back."""
 
-    features: Any          # ovsam_model.model.ImageFeatures
+    features: Any          # ovsam_model.modeling.ovsam.ImageFeatures
     height: int            # original image size
     width: int
     resized_height: int    # the image's extent inside the padded network input

@@ -9,13 +9,18 @@ Rules:
   dropped, not composited).
 - uint16: the same channel layouts, scaled to 8 bits by value * 255 / 65535 (rounded), so a full
   16-bit range maps onto the full 8-bit range.
-- float16/32/64: values must lie in [0, 1] (the convention of scikit-image and matplotlib) and
-  are scaled by 255 (rounded); NaN, infinity or values outside [0, 1] are rejected rather than
-  guessed at, because a float picture in 0..255 and one in 0..1 cannot be told apart reliably.
+- float16/32/64: values must be finite and not negative. Values in [0, 1] (the convention of
+  scikit-image and matplotlib) are scaled by 255; an image whose maximum is above 1 (a 32FC1
+  thermal or intensity image on a ROS topic, a float picture in 0..255) is scaled by
+  255 / maximum, so its brightest pixel becomes 255. Both cases round to the nearest level.
 - Anything smaller than 2x2 pixels (a 1x1 image included) is rejected: a single pixel carries no
   spatial information and breaks the resize to the network's input.
 - Other dtypes (bool, signed integers, complex, object) and other channel counts are rejected.
 Channel order is never guessed: OpenCV users must convert BGR to RGB themselves.
+
+These dtype rules live in `to_uint8`, which the ROS node's message conversion
+(`ovsam_ros.image_conversion`) calls too, so a frame reaches the model with the same 8-bit values
+whether it came through the library or through a topic.
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
         raise ImageError(
             f"expected 1 (grey), 3 (RGB) or 4 (RGBA) channels, got {channels} (shape {image.shape})")
 
-    pixels = _to_uint8(image)
+    pixels = to_uint8(image)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if channels == 1:
@@ -58,20 +63,21 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.uint16:
-        scaled = np.rint(image.astype(np.float32) * (255.0 / 65535.0))
-        return scaled.astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating):
-        if not np.all(np.isfinite(image)):
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """The 8-bit values of a uint8, uint16 or float array of any shape (the dtype rules above).
+
+    Returns the input itself when it is already uint8."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return np.rint(pixels.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+    if np.issubdtype(pixels.dtype, np.floating):
+        if not np.all(np.isfinite(pixels)):
             raise ImageError("the float image contains NaN or infinite values")
-        low, high = float(image.min()), float(image.max())
-        if low < 0.0 or high > 1.0:
-            raise ImageError(
-                f"a float image must have values in [0, 1], got [{low:g}, {high:g}]; "
-                "for 0..255 data convert it with image.astype(np.uint8) first")
-        return np.rint(image.astype(np.float32) * 255.0).astype(np.uint8)
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < 0.0:
+            raise ImageError(f"a float image must not have negative values, got a minimum of {low:g}")
+        scale = 255.0 / max(high, 1.0)
+        return np.rint(pixels.astype(np.float32) * np.float32(scale)).clip(0, 255).astype(np.uint8)
     raise ImageError(
-        f"unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+        f"unsupported pixel type {pixels.dtype}; use uint8, uint16 or float (finite, not negative)")

@@ -41,10 +41,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovsam_model.everything import mask_scores
+from ovsam_model.segment_everything import mask_scores
 
 if TYPE_CHECKING:
-    from ovsam_model.model import OVSAM
+    from ovsam_model.modeling.ovsam import OVSAM
 
 # The reference path upsamples this many masks at a time, bounding peak memory to about this
 # many float images of the frame's size.

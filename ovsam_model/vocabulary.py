@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ovsam_model.cache_location import cache_root
 from ovsam_model.text_prompts import VILD_TEMPLATES, iter_prompts, split_synonyms
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ CLASS_NAMES_DIR = Path(__file__).resolve().parent / "class_names"  # package dat
 DEFAULT_BATCH_SIZE = 256  # sentences per encode_text call: bounds peak memory of the text tower
 DEFAULT_MAX_CLASSES = 50_000  # the paper's largest vocabulary is ~22,000 classes
 MAX_NAME_LENGTH = 200  # a class is a short noun phrase; longer text is almost surely a mistake
-CACHE_DIR_ENV = "OVSAM_CACHE_DIR"
 VOCABULARY_FORMAT = "ovsam_vocabulary"
 VOCABULARY_FORMAT_VERSION = 1
 UNIT_NORM_TOLERANCE = 1e-3
@@ -445,12 +445,7 @@ def default_cache_dir() -> Path:
     ``$OVSAM_CACHE_DIR/vocab`` when that variable is set (it is the root of all ovsam_ros
     caches), else ``~/.cache/ovsam_ros/vocab`` (``$XDG_CACHE_HOME`` is honoured).
     """
-    root = os.environ.get(CACHE_DIR_ENV)
-    if root:
-        return Path(root).expanduser() / "vocab"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ovsam_ros" / "vocab"
+    return cache_root() / "vocab"
 
 
 def vocabulary_cache_key(model_key: str, names: Sequence[str], templates: Sequence[str] = VILD_TEMPLATES) -> str:

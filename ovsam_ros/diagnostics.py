@@ -1,9 +1,10 @@
 """The node's health as diagnostic_msgs/DiagnosticStatus: latency per stage, queue, drops, device."""
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
+
+from ovsam_model.benchmark.statistics import latency_summary
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -23,10 +24,10 @@ def build_status(*, name: str, hardware_id: str, stats: WorkerStats | None, queu
                     "frames_processed", "frames_dropped", "errors"):
             values.append(KeyValue(key=key, value=str(getattr(stats, key))))
         for stage, samples in sorted(stats.stage_ms.items()):
-            if samples:
-                ordered = sorted(samples)
-                values.append(KeyValue(key=f"{stage}_ms_p50", value=f"{statistics.median(ordered):.1f}"))
-                values.append(KeyValue(key=f"{stage}_ms_p95", value=f"{ordered[int(0.95 * (len(ordered) - 1))]:.1f}"))
+            summary = latency_summary(samples)
+            if summary["samples"]:
+                values.append(KeyValue(key=f"{stage}_ms_p50", value=f"{summary['p50_ms']:.1f}"))
+                values.append(KeyValue(key=f"{stage}_ms_p95", value=f"{summary['p95_ms']:.1f}"))
         if stats.last_error:
             values.append(KeyValue(key="last_error", value=stats.last_error))
     if last_image_time is None:

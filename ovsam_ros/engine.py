@@ -24,9 +24,6 @@ from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered
 from .prompt_conversion import PromptFailure, PromptRequest
 from .tracking import Tracker
 
-MAX_TEXT_QUERY_CHARS = 1000
-MAX_TEXT_QUERY_CLASSES = 100
-
 
 @dataclass
 class EngineSettings:
@@ -53,19 +50,6 @@ class Answer:
     instances: list[InstanceResult] = field(default_factory=list)
     failures: list[PromptFailure] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def parse_text_query(text: str) -> list[str]:
-    """'mug, screwdriver' -> ['mug', 'screwdriver']; raises ValueError on oversized or malformed queries."""
-    if len(text) > MAX_TEXT_QUERY_CHARS:
-        raise ValueError(f"text query of {len(text)} characters exceeds the {MAX_TEXT_QUERY_CHARS}-character limit")
-    names = [name.strip() for name in text.split(",")]
-    names = [name for name in names if name]
-    if len(names) > MAX_TEXT_QUERY_CLASSES:
-        raise ValueError(f"text query names {len(names)} classes; at most {MAX_TEXT_QUERY_CLASSES} are allowed")
-    if any(not name.isprintable() for name in names):
-        raise ValueError("text query contains control characters")
-    return list(dict.fromkeys(names))
 
 
 class PerceptionEngine:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ovsam_model.image_input import ImageError, to_uint8
+
 # encoding -> (dtype, channels, channel order for colour conversion)
 ENCODINGS: dict[str, tuple[np.dtype, int, str]] = {
     "rgb8": (np.dtype(np.uint8), 3, "rgb"),
@@ -93,13 +95,11 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 
 
 def _to_rgb8(pixels: np.ndarray, order: str) -> np.ndarray:
-    if pixels.dtype == np.float32:
-        if not np.isfinite(pixels).all():
-            raise ImageConversionError("float image contains NaN or infinity")
-        high = float(pixels.max()) or 1.0
-        pixels = np.clip(pixels / high * 255.0, 0, 255).astype(np.uint8)
-    elif pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
+    try:
+        # The library's dtype rule (uint16 and float to 8 bits), so topic and library agree.
+        pixels = to_uint8(pixels)
+    except ImageError as error:
+        raise ImageConversionError(str(error)) from error
     if order == "rgb":
         return pixels
     if order == "bgr":

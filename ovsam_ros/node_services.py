@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 
+from ovsam_model.text_query import parse_text_query
 from ovsam_ros.msg import InstanceMaskArray
 from ovsam_ros.srv import Segment, SetVocabulary
 
 from .camera_inputs import CameraInputs
-from .engine import PerceptionEngine, parse_text_query
+from .engine import PerceptionEngine
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import image_to_rgb
 from .inference_bridge import on_inference_thread
@@ -55,7 +56,7 @@ class NodeServices:
     async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         try:
             settings = self._settings()
-            queries = parse_text_query(", ".join(request.text_queries)) if request.text_queries else []
+            queries = parse_text_query(list(request.text_queries), allow_empty=True)
             if request.image.width == 0 or request.image.height == 0:
                 frame = self.engine.latest_frame()
                 if frame is None:

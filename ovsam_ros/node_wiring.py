@@ -21,13 +21,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from ovsam_model.predictor_protocol import Predictor
+from ovsam_model.text_query import parse_text_query
 from ovsam_ros.msg import PromptArray
 
 from .camera_geometry import ProjectionError
 from .camera_inputs import CameraInputs
 from .clicked_point import ClickedPointProjector
 from .depth_fusion import DepthError, DepthFusion, depth_from_msg
-from .engine import Answer, EngineSettings, PerceptionEngine, parse_text_query
+from .engine import Answer, EngineSettings, PerceptionEngine
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from .node_health import InferenceFacts, NodeHealth
@@ -288,7 +289,7 @@ class NodeWiring:
     @guarded
     def _on_text_query(self, msg: String) -> None:
         try:
-            self.text_queries = tuple(parse_text_query(msg.data))
+            self.text_queries = tuple(parse_text_query(msg.data, allow_empty=True))
         except ValueError as error:
             self.health.count("text_queries_rejected")
             self.health.problem(f"text query rejected: {error}")

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ovsam_model.runtime_choices import BACKEND_NAMES, DEVICES, PRECISIONS
+
 from .depth_geometry import GeometrySettings
 
-DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
 IMAGE_QOS = ("sensor_data", "reliable")
 
 # Parameters that take effect while the node runs; the others are read when the node configures.
@@ -60,7 +59,7 @@ class NodeSettings:
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter and its allowed values."""
-        choices = {"device": DEVICES, "backend": BACKENDS, "precision": PRECISIONS, "image_qos": IMAGE_QOS}
+        choices = {"device": DEVICES, "backend": BACKEND_NAMES, "precision": PRECISIONS, "image_qos": IMAGE_QOS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"parameter '{name}' is '{getattr(self, name)}'; allowed: {', '.join(allowed)}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ovsam_model.model import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM
 
 from .base import BACKEND_NAMES, PRECISIONS, BackendUnavailableError, InferenceBackend
 

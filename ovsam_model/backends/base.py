@@ -16,12 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ovsam_model.model import DecoderOutput, ImageFeatures
+from ovsam_model.modeling.ovsam import DecoderOutput, ImageFeatures
+from ovsam_model.runtime_choices import BACKEND_NAMES, PRECISIONS
 
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CACHE_DIR_ENV = "OVSAM_CACHE_DIR"
 
 # The decoder graphs of the exported backends, one per token layout: SAM appends a padding token
 # to point-only prompts and none when there is a box, so the layouts are different sequences.
@@ -60,15 +58,6 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     return precision
-
-
-def cache_root() -> Path:
-    """Root of ovsam_ros's caches: $OVSAM_CACHE_DIR, else $XDG_CACHE_HOME/ovsam_ros or ~/.cache/ovsam_ros."""
-    root = os.environ.get(CACHE_DIR_ENV)
-    if root:
-        return Path(root).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ovsam_ros"
 
 
 @dataclass

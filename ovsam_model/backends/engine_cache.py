@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from .base import cache_root
+from ovsam_model.cache_location import cache_root
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from ovsam_model.clip_backbone import trunk_features
-from ovsam_model.model import LOW_RES_MASK_STRIDE, OVSAM
+from ovsam_model.modeling.clip_backbone import trunk_features
+from ovsam_model.modeling.ovsam import LOW_RES_MASK_STRIDE, OVSAM
 
 from .base import LAYOUT_BOX, LAYOUT_POINTS, LAYOUT_POINTS_BOX, PROMPT_LAYOUTS
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ovsam_model.model import OVSAM, DecoderOutput, ImageFeatures
+from ovsam_model.modeling.ovsam import OVSAM, DecoderOutput, ImageFeatures
 
 from .base import (LAYOUT_BOX, LAYOUT_POINTS, BackendUnavailableError, PromptArrays, check_precision,
                    features_from_outputs, prompt_arrays)

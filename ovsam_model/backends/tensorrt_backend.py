@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ovsam_model.model import OVSAM, DecoderOutput, ImageFeatures
+from ovsam_model.modeling.ovsam import OVSAM, DecoderOutput, ImageFeatures
 from ovsam_model.prompts import MAX_POINTS_PER_PROMPT
 
 from .base import (LAYOUT_BOX, LAYOUT_POINTS, BackendUnavailableError, check_precision, features_from_outputs,

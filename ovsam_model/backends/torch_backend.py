@@ -18,8 +18,8 @@ from typing import Callable, ContextManager
 import torch
 from torch import Tensor
 
-from ovsam_model.clip_backbone import trunk_features
-from ovsam_model.model import OVSAM, DecoderOutput, ImageFeatures
+from ovsam_model.modeling.clip_backbone import trunk_features
+from ovsam_model.modeling.ovsam import OVSAM, DecoderOutput, ImageFeatures
 
 from .base import PRECISION_DTYPES, check_precision, features_from_outputs
 from .graphs import ImageGraph

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ovsam_model.backends.onnx_export import OnnxExportError, export_onnx
     from ovsam_model.checkpoint import CheckpointError, load_weights
     from ovsam_model.config import ConfigError
-    from ovsam_model.model import build_model
+    from ovsam_model.modeling.ovsam import build_model
 
     try:
         model = build_model(args.model)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ovsam_model.checkpoint import CheckpointError, load_role
     from ovsam_model.config import ConfigError
-    from ovsam_model.model import build_model
+    from ovsam_model.modeling.ovsam import build_model
     from ovsam_model.weight_files import ROLE_LAYOUTS
 
     try:

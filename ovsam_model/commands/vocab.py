@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     # Imported here so `vocab show` works even where the model code cannot be built.
     from ovsam_model.checkpoint import CheckpointError, load_weights
-    from ovsam_model.model import build_model
+    from ovsam_model.modeling.ovsam import build_model
 
     try:
         model = build_model(args.model, device=args.device)

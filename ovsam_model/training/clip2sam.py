@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ovsam_model.clip_backbone import trunk_features
-from ovsam_model.model import OVSAM, ImageFeatures
+from ovsam_model.modeling.clip_backbone import trunk_features
+from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop

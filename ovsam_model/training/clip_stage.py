@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ovsam_model.clip_backbone import build_clip, build_tokenizer
+from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.config import OVSAMConfig
 from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES
 from ovsam_model.synthetic.crops import CropSet, caption, object_crops

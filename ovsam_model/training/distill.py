@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ovsam_model.clip_backbone import trunk_features
+from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.config import OVSAMConfig
-from ovsam_model.model import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import normalise

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from ovsam_model.clip_backbone import build_clip
+from ovsam_model.modeling.clip_backbone import build_clip
 from ovsam_model.config import OVSAMConfig, get_config
-from ovsam_model.model import OVSAM, build_model
+from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.training.clip2sam import Clip2SamStageSettings, train_clip2sam
 from ovsam_model.training.clip_stage import ClipStageSettings, train_clip
 from ovsam_model.training.common import StageRun, seed_everything

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ovsam_model.checkpoint import role_state_dict
-from ovsam_model.model import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.training.teacher import TeacherSAM
 from ovsam_model.vocabulary import Vocabulary, encode_class_names, save_vocabulary, text_model_key

@@ -99,7 +99,7 @@ def run_camera(args: argparse.Namespace) -> int:
 
 def prepare_weights(model: str, weights: str, scratch: Path) -> tuple[str, str]:
     """(weights directory or "" for the shipped ones, description)."""
-    from ovsam_model.predictor import shipped_weights_dir
+    from ovsam_model.build import shipped_weights_dir
 
     if weights:
         return weights, f"weights from {weights}"
@@ -340,7 +340,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         stop_process(node_process)
         node_log.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    from ovsam_model.benchmark_timing import machine_info
+    from ovsam_model.benchmark.timing import machine_info
 
     return {
         "machine": machine_info(), "model": args.model, "backend": args.backend, "precision": args.precision,

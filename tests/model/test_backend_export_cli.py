@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from ovsam_model.backends.onnx_export import weights_fingerprint  # noqa: E402
 from ovsam_model.checkpoint import load_weights, save_official_layout  # noqa: E402
 from ovsam_model.cli import main  # noqa: E402
-from ovsam_model.model import build_model  # noqa: E402
+from ovsam_model.modeling.ovsam import build_model  # noqa: E402
 
 
 def test_export_with_weights_checks_parity_and_writes_a_manifest(tmp_path, capsys) -> None:

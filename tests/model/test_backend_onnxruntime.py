@@ -18,7 +18,7 @@ from ovsam_model.backends.base import LAYOUT_BOX, LAYOUT_POINTS, LAYOUT_POINTS_B
 from ovsam_model.backends.onnx_export import (MANIFEST, OnnxExportError, ensure_onnx, read_export,  # noqa: E402
                                               weights_fingerprint)
 from ovsam_model.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from ovsam_model.model import OVSAM, build_model  # noqa: E402
+from ovsam_model.modeling.ovsam import OVSAM, build_model  # noqa: E402
 from ovsam_model.predictor import OVSAMPredictor  # noqa: E402
 from ovsam_model.prompts import PromptSpec  # noqa: E402
 from ovsam_model.vocabulary import Vocabulary, encode_class_names  # noqa: E402
@@ -127,7 +127,7 @@ def test_prompt_layout_selection_and_errors() -> None:
 
 
 def test_decode_rejects_a_batch_of_images(backend, torch_features) -> None:
-    from ovsam_model.model import ImageFeatures
+    from ovsam_model.modeling.ovsam import ImageFeatures
 
     doubled = ImageFeatures(embedding=torch_features.embedding.repeat(2, 1, 1, 1),
                             fpn=tuple(level.repeat(2, 1, 1, 1) for level in torch_features.fpn),

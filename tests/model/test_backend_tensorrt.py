@@ -13,7 +13,7 @@ import torch
 
 from ovsam_model.backends import BackendUnavailableError, create_backend
 from ovsam_model.backends.engine_cache import EngineCache, EngineKey
-from ovsam_model.model import build_model
+from ovsam_model.modeling.ovsam import build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_cache_refuses_an_engine_whose_sidecar_disagrees(tmp_path) -> None:
 
 
 def test_tensorrt_code_is_not_imported_unless_selected() -> None:
-    code = ("import sys, torch; from ovsam_model.model import build_model; from ovsam_model.backends import create_backend; "
+    code = ("import sys, torch; from ovsam_model.modeling.ovsam import build_model; from ovsam_model.backends import create_backend; "
             "from ovsam_model.predictor import OVSAMPredictor; OVSAMPredictor(build_model('ovsam-tiny')); "
             "print(sorted(m for m in sys.modules if 'tensorrt' in m))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)

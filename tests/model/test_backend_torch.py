@@ -8,7 +8,7 @@ import torch
 
 from ovsam_model.backends import create_backend
 from ovsam_model.backends.torch_backend import TorchBackend
-from ovsam_model.model import OVSAM, build_model
+from ovsam_model.modeling.ovsam import OVSAM, build_model
 
 SIZE = 128
 

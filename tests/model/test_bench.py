@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from ovsam_model.benchmark_report import evaluate_targets, format_report, ratios_to_baseline
-from ovsam_model.benchmark_timing import summarize
+from ovsam_model.benchmark.report import evaluate_targets, format_report, ratios_to_baseline
+from ovsam_model.benchmark.timing import summarize
 from ovsam_model.cli import main
 
 COUNTS = (1, 3)
@@ -50,16 +50,16 @@ def test_quick_bench_writes_every_stage_for_every_backend(bench_run) -> None:
         for name in expected:
             entry = stages[name]
             assert entry["samples"] == 2
-            assert 0 < entry["median_ms"] <= entry["p95_ms"]
+            assert 0 < entry["p50_ms"] <= entry["p95_ms"]
         assert run["memory"]["peak_mb"] > 0
     # torch times the three image stages apart; their sum per frame is the image part.
     torch_stages = runs["torch"]["stages"]
-    parts = sum(torch_stages[s]["median_ms"] for s in ("backbone", "adapter", "fpn"))
+    parts = sum(torch_stages[s]["p50_ms"] for s in ("backbone", "adapter", "fpn"))
     assert torch_stages["image_part"]["min_ms"] <= parts * 1.5
     shares = runs["onnxruntime"]["image_part_shares"]
     assert set(shares) == {"backbone", "adapter", "fpn", "other"}
     assert math.isclose(sum(shares.values()), 1.0, rel_tol=1e-6) and shares["adapter"] > 0
-    assert runs["onnxruntime"]["stages"]["adapter_from_profile"]["median_ms"] > 0
+    assert runs["onnxruntime"]["stages"]["adapter_from_profile"]["p50_ms"] > 0
 
 
 def test_quick_bench_compares_with_the_baseline_and_checks_the_targets(bench_run) -> None:
@@ -74,7 +74,7 @@ def test_quick_bench_compares_with_the_baseline_and_checks_the_targets(bench_run
     for ratio in ratios:
         run = next(r for r in results["runs"] if r["label"] == ratio["run"])
         for n in COUNTS:
-            expected = run["stages"][f"frame_{n}"]["median_ms"] / baseline["stages"][f"frame_{n}"]["median_ms"]
+            expected = run["stages"][f"frame_{n}"]["p50_ms"] / baseline["stages"][f"frame_{n}"]["p50_ms"]
             assert math.isclose(ratio["ours_over_baseline"][str(n)], expected)
     names = {target["target"] for target in results["targets"]}
     assert "prompt on an encoded frame / full frame" in names
@@ -85,9 +85,10 @@ def test_quick_bench_compares_with_the_baseline_and_checks_the_targets(bench_run
         assert heading in report
 
 
-def test_summarize_uses_nearest_rank_percentiles() -> None:
+def test_summarize_uses_the_project_percentile() -> None:
     stats = summarize([float(v) for v in range(1, 21)])  # 1..20 ms
-    assert stats["median_ms"] == 10.5 and stats["p95_ms"] == 19.0
+    # Linear interpolation between ranks: p95 of 1..20 lies 5 % of the way from 19 to 20.
+    assert stats["p50_ms"] == 10.5 and stats["p95_ms"] == pytest.approx(19.05)
     assert stats["min_ms"] == 1.0 and stats["max_ms"] == 20.0 and stats["samples"] == 20
     assert summarize([7.0])["p95_ms"] == 7.0
     with pytest.raises(ValueError):
@@ -96,12 +97,12 @@ def test_summarize_uses_nearest_rank_percentiles() -> None:
 
 def _run(label: str, backend: str, device: str, image: float, frame: dict, side: dict, precision: str = "fp32",
          size: int = 1024, model: str = "ovsam-rn50x16") -> dict:
-    stages = {"image_part": {"median_ms": image, "p95_ms": image}}
+    stages = {"image_part": {"p50_ms": image, "p95_ms": image}}
     for n, value in frame.items():
-        stages[f"frame_{n}"] = {"median_ms": value, "p95_ms": value}
+        stages[f"frame_{n}"] = {"p50_ms": value, "p95_ms": value}
     for n, value in side.items():
-        stages[f"prompt_side_{n}"] = {"median_ms": value, "p95_ms": value}
-        stages[f"decode_{n}"] = {"median_ms": value / 2, "p95_ms": value / 2}
+        stages[f"prompt_side_{n}"] = {"p50_ms": value, "p95_ms": value}
+        stages[f"decode_{n}"] = {"p50_ms": value / 2, "p95_ms": value / 2}
     return {"model": model, "label": label, "image_size": size, "repeats": 3, "stages": stages,
             "variant": {"backend": backend, "device": device, "precision": precision, "compile_image": None},
             "memory": {"peak_mb": 1.0, "increase_mb": 0.5}}
@@ -117,8 +118,8 @@ def test_targets_and_ratios_from_known_figures() -> None:
             _run("tensorrt fp16 @ cuda", "tensorrt", "cuda", 10.0, {10: 25.0}, {}, precision="fp16"),
         ],
         "baselines": [{"kind": "vit_h", "device": "cpu", "repeats": 1, "description": "b",
-                       "stages": {"frame_1": {"median_ms": 4000.0, "p95_ms": 4000.0},
-                                  "frame_10": {"median_ms": 3000.0, "p95_ms": 3000.0}},
+                       "stages": {"frame_1": {"p50_ms": 4000.0, "p95_ms": 4000.0},
+                                  "frame_10": {"p50_ms": 3000.0, "p95_ms": 3000.0}},
                        "memory": {"peak_mb": 1.0, "increase_mb": 0.5}}],
     }
     ratios = ratios_to_baseline(results)

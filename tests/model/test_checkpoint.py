@@ -8,7 +8,7 @@ import torch
 
 from ovsam_model import CheckpointError, OVSAM, build_model, load_weights, save_official_layout
 from ovsam_model.checkpoint import read_state_dict
-from ovsam_model.clip_backbone import build_clip
+from ovsam_model.modeling.clip_backbone import build_clip
 
 
 def _tiny(seed: int) -> OVSAM:
@@ -242,8 +242,8 @@ def test_released_style_rn50x16_files_load_strictly(tmp_path: Path) -> None:
 
     from ovsam_model import get_config
     from ovsam_model.checkpoint import load_role
-    from ovsam_model.clip2sam_head import CLIP2SAMHead
-    from ovsam_model.fpn import FPN
+    from ovsam_model.modeling.clip2sam_head import CLIP2SAMHead
+    from ovsam_model.modeling.fpn import FPN
 
     config = get_config("ovsam-rn50x16")
 

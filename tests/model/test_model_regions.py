@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from ovsam_model.fpn import FPN
-from ovsam_model.region_pooling import box_levels, mask_logits_to_boxes, pool_regions
+from ovsam_model.modeling.fpn import FPN
+from ovsam_model.modeling.region_pooling import box_levels, mask_logits_to_boxes, pool_regions
 
 
 def test_mask_boxes_follow_mask2bbox_and_scale() -> None:

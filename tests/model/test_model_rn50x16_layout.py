@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from segment_anything.modeling.prompt_encoder import PromptEncoder
 
 from ovsam_model import build_model, get_config
-from ovsam_model.clip2sam_head import CLIP2SAMHead
-from ovsam_model.fpn import FPN
-from ovsam_model.sam2clip_adapter import SAM2CLIPAdapter
+from ovsam_model.modeling.clip2sam_head import CLIP2SAMHead
+from ovsam_model.modeling.fpn import FPN
+from ovsam_model.modeling.sam2clip_adapter import SAM2CLIPAdapter
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from segment_anything.modeling.mask_decoder import MaskDecoder
 from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import TwoWayTransformer
 
-from ovsam_model.clip2sam_head import CLIP2SAMHead
+from ovsam_model.modeling.clip2sam_head import CLIP2SAMHead
 
 
 def test_mask_logits_equal_sams_single_mask_output() -> None:

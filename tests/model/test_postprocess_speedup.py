@@ -22,7 +22,7 @@ from ovsam_model.mask_postprocess import (
     tight_box,
     windowed_frame_masks,
 )
-from ovsam_model.model import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM
 
 LOGIT_TOLERANCE = 1e-4
 SCORE_TOLERANCE = 1e-5

@@ -7,7 +7,7 @@ import torch
 
 from ovsam_model.feature_cache import ImageNotSetError
 from ovsam_model.image_input import ImageError
-from ovsam_model.model import OVSAM, build_model
+from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.predictor import InstancePrediction, OVSAMPredictor
 from ovsam_model.prompts import PromptError, PromptSpec
 from ovsam_model.vocabulary import Vocabulary, VocabularyError, encode_class_names

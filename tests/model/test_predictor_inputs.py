@@ -44,6 +44,11 @@ def test_float_in_unit_range_is_scaled() -> None:
     assert as_rgb_uint8(image)[0, 0].tolist() == [128, 128, 128]
 
 
+def test_float_above_one_is_scaled_by_its_maximum() -> None:
+    thermal = np.array([[0.0, 100.0], [200.0, 400.0]], dtype=np.float32)
+    assert as_rgb_uint8(thermal)[..., 0].tolist() == [[0, 64], [128, 255]]
+
+
 def test_non_contiguous_input_gives_contiguous_output() -> None:
     image = np.zeros((8, 8, 3), dtype=np.uint8)[:, ::2]
     assert as_rgb_uint8(image).flags.c_contiguous
@@ -60,7 +65,7 @@ def test_non_contiguous_input_gives_contiguous_output() -> None:
         (np.zeros((4, 4, 3), dtype=np.int32), "unsupported pixel type"),
         (np.zeros((4, 4, 3), dtype=bool), "unsupported pixel type"),
         (np.full((4, 4), np.nan, dtype=np.float32), "NaN"),
-        (np.full((4, 4), 200.0, dtype=np.float64), r"\[0, 1\]"),
+        (np.full((4, 4), -0.5, dtype=np.float64), "negative"),
     ],
 )
 def test_bad_images_raise_image_error(image, message) -> None:

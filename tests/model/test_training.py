@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ovsam_model.checkpoint import load_weights
-from ovsam_model.clip_backbone import build_clip, build_tokenizer
+from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.config import get_config
-from ovsam_model.model import build_model
+from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.synthetic import generate_scene_set
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.crops import object_crops

@@ -64,7 +64,7 @@ def test_show_reports_a_missing_file(tmp_path, capsys):
 
 def test_build_encodes_with_the_model_and_fills_the_cache(tmp_path, capsys, monkeypatch):
     checkpoint = pytest.importorskip("ovsam_model.checkpoint")
-    from ovsam_model.model import OVSAM, build_model
+    from ovsam_model.modeling.ovsam import OVSAM, build_model
 
     model = build_model("ovsam-tiny")
     weights = tmp_path / "weights"
@@ -102,7 +102,7 @@ def test_build_encodes_with_the_model_and_fills_the_cache(tmp_path, capsys, monk
 
 def test_build_reports_a_bad_class_list(tmp_path, capsys):
     checkpoint = pytest.importorskip("ovsam_model.checkpoint")
-    from ovsam_model.model import build_model
+    from ovsam_model.modeling.ovsam import build_model
 
     weights = tmp_path / "weights"
     checkpoint.save_official_layout(build_model("ovsam-tiny"), weights)

@@ -8,7 +8,7 @@ import pytest
 from ovsam_model import build_model
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
-from ovsam_ros.engine import EngineSettings, PerceptionEngine, parse_text_query
+from ovsam_ros.engine import EngineSettings, PerceptionEngine
 from ovsam_ros.frame_buffer import Frame
 from ovsam_ros.prompt_conversion import PromptRequest
 
@@ -124,14 +124,3 @@ def test_tracked_prompt_gets_a_stable_id_on_later_frames(engine):
     step = engine.step(new_frame)
     ids = [r.track_id for r in step.instances] + [f.prompt_id for f in step.failures]
     assert track_id in ids or "obj" in ids
-
-
-def test_text_query_parsing_limits():
-    assert parse_text_query(" mug, screwdriver ,, mug") == ["mug", "screwdriver"]
-    assert parse_text_query("") == []
-    with pytest.raises(ValueError, match="1000-character"):
-        parse_text_query("a" * 1001)
-    with pytest.raises(ValueError, match="at most 100"):
-        parse_text_query(",".join(f"c{i}" for i in range(101)))
-    with pytest.raises(ValueError, match="control characters"):
-        parse_text_query("mug\x00")

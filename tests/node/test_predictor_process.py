@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ovsam_model.feature_cache import ImageNotSetError
-from ovsam_model.predictor import WeightsNotFoundError
+from ovsam_model.build import WeightsNotFoundError
 from ovsam_model.prompts import PromptError, PromptSpec
 from ovsam_ros.engine import PerceptionEngine
 from ovsam_ros.frame_buffer import Frame

@@ -19,7 +19,7 @@ MODEL_DIR = Path(ovsam_model.__file__).parent
 
 
 def implementations() -> list[type]:
-    from ovsam_model.predictor import OVSAMPredictor
+    from ovsam_model import OVSAMPredictor
 
     return [OVSAMPredictor, PredictorProcess, FakePredictor]
 

@@ -5,6 +5,8 @@ import array
 
 import cv2
 import numpy as np
+
+from ovsam_model.image_input import as_rgb_uint8
 import pytest
 
 pytest.importorskip("sensor_msgs")
@@ -60,7 +62,19 @@ def test_grey_and_16_bit():
     for bigendian in (False, True):
         msg = raw_image(deep, "mono16", pad=2, bigendian=bigendian)
         assert np.array_equal(image_to_array(msg), deep)
-        assert np.array_equal(image_to_rgb(msg)[..., 2], grey)
+        # The library's rule (ovsam_model.image_input.to_uint8): value * 255 / 65535, rounded.
+        expected = np.rint(deep * (255.0 / 65535.0)).astype(np.uint8)
+        assert np.array_equal(image_to_rgb(msg)[..., 2], expected)
+        assert np.array_equal(image_to_rgb(msg), as_rgb_uint8(deep))
+
+
+def test_float_images_follow_the_library_rule():
+    intensity = RNG.uniform(0.0, 40.0, size=(4, 6)).astype(np.float32)
+    assert np.array_equal(image_to_rgb(raw_image(intensity, "32FC1")), as_rgb_uint8(intensity))
+    unit = RNG.uniform(0.0, 1.0, size=(4, 6)).astype(np.float32)
+    assert np.array_equal(image_to_rgb(raw_image(unit, "32FC1"))[..., 0], np.rint(unit * 255).astype(np.uint8))
+    with pytest.raises(ImageConversionError, match="negative"):
+        image_to_rgb(raw_image(-unit, "32FC1"))
 
 
 def test_depth_32f_reads_metres():

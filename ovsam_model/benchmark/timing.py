@@ -7,34 +7,25 @@ it; on a GPU it is torch's peak allocation.
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import resource
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
 
+from ovsam_model.benchmark.statistics import latency_summary
+
 T = TypeVar("T")
 
 
 def summarize(samples: list[float]) -> dict[str, Any]:
-    """median, p95 (nearest rank), mean, min and max of millisecond samples."""
+    """The project's latency summary (ovsam_model.benchmark.statistics) of millisecond samples."""
     if not samples:
         raise ValueError("no samples to summarize")
-    ordered = sorted(samples)
-    rank = max(0, math.ceil(0.95 * len(ordered)) - 1)
-    return {
-        "median_ms": statistics.median(ordered),
-        "p95_ms": ordered[rank],
-        "mean_ms": statistics.fmean(ordered),
-        "min_ms": ordered[0],
-        "max_ms": ordered[-1],
-        "samples": len(ordered),
-    }
+    return latency_summary(samples)
 
 
 class Stopwatch:

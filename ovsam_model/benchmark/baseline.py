@@ -72,7 +72,7 @@ def build_baseline(kind: str, device: torch.device, compared_config: Any = None)
     from segment_anything import SamPredictor, sam_model_registry
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-    from ovsam_model.clip_backbone import build_clip
+    from ovsam_model.modeling.clip_backbone import build_clip
 
     if kind == "vit_h":
         import open_clip

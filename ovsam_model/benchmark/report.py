@@ -10,9 +10,9 @@ TARGET_ORT_SPEEDUP = 1.3        # onnxruntime at least 1.3x faster than torch ea
 TARGET_GPU_FPS = 30.0           # full-size model, 10 prompts, 1024x1024 fp16 on a GPU
 
 
-def _median(run: dict[str, Any], stage: str) -> float | None:
+def _p50(run: dict[str, Any], stage: str) -> float | None:
     entry = run.get("stages", {}).get(stage)
-    return None if entry is None else float(entry["median_ms"])
+    return None if entry is None else float(entry["p50_ms"])
 
 
 def _ok_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,8 +35,8 @@ def ratios_to_baseline(results: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             per_count = {}
             for stage in baseline["stages"]:
-                if stage.startswith("frame_") and _median(run, stage) is not None:
-                    per_count[stage.removeprefix("frame_")] = _median(run, stage) / _median(baseline, stage)
+                if stage.startswith("frame_") and _p50(run, stage) is not None:
+                    per_count[stage.removeprefix("frame_")] = _p50(run, stage) / _p50(baseline, stage)
             ratios.append({
                 "run": run["label"], "model": run["model"], "baseline": baseline["kind"], "device": baseline["device"],
                 "paper_comparison": run["model"] == "ovsam-rn50x16" and baseline["kind"] == "vit_h",
@@ -56,13 +56,13 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     runs = _ok_runs(results)
     for run in runs:
         scope = f"{run['model']} / {run['label']}"
-        one, frame_one = _median(run, "prompt_side_1"), _median(run, "frame_1")
+        one, frame_one = _p50(run, "prompt_side_1"), _p50(run, "frame_1")
         if one is not None and frame_one:
             targets.append(_target("prompt on an encoded frame / full frame", scope, one / frame_one,
                                    TARGET_PROMPT_SHARE, True, "decode + recognition + postprocess of 1 prompt"))
-        fifty = _median(run, "prompt_side_50")
+        fifty = _p50(run, "prompt_side_50")
         if one and fifty is not None:
-            decode_ratio = _median(run, "decode_50") / _median(run, "decode_1")
+            decode_ratio = _p50(run, "decode_50") / _p50(run, "decode_1")
             targets.append(_target("50 prompts in one batch / 1 prompt", scope, fifty / one, TARGET_BATCH_50, True,
                                    f"prompt side; decoder alone {decode_ratio:.1f}x"))
     for ratio in ratios_to_baseline(results):
@@ -81,15 +81,15 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             by_model.setdefault(run["model"], {})[variant["backend"]] = run
     for model, pair in by_model.items():
         if "torch" in pair and "onnxruntime" in pair:
-            speedup = _median(pair["torch"], "image_part") / _median(pair["onnxruntime"], "image_part")
+            speedup = _p50(pair["torch"], "image_part") / _p50(pair["onnxruntime"], "image_part")
             targets.append(_target("onnxruntime speed-up over torch eager, image part, CPU", model, speedup,
                                    TARGET_ORT_SPEEDUP, False))
     gpu_runs = [run for run in runs if run["variant"]["device"] == "cuda" and run["variant"]["precision"] == "fp16"
-                and run["image_size"] >= 1024 and _median(run, "frame_10") is not None]
+                and run["image_size"] >= 1024 and _p50(run, "frame_10") is not None]
     if gpu_runs:
         for run in gpu_runs:
             targets.append(_target("frames/s, full-size model, 10 prompts, fp16 GPU", f"{run['model']} / {run['label']}",
-                                   1000.0 / _median(run, "frame_10"), TARGET_GPU_FPS, False))
+                                   1000.0 / _p50(run, "frame_10"), TARGET_GPU_FPS, False))
     else:
         targets.append(_target("frames/s, full-size model, 10 prompts, fp16 GPU", "no GPU run", None, TARGET_GPU_FPS,
                                False, "not measured: no CUDA GPU in this run"))
@@ -114,8 +114,8 @@ def _cell(run: dict[str, Any], stage: str) -> str:
     entry = run["stages"].get(stage)
     if entry is None:
         profiled = run["stages"].get(f"{stage}_from_profile")
-        return f"~{_ms(profiled['median_ms'])} (profile)" if profiled else "-"
-    return f"{_ms(entry['median_ms'])} ({_ms(entry['p95_ms'])})"
+        return f"~{_ms(profiled['p50_ms'])} (profile)" if profiled else "-"
+    return f"{_ms(entry['p50_ms'])} ({_ms(entry['p95_ms'])})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -125,7 +125,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_report(results: dict[str, Any]) -> str:
-    """Markdown: machine, one stage table per model (ms, median (p95)), baseline, ratios, targets."""
+    """Markdown: machine, one stage table per model (ms, p50 (p95)), baseline, ratios, targets."""
     machine = results["machine"]
     options = results["options"]
     counts = options["prompt_counts"]
@@ -149,7 +149,7 @@ def format_report(results: dict[str, Any]) -> str:
         if good:
             rows = [[stage] + [_cell(run, stage) for run in good] for stage in stages]
             rows.append([f"frames/s ({counts[min(1, len(counts) - 1)]} prompts)"] + [
-                f"{1000.0 / run['stages'][f'frame_{counts[min(1, len(counts) - 1)]}']['median_ms']:.2f}" for run in good])
+                f"{1000.0 / run['stages'][f'frame_{counts[min(1, len(counts) - 1)]}']['p50_ms']:.2f}" for run in good])
             rows.append(["peak memory MiB (+ during run)"] + [
                 f"{run['memory']['peak_mb']:.0f} (+{run['memory']['increase_mb']:.0f})" for run in good])
             lines += _table(["stage"] + [f"{run['label']} (n={run['repeats']})" for run in good], rows)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ovsam_model.everything import grid_points, mask_iou_matrix, mask_nms, mask_scores, stability_scores
-from ovsam_model.model import OVSAM, build_model
-from ovsam_model.predictor import OVSAMPredictor, parse_text_query
+from ovsam_model.segment_everything import grid_points, mask_iou_matrix, mask_nms, mask_scores, stability_scores
+from ovsam_model.modeling.ovsam import OVSAM, build_model
+from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.vocabulary import Vocabulary, encode_class_names
 
 CLASS_NAMES = ["red circle", "blue square", "green star", "yellow hexagon"]
@@ -177,8 +177,3 @@ def test_find_extends_the_vocabulary_for_the_call_only(
 def test_bad_text_queries(predictor: OVSAMPredictor, query, message) -> None:
     with pytest.raises(ValueError, match=message):
         predictor.find(query)
-
-
-def test_parse_text_query() -> None:
-    assert parse_text_query(" mug, bottle ,mug,") == ["mug", "bottle"]
-    assert parse_text_query(["tennis racket", " cup "]) == ["tennis racket", "cup"]

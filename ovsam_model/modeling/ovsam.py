@@ -20,7 +20,7 @@ from segment_anything.modeling.prompt_encoder import PromptEncoder
 
 from .clip2sam_head import CLIP2SAMHead
 from .clip_backbone import attention_pool_grid, build_clip, build_tokenizer, trunk_features
-from .config import OVSAMConfig, get_config
+from ..config import OVSAMConfig, get_config
 from .fpn import FPN
 from .region_pooling import mask_logits_to_boxes
 from .sam2clip_adapter import SAM2CLIPAdapter

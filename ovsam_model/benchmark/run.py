@@ -34,12 +34,12 @@ from torch import Tensor
 
 from ovsam_model.backends import available_backends, create_backend
 from ovsam_model.backends.torch_backend import TorchBackend
-from ovsam_model.benchmark_baseline import build_baseline, time_baseline
-from ovsam_model.benchmark_report import evaluate_targets, ratios_to_baseline
-from ovsam_model.benchmark_timing import PeakMemory, Stopwatch, machine_info
+from ovsam_model.benchmark.baseline import build_baseline, time_baseline
+from ovsam_model.benchmark.report import evaluate_targets, ratios_to_baseline
+from ovsam_model.benchmark.timing import PeakMemory, Stopwatch, machine_info
 from ovsam_model.config import get_config
 from ovsam_model.mask_postprocess import frame_masks
-from ovsam_model.model import ImageFeatures, OVSAM, build_model
+from ovsam_model.modeling.ovsam import ImageFeatures, OVSAM, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def bench_variant(model: OVSAM, variant: Variant, frame: np.ndarray, points: dic
     stages = stopwatch.summary()
     if "image_part_shares" in extra:
         for stage, share in extra["image_part_shares"].items():
-            stages[f"{stage}_from_profile"] = {"median_ms": share * stages["image_part"]["median_ms"],
+            stages[f"{stage}_from_profile"] = {"p50_ms": share * stages["image_part"]["p50_ms"],
                                                "share": share}
     del backend
     return {"model": model.config.name, "image_size": model.config.image_size, "variant": asdict(variant),
@@ -280,8 +280,8 @@ def run_benchmark(options: BenchOptions, log: Callable[[str], None] = print,
                     continue
                 results["runs"].append(run)
                 frame_key = f"frame_{options.prompt_counts[0]}"
-                log(f"[bench]   {frame_key} median {run['stages'][frame_key]['median_ms']:.1f} ms, "
-                    f"image part {run['stages']['image_part']['median_ms']:.1f} ms")
+                log(f"[bench]   {frame_key} median {run['stages'][frame_key]['p50_ms']:.1f} ms, "
+                    f"image part {run['stages']['image_part']['p50_ms']:.1f} ms")
             del model
             gc.collect()
     kind = choose_baseline(options)
