@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ovsam_model.benchmark.statistics import latency_summary
 from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
 TRACK_PROMPT_ID = "bench-track"
 DEFAULT_JSON = "out/bench/ovsam_ros_bench.json"
@@ -122,21 +123,10 @@ def prepare_weights(model: str, weights: str, scratch: Path) -> tuple[str, str]:
     return str(directory), "random weights in the released layout (no shipped weights found; speed is the same)"
 
 
-# -- statistics --------------------------------------------------------------------------------------
-
-def percentiles(values_ms: Sequence[float]) -> dict[str, Any]:
-    if not values_ms:
-        return {"samples": 0}
-    ordered = np.sort(np.asarray(values_ms, dtype=np.float64))
-    return {"samples": int(ordered.size), "p50_ms": float(np.percentile(ordered, 50)),
-            "p95_ms": float(np.percentile(ordered, 95)), "p99_ms": float(np.percentile(ordered, 99)),
-            "mean_ms": float(ordered.mean()), "max_ms": float(ordered[-1])}
-
-
 def summarize(transport_ms: list[float], end_to_end_ms: list[float], diagnostics: dict[str, str],
               seconds: float, rate_hz: float) -> dict[str, Any]:
     """One phase's numbers, with overhead = end-to-end p50 - (encode p50 + decode p50)."""
-    transport, end_to_end = percentiles(transport_ms), percentiles(end_to_end_ms)
+    transport, end_to_end = latency_summary(transport_ms), latency_summary(end_to_end_ms)
 
     def number(key: str) -> float | None:
         try:

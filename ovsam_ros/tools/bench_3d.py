@@ -8,13 +8,14 @@ The ray table is built once per calibration and is not timed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import numpy as np
+
+from ovsam_model.benchmark.statistics import percentile
 
 from ..depth_fusion import DepthFusion, depth_from_array
 
@@ -57,13 +58,8 @@ def measure(action: Callable[[], object], repeats: int) -> dict[str, float]:
         action()
         wall.append((time.perf_counter() - started_wall) * 1e3)
         cpu.append((time.process_time() - started_cpu) * 1e3)
-    return {"median": statistics.median(wall), "p95": percentile_95(wall),
-            "cpu_median": statistics.median(cpu), "cpu_p95": percentile_95(cpu)}
-
-
-def percentile_95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[int(0.95 * (len(ordered) - 1))]
+    return {"median": percentile(wall, 50), "p95": percentile(wall, 95),
+            "cpu_median": percentile(cpu, 50), "cpu_p95": percentile(cpu, 95)}
 
 
 def report(what: str, timing: dict[str, float]) -> None:

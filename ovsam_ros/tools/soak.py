@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ovsam_model.benchmark.statistics import percentile
 from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
 
 
@@ -33,10 +34,6 @@ def answer_kind(reason: str) -> str:
         if reason.startswith(prefix):
             return kind
     return "other: " + reason[:60]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
 
 
 def rss_kib(pid: int) -> int:
@@ -226,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
             "latency_ms_max": percentile(latencies, 100),
             "segmented_latency_ms_p50": percentile(served, 50), "segmented_latency_ms_p95": percentile(served, 95),
             "segmented_latency_ms_max": percentile(served, 100),
-            "latency_ms_p50_by_kind": {k: round(float(np.percentile(v, 50)), 1) for k, v in by_kind.items()},
+            "latency_ms_p50_by_kind": {k: round(percentile(v, 50) or 0.0, 1) for k, v in by_kind.items()},
             "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
             "rss_kib_max_after_warmup": max(after_warmup, default=None),
             "rss_growth": (rss_end - rss_warm) / rss_warm if rss_warm else None,
