@@ -3,7 +3,7 @@
     python -m ovsam_ros.tools.bench [--model ovsam-shapes] [--weights DIR] [--backend torch] [--device cpu]
                               [--rate 30] [--width 640] [--height 480] [--seconds 20] [--json OUT.json]
 
-Three processes on a private ROS domain: a camera (this module with --role camera) publishing
+Three processes on a private ROS domain: a camera (camera_publisher --source still-scene) publishing
 sensor_msgs/Image at --rate with fresh stamps, the real ovsam_node, and this probe. The probe
 subscribes to the camera's images itself (raw transport latency: receive time - stamp) and to the
 node's `instances`, after starting a tracked box prompt so that the node segments every frame it
@@ -29,71 +29,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from ovsam_model.benchmark.statistics import latency_summary
-from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
+from ovsam_ros.tools.harness import REPO_ROOT, NodeProcess, ToolClient, child_environment, stop_process
+from ovsam_ros.tools.image_sources import still_scene
+
 TRACK_PROMPT_ID = "bench-track"
 DEFAULT_JSON = "out/bench/ovsam_ros_bench.json"
-FRAME_CYCLE = 30  # distinct pre-rendered frames the camera cycles through
-
-
-# -- the camera ------------------------------------------------------------------------------------
-
-def scene_frames(seed: int, width: int, height: int, count: int = FRAME_CYCLE) -> tuple[list[np.ndarray], tuple]:
-    """Pre-rendered frames of a still shapes world stretched to width x height, and the box
-    (x0, y0, x1, y1) of its largest object in those pixels."""
-    import cv2
-
-    from ovsam_model.synthetic.motion import MovingWorld
-
-    side = max(width, height)
-    world = MovingWorld(seed=seed, size=side, num_objects=4, speed=0.0)
-    frames, box = [], None
-    for index in range(count):
-        scene = world.render(index)
-        if box is None:
-            areas = [(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]
-            ys, xs = np.nonzero(scene.instance_map == int(np.argmax(areas)) + 1)
-            sx, sy = width / side, height / side
-            box = (float(xs.min() * sx), float(ys.min() * sy), float((xs.max() + 1) * sx), float((ys.max() + 1) * sy))
-        frames.append(np.ascontiguousarray(cv2.resize(scene.image, (width, height), interpolation=cv2.INTER_AREA)))
-    return frames, box
-
-
-def run_camera(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import QoSProfile, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-
-    from ..image_conversion import array_to_image
-
-    frames, _ = scene_frames(args.seed, args.width, args.height)
-    messages = [array_to_image(frame, "rgb8") for frame in frames]
-    rclpy.init()
-    node = rclpy.create_node("ovsam_bench_camera")
-    qos = QoSProfile(depth=5) if args.qos == "reliable" else qos_profile_sensor_data
-    publisher = node.create_publisher(Image, "image", qos)
-    state = {"index": 0}
-
-    def publish() -> None:
-        msg = messages[state["index"] % len(messages)]
-        msg.header.stamp = node.get_clock().now().to_msg()
-        msg.header.frame_id = "camera_color_optical_frame"
-        publisher.publish(msg)
-        state["index"] += 1
-
-    node.create_timer(1.0 / args.rate, publish)
-    print("camera ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
 
 
 # -- weights -------------------------------------------------------------------------------------
@@ -198,8 +139,6 @@ def _isolated_environment(domain_id: int | None) -> dict[str, str]:
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     env = _isolated_environment(args.domain_id)
     os.environ.update({key: env[key] for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -209,27 +148,24 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="ovsam_ros_bench-"))
     weights_dir, weights_text = prepare_weights(args.model, args.weights, scratch)
-    _, track_box = scene_frames(args.seed, args.width, args.height, count=1)
+    _, track_box = still_scene(args.seed, args.width, args.height, count=1)
 
-    node_cmd = [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-p", f"model:={args.model}",
-                "-p", f"device:={args.device}", "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
-                "-p", "publish_overlay:=false", "-p", f"image_qos:={args.qos}"]
+    parameters = {"model": args.model, "device": args.device, "backend": args.backend, "precision": args.precision,
+                  "publish_overlay": "false", "image_qos": args.qos}
     if weights_dir:
-        node_cmd += ["-p", f"weights_dir:={weights_dir}"]
-    node_log = open(out.parent / "ovsam_ros_bench_node.log", "w")
-    node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=node_log, stderr=subprocess.STDOUT)
+        parameters["weights_dir"] = weights_dir
+    node_process = NodeProcess(parameters, env=env, log_path=out.parent / "ovsam_ros_bench_node.log")
     camera_process: subprocess.Popen | None = None
     try:
-        rclpy.init()
-        probe = rclpy.create_node("ovsam_bench_probe")
+        client = ToolClient("ovsam_bench_probe", node_process)
     except Exception:
-        stop_process(node_process)
-        node_log.close()
+        node_process.stop()
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    probe = client.node
     transport_ms: list[float] = []
     end_to_end_ms: list[float] = []
-    state: dict[str, Any] = {"measuring": False, "restarts": 0, "answers": 0, "images": 0, "diagnostics": {},
+    state: dict[str, Any] = {"measuring": False, "restarts": 0, "answers": 0, "images": 0,
                              "restart_due": False, "last_sent": 0.0, "last_failure": ""}
 
     def now_ns() -> int:
@@ -258,44 +194,34 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             state["last_failure"] = failed[0]
             state["restart_due"] = True
 
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if "ovsam" in status.name:
-                state["diagnostics"] = {kv.key: kv.value for kv in status.values}
-
     prompts_pub = probe.create_publisher(PromptArray, "prompts", 10)
     image_qos = QoSProfile(depth=5) if args.qos == "reliable" else qos_profile_sensor_data
     probe.create_subscription(Image, "image", on_image, image_qos)
     probe.create_subscription(InstanceMaskArray, "instances", on_instances, 50)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
 
     def send_track() -> None:
         prompts_pub.publish(PromptArray(prompts=[Prompt(id=TRACK_PROMPT_ID, box=list(track_box), track=True)]))
         state["last_sent"], state["restart_due"] = time.monotonic(), False
 
+    def restart_track_when_due() -> None:
+        if state["restart_due"] and time.monotonic() - state["last_sent"] > 0.5:
+            state["restarts"] += 1
+            send_track()
+
     def spin_until(condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if node_process.poll() is not None:
-                raise RuntimeError(f"ovsam_node exited with {node_process.returncode}; see {node_log.name}")
-            rclpy.spin_once(probe, timeout_sec=0.02)
-            if state["restart_due"] and time.monotonic() - state["last_sent"] > 0.5:
-                state["restarts"] += 1
-                send_track()
-            if condition():
-                return True
-        return False
+        return client.spin_until(condition, timeout, each_turn=restart_track_when_due)
 
     def start_camera(rate: float) -> subprocess.Popen:
-        command = [sys.executable, "-m", "ovsam_ros.tools.bench", "--role", "camera", "--rate", str(rate),
-                   "--width", str(args.width), "--height", str(args.height), "--seed", str(args.seed),
-                   "--qos", args.qos]
+        command = [sys.executable, "-m", "ovsam_ros.tools.camera_publisher", "--source", "still-scene",
+                   "--rate", str(rate), "--width", str(args.width), "--height", str(args.height),
+                   "--seed", str(args.seed), "--no-camera-info"] + (["--reliable"] if args.qos == "reliable" else [])
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     phases = []
     try:
         if not spin_until(lambda: prompts_pub.get_subscription_count() > 0, args.startup_timeout):
-            raise RuntimeError(f"ovsam_node did not come up in {args.startup_timeout:.0f} s; see {node_log.name}")
+            raise RuntimeError(f"ovsam_node did not come up in {args.startup_timeout:.0f} s; "
+                               f"see {node_process.log_path}")
         for rate in [args.rate] + ([args.overhead_rate] if args.overhead_rate else []):
             camera_process = start_camera(rate)
             state["images"] = 0
@@ -308,7 +234,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 send_track()
             if not spin_until(lambda: state["answers"] > 0, args.startup_timeout):
                 raise RuntimeError(f"no answer to the tracked prompt in {args.startup_timeout:.0f} s "
-                                   f"(last failure: {state['last_failure'] or 'none'}); see {node_log.name}")
+                                   f"(last failure: {state['last_failure'] or 'none'}); see {node_process.log_path}")
             spin_until(lambda: False, args.warmup_seconds)
             transport_ms.clear()
             end_to_end_ms.clear()
@@ -318,31 +244,28 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             measured = time.monotonic() - started
             state["measuring"] = False
             spin_until(lambda: False, 1.2)  # one more diagnostics message, covering the end of the phase
-            phases.append(summarize(list(transport_ms), list(end_to_end_ms), dict(state["diagnostics"]),
+            phases.append(summarize(list(transport_ms), list(end_to_end_ms), client.diagnostics.latest(),
                                     measured, rate))
             stop_process(camera_process)
             camera_process = None
     finally:
-        probe.destroy_node()
-        rclpy.try_shutdown()
+        client.close()
         if camera_process is not None:
             stop_process(camera_process)
-        stop_process(node_process)
-        node_log.close()
+        node_process.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     from ovsam_model.benchmark.timing import machine_info
 
     return {
         "machine": machine_info(), "model": args.model, "backend": args.backend, "precision": args.precision,
         "device": args.device, "weights": weights_text, "width": args.width, "height": args.height,
-        "track_restarts": state["restarts"], "phases": phases, "node_diagnostics_last": state["diagnostics"],
+        "track_restarts": state["restarts"], "phases": phases, "node_diagnostics_last": client.diagnostics.latest(),
         "note": "the node's stage times are p50 over its last 200 samples (its diagnostics)",
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ovsam_ros.tools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=("probe", "camera"), default="probe", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="ovsam-shapes", help="model configuration (default: the node's default)")
     parser.add_argument("--weights", default="", help="weights directory (default: shipped, else random)")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
@@ -364,13 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a private one)")
     parser.add_argument("--json", default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
-    if args.role == "camera":
-        return run_camera(args)
     if args.rate <= 0 or args.seconds <= 0 or args.width < 16 or args.height < 16:
         parser.error("--rate and --seconds must be positive, --width/--height at least 16")
     try:
         result = run_bench(args)
-    except RuntimeError as error:
+    except RuntimeError as error:  # NodeExited included
         print(f"ovsam_ros.tools.bench: {error}", file=sys.stderr)
         return 1
     report = format_summary(result)

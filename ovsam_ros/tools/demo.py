@@ -8,7 +8,6 @@ truth (mask IoU, label) and timed; overlay pictures are written to --out.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,12 +17,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
-
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
-
+from ovsam_ros.tools.harness import NodeExited, NodeProcess, ToolClient
 
 
 @dataclass
@@ -67,33 +64,22 @@ def draw(image: np.ndarray, instances, height: int, width: int) -> np.ndarray:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.qos import QoSProfile
-    from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from ovsam_ros.tools.camera_publisher import pinhole_info
-    from ovsam_ros.image_conversion import array_to_image
     from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
-    from sensor_msgs.msg import CameraInfo
+    from ovsam_ros.tools.camera_publisher import CameraPublisher
+    from ovsam_ros.tools.image_sources import world_frames
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    node_cmd = [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-p", "image_qos:=reliable",
-                "-p", f"model:={args.model}", "-p", f"device:={args.device}", "-p", "text_rate_hz:=0.5"]
+    parameters = {"image_qos": "reliable", "model": args.model, "device": args.device, "text_rate_hz": 0.5}
     if args.weights:
-        node_cmd += ["-p", f"weights_dir:={args.weights}"]
-    env = child_environment()
+        parameters["weights_dir"] = args.weights
     log_path = out / "node.log"
-    node_log = open(log_path, "w")
     print(f"[demo] starting ovsam_node ({args.model}); its log: {log_path}")
-    node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=node_log, stderr=subprocess.STDOUT)
-
-    rclpy.init()
-    client = rclpy.create_node("ovsam_demo_operator")
-    qos = QoSProfile(depth=5)
-    image_pub = client.create_publisher(Image, "image", qos)
-    info_pub = client.create_publisher(CameraInfo, "camera_info", qos)
+    node_process = NodeProcess(parameters, log_path=log_path)
+    operator = ToolClient("ovsam_demo_operator", node_process)
+    client = operator.node
     prompts_pub = client.create_publisher(PromptArray, "prompts", 10)
     text_pub = client.create_publisher(String, "text_query", 10)
     results: list[tuple[float, InstanceMaskArray]] = []
@@ -101,42 +87,26 @@ def run_demo(args: argparse.Namespace) -> int:
 
     world = MovingWorld(seed=args.seed, size=args.size, num_objects=args.objects, speed=args.speed)
     scenes: dict[int, object] = {}
-    frame_index = 0
 
-    def publish_frame() -> int:
-        nonlocal frame_index
-        scene = world.render(frame_index)
-        frame_index += 1
-        stamp = client.get_clock().now().to_msg()
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+    def remember(stamp_ns: int, scene: object) -> None:
         scenes[stamp_ns] = scene
         for old in sorted(scenes)[:-60]:
             del scenes[old]
-        image = array_to_image(scene.image, "rgb8")
-        image.header.stamp, image.header.frame_id = stamp, "camera_color_optical_frame"
-        info = pinhole_info(args.size, args.size, "camera_color_optical_frame")
-        info.header.stamp = stamp
-        image_pub.publish(image)
-        info_pub.publish(info)
-        return stamp_ns
 
-    client.create_timer(1.0 / args.rate, publish_frame)
+    camera = CameraPublisher(client, reliable=True)
+    camera.stream(world_frames(world), args.rate, on_published=remember)
 
     def spin_until(condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if node_process.poll() is not None:
-                return False
-            rclpy.spin_once(client, timeout_sec=0.05)
-            if condition():
-                return True
-        return False
+        try:
+            return operator.spin_until(condition, timeout)
+        except NodeExited:
+            return False
 
     checks: list[Check] = []
     try:
-        if not spin_until(lambda: prompts_pub.get_subscription_count() > 0 and image_pub.get_subscription_count() > 0,
-                          args.startup_timeout):
-            print(f"[demo] the node did not come up; see {log_path}:\n" + log_path.read_text()[-3000:])
+        if not spin_until(lambda: prompts_pub.get_subscription_count() > 0 and
+                          camera.image_pub.get_subscription_count() > 0, args.startup_timeout):
+            print(f"[demo] the node did not come up; see {log_path}:\n" + node_process.log_tail())
             return 1
         spin_until(lambda: False, 1.0)  # a few frames into the node's buffer
         print(f"[demo] node up; camera at {args.rate:g} Hz, {args.size}x{args.size}, "
@@ -239,12 +209,10 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"mean IoU {np.mean([c.iou for c in answered]):.2f}; "
                   f"latency p50 {np.median([c.latency_ms for c in answered]):.0f} ms")
         print(f"[demo] overlay pictures in {out}/")
-        return 0 if node_process.poll() is None else 1
+        return 0 if node_process.alive() else 1
     finally:
-        client.destroy_node()
-        rclpy.try_shutdown()
-        stop_process(node_process)
-        node_log.close()
+        operator.close()
+        node_process.stop()
 
 
 def _answer_for(msg, prompt_id: str):

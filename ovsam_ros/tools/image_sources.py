@@ -1,11 +1,12 @@
-"""Frame sources for the camera publisher: the synthetic moving world, a video file, a ROS 2 bag.
+"""Frame sources for the camera publisher: the synthetic moving world, a still scene (the node
+benchmark's), a video file, a ROS 2 bag.
 
 Each source yields (rgb uint8 HxWx3, truth or None); ROS-free so that it is testable alone.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -13,12 +14,46 @@ import numpy as np
 def synthetic_frames(seed: int = 0, size: int = 256, num_objects: int = 4, speed: float = 1.5) -> Iterator[tuple[np.ndarray, object]]:
     from ovsam_model.synthetic.motion import MovingWorld
 
-    world = MovingWorld(seed=seed, size=size, num_objects=num_objects, speed=speed)
+    return world_frames(MovingWorld(seed=seed, size=size, num_objects=num_objects, speed=speed))
+
+
+def world_frames(world: Any) -> Iterator[tuple[np.ndarray, object]]:
+    """A MovingWorld's frames, each with its scene (the truth: instance map and labels)."""
     frame = 0
     while True:
         scene = world.render(frame)
         yield scene.image, scene
         frame += 1
+
+
+def still_scene(seed: int, width: int, height: int, count: int) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """`count` pre-rendered frames of a still shapes world stretched to width x height, and the box
+    (x0, y0, x1, y1) of its largest object in those pixels (the node benchmark's scene)."""
+    import cv2
+
+    from ovsam_model.synthetic.motion import MovingWorld
+
+    side = max(width, height)
+    world = MovingWorld(seed=seed, size=side, num_objects=4, speed=0.0)
+    frames, box = [], None
+    for index in range(count):
+        scene = world.render(index)
+        if box is None:
+            areas = [(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]
+            ys, xs = np.nonzero(scene.instance_map == int(np.argmax(areas)) + 1)
+            sx, sy = width / side, height / side
+            box = (float(xs.min() * sx), float(ys.min() * sy), float((xs.max() + 1) * sx), float((ys.max() + 1) * sy))
+        frames.append(np.ascontiguousarray(cv2.resize(scene.image, (width, height), interpolation=cv2.INTER_AREA)))
+    return frames, box
+
+
+def still_scene_frames(seed: int, width: int, height: int, count: int = 30) -> Iterator[tuple[np.ndarray, None]]:
+    """still_scene's frames, cycled for ever."""
+    frames, _ = still_scene(seed, width, height, count)
+    index = 0
+    while True:
+        yield frames[index % len(frames)], None
+        index += 1
 
 
 def video_frames(path: str | Path, loop: bool = False) -> Iterator[tuple[np.ndarray, None]]:

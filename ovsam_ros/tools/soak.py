@@ -10,9 +10,7 @@ the node died, or memory grew more than --max-rss-growth.
 from __future__ import annotations
 
 import argparse
-import array
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -22,8 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ovsam_model.benchmark.statistics import percentile
-from ovsam_ros.tools.harness import REPO_ROOT, child_environment, stop_process
-
+from ovsam_ros.tools.harness import NodeProcess, ToolClient
 
 
 def answer_kind(reason: str) -> str:
@@ -68,38 +65,27 @@ def descendants(pid: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import Point
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
     from ovsam_model.synthetic.motion import MovingWorld
     from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
+    from ovsam_ros.tools.camera_publisher import CameraPublisher
 
-    node_cmd = [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-p", "image_qos:=reliable",
-                "-p", f"model:={args.model}", "-p", f"max_pending_prompts:={args.max_pending}",
-                "-p", f"max_prompt_wait_s:={args.max_wait}"]
+    parameters = ["image_qos:=reliable", f"model:={args.model}", f"max_pending_prompts:={args.max_pending}",
+                  f"max_prompt_wait_s:={args.max_wait}"]
     if args.weights:
-        node_cmd += ["-p", f"weights_dir:={args.weights}"]
-    for parameter in args.node_param:
-        node_cmd += ["-p", parameter]
-    env = child_environment()
-    node_process = subprocess.Popen(node_cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-    rclpy.init(args=[])  # not sys.argv: its NAME:=VALUE options are for the node, not this process
-    client = rclpy.create_node("ovsam_soak")
-    executor = SingleThreadedExecutor()
-    spinner = threading.Thread(target=executor.spin, name="soak-answers", daemon=True)
-    image_pub = client.create_publisher(Image, "image", QoSProfile(depth=5))
+        parameters.append(f"weights_dir:={args.weights}")
+    node_process = NodeProcess(parameters + list(args.node_param))
+    operator = ToolClient("ovsam_soak", node_process)
+    client = operator.node
+    # Images from this loop, with stamps it chooses (prompts refer to them), and no camera_info.
+    camera = CameraPublisher(client, reliable=True, frame_id="", camera_info=False)
     prompts_pub = client.create_publisher(
         PromptArray, "prompts", QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE))
     text_pub = client.create_publisher(String, "text_query", 10)
     answers: dict[str, tuple[float, str]] = {}
-    dropped = [0]
-
     answers_lock = threading.Lock()
 
     def on_instances(msg: InstanceMaskArray) -> None:
@@ -114,22 +100,7 @@ def run(args: argparse.Namespace) -> dict:
         with answers_lock:
             return set(sent) <= set(answers)
 
-    node_counts: dict[str, int] = {}
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        # The node's own count tells a prompt it never answered from an answer lost on the way back.
-        for status in msg.status:
-            for kv in status.values:
-                if kv.key == "frames_dropped":
-                    dropped[0] = int(kv.value)
-                if kv.key in ("prompt_wait_ms_p95", "queue_depth"):
-                    node_counts[kv.key] = float(kv.value)
-                if kv.key in ("prompts_received", "prompts_answered", "prompts_failed", "prompts_rejected_overload",
-                              "prompts_expired_in_queue"):
-                    node_counts[kv.key] = int(kv.value)
-
     client.create_subscription(InstanceMaskArray, "instances", on_instances, 1000)
-    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     world = MovingWorld(seed=args.seed, size=args.size, num_objects=4)
     frames = [world.render(i) for i in range(30)]
     sent: dict[str, float] = {}
@@ -140,13 +111,9 @@ def run(args: argparse.Namespace) -> dict:
     try:
         # Answers are taken on their own thread: a publish that blocks (reliable images the node is
         # slow to take) must not delay their arrival times, or the client's lag reads as the node's.
-        executor.add_node(client)
-        spinner.start()
-        deadline = time.monotonic() + args.startup_timeout
-        while prompts_pub.get_subscription_count() == 0 or image_pub.get_subscription_count() == 0:
-            if time.monotonic() > deadline or node_process.poll() is not None:
-                raise RuntimeError("the node did not come up")
-            time.sleep(0.1)
+        operator.spin_in_background()
+        if not operator.wait_for_subscribers([prompts_pub, camera.image_pub], args.startup_timeout):
+            raise RuntimeError("the node did not come up")
         if args.text_query:
             text_pub.publish(String(data=args.text_query))
         started = time.monotonic()
@@ -160,14 +127,7 @@ def run(args: argparse.Namespace) -> dict:
             now = time.monotonic()
             if now >= next_frame:
                 scene = frames[frame_index % len(frames)]
-                stamp_ns = 1_000_000_000 + frame_index * 1_000_000
-                msg = Image(height=args.size, width=args.size, encoding="rgb8", step=args.size * 3)
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-                payload = array.array("B")
-                payload.frombytes(scene.image.tobytes())
-                msg.data = payload
-                image_pub.publish(msg)
-                stamps.append(stamp_ns)
+                stamps.append(camera.publish(scene.image, stamp_ns=1_000_000_000 + frame_index * 1_000_000))
                 frame_index += 1
                 next_frame += 1.0 / args.camera_hz
             if now >= next_prompt and stamps:
@@ -200,12 +160,18 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(max(0.0, min(next_frame, next_prompt, next_rss) - time.monotonic()))
         text_pub.publish(String(data=""))
         drain_deadline = time.monotonic() + args.drain_timeout
-        while not all_answered() and time.monotonic() < drain_deadline and node_process.poll() is None:
+        while not all_answered() and time.monotonic() < drain_deadline and node_process.alive():
             time.sleep(0.05)
         time.sleep(1.5)  # one more diagnostics period
-        executor.shutdown()
-        spinner.join(timeout=5)
+        operator.close()
         rss_end = rss_kib(node_process.pid)
+        # The node's own counts tell a prompt it never answered from an answer lost on the way back.
+        diagnostics = operator.diagnostics
+        node_counts: dict[str, float] = {key: value for key in ("prompt_wait_ms_p95", "queue_depth")
+                                         if (value := diagnostics.number(key)) is not None}
+        node_counts.update({key: int(value) for key in ("prompts_received", "prompts_answered", "prompts_failed",
+                                                          "prompts_rejected_overload", "prompts_expired_in_queue")
+                            if (value := diagnostics.number(key)) is not None})
         by_kind: dict[str, list[float]] = {}
         for prompt_id, t in sent.items():
             if prompt_id in answers:
@@ -215,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
         served = sorted(by_kind.get("instance", []))
         after_warmup = [kib for t, kib in rss_samples if t > args.warmup]
         report.update({
-            "frames_published": frame_index, "frames_dropped_by_node": dropped[0],
+            "frames_published": frame_index, "frames_dropped_by_node": int(diagnostics.number("frames_dropped") or 0),
             "prompts_sent": len(sent), "prompts_answered": len(latencies),
             "prompts_lost": len(sent) - len(latencies),
             "answers_by_kind": {kind: len(values) for kind, values in by_kind.items()},
@@ -227,15 +193,13 @@ def run(args: argparse.Namespace) -> dict:
             "rss_kib_after_warmup": rss_warm, "rss_kib_end": rss_end,
             "rss_kib_max_after_warmup": max(after_warmup, default=None),
             "rss_growth": (rss_end - rss_warm) / rss_warm if rss_warm else None,
-            "node_alive": node_process.poll() is None,
+            "node_alive": node_process.alive(),
             "node_counts": dict(node_counts),
         })
         return report
     finally:
-        executor.shutdown()
-        client.destroy_node()
-        rclpy.try_shutdown()
-        stop_process(node_process)
+        operator.close()
+        node_process.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from ovsam_ros.tools.bench import format_summary, scene_frames, summarize
+from ovsam_ros.tools.bench import format_summary, summarize
+from ovsam_ros.tools.image_sources import still_scene, still_scene_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,8 +39,10 @@ def test_missing_diagnostics_leave_the_overhead_unknown() -> None:
 
 
 def test_camera_frames_have_the_requested_size_and_a_box_on_an_object() -> None:
-    frames, box = scene_frames(seed=3, width=160, height=120, count=2)
+    frames, box = still_scene(seed=3, width=160, height=120, count=2)
     assert [frame.shape for frame in frames] == [(120, 160, 3), (120, 160, 3)]
+    cycled = still_scene_frames(seed=3, width=160, height=120, count=2)
+    assert all(np.array_equal(next(cycled)[0], frames[i % 2]) for i in range(4))  # the camera cycles them
     x0, y0, x1, y1 = box
     assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 120
 
