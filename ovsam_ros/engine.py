@@ -90,7 +90,8 @@ class PerceptionEngine:
         by_stamp: dict[int, list[PromptRequest]] = defaultdict(list)
         for request in requests:
             by_stamp[request.stamp_ns].append(request)
-        answers, orphans = [], []
+        answers: list[Answer] = []
+        orphans: list[PromptFailure] = []
         for stamp_ns, group in by_stamp.items():
             try:
                 frame = self.frames.get(stamp_ns)

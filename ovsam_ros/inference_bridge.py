@@ -15,13 +15,13 @@ async def on_inference_thread(worker: InferenceWorker, executor: Any, function: 
                               timeout_s: float) -> Any:
     """Await `function` run on the inference thread. The executor goes on taking images and prompts
     meanwhile; after `timeout_s` the caller gets TimeoutError (the call itself stays queued)."""
-    done = RclpyFuture(executor=executor)
+    done: RclpyFuture[Any] = RclpyFuture(executor=executor)
     # With a done callback, completing the future schedules it on the executor, which wakes the
     # executor's wait; it then resumes this coroutine.
     done.add_done_callback(lambda _: None)
     settle_lock = threading.Lock()
 
-    def settle(result: Any = None, error: BaseException | None = None) -> None:
+    def settle(result: Any = None, error: Exception | None = None) -> None:
         with settle_lock:
             if done.done():
                 return
@@ -32,7 +32,10 @@ async def on_inference_thread(worker: InferenceWorker, executor: Any, function: 
 
     def from_worker(work: Future) -> None:
         error = work.exception()
-        settle(error=error) if error is not None else settle(result=work.result())
+        if error is None:
+            settle(result=work.result())
+        else:  # the worker passes on Exceptions only; anything else still ends the wait
+            settle(error=error if isinstance(error, Exception) else RuntimeError(repr(error)))
 
     worker.submit_call(function).add_done_callback(from_worker)
     timer = threading.Timer(timeout_s, settle, kwargs={"error": TimeoutError(

@@ -18,6 +18,7 @@ from ovsam_ros.msg import Instance3DArray, InstanceMaskArray
 from .camera_inputs import CameraInputs
 from .depth_fusion import Fusion3D
 from .engine import Answer
+from .frame_buffer import Frame
 from .image_conversion import array_to_image
 from .instances3d_conversion import detections_3d, fusion_to_msg, labelled_cloud, with_3d_markers
 from .label_markers import label_markers
@@ -65,32 +66,33 @@ class AnswerOutputs:
             first = answer.failures[0]
             more = f" (and {len(answer.failures) - 1} more)" if len(answer.failures) > 1 else ""
             self.logger.warning(f"prompt '{first.prompt_id}' failed: {first.reason}{more}", throttle_duration_sec=1.0)
-        if answer.frame is None or not answer.instances:
+        frame = answer.frame
+        if frame is None or not answer.instances:
             return
         if self._settings().publish_overlay and self.overlay_pub.get_subscription_count() > 0:
             from ovsam_model.visualization import draw_instances
 
-            overlay = draw_instances(answer.frame.rgb, [r.prediction for r in answer.instances])
+            overlay = draw_instances(frame.rgb, [r.prediction for r in answer.instances])
             self.overlay_pub.publish(array_to_image(overlay, "rgb8", header=msg.header))
-        fusion = self._publish_3d(answer, msg.header)
+        fusion = self._publish_3d(answer, frame, msg.header)
         camera_info = self.camera.info
         if camera_info is not None and self.markers_pub.get_subscription_count() > 0:
             markers = label_markers(answer, camera_info, msg.header)
             self.markers_pub.publish(with_3d_markers(markers, fusion, msg.header) if fusion else markers)
 
-    def _publish_3d(self, answer: Answer, header: Header) -> Fusion3D | None:
+    def _publish_3d(self, answer: Answer, frame: Frame, header: Header) -> Fusion3D | None:
         """3D instances while depth arrives and someone listens. A frame without usable depth gets
         per-instance failures and a diagnostic, never 3D from the wrong pixels."""
         depth = self.camera.depth
         if not depth.buffer.received or not (self._3d_wanted() or self.markers_pub.get_subscription_count()):
             return None
-        fusion = depth.locate(answer.frame, answer.instances, self.camera.info, self._settings().depth_stamp_tolerance_s)
+        fusion = depth.locate(frame, answer.instances, self.camera.info, self._settings().depth_stamp_tolerance_s)
         if fusion.problem:
             self.health.count("depth_unmatched")
             self.health.problem(fusion.problem)
         self.instances_3d_pub.publish(fusion_to_msg(fusion, header))
         if fusion.located and self.cloud_pub.get_subscription_count() > 0:
-            self.cloud_pub.publish(labelled_cloud(fusion, answer.frame.rgb, header))
+            self.cloud_pub.publish(labelled_cloud(fusion, frame.rgb, header))
         if fusion.located and self.detections_3d_pub is not None and self.detections_3d_pub.get_subscription_count() > 0:
             self.detections_3d_pub.publish(detections_3d(fusion, header))
         return fusion

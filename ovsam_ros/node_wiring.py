@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from geometry_msgs.msg import Point, PointStamped
@@ -51,6 +52,25 @@ except ImportError:  # pragma: no cover - exercised where vision_msgs exists
 PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 
 
+@dataclass
+class Pipeline:
+    """What configure builds and cleanup releases: the model, the engine and its inference thread,
+    the outputs and the services."""
+
+    predictor: Predictor
+    engine: PerceptionEngine
+    worker: InferenceWorker
+    outputs: AnswerOutputs
+    services: NodeServices
+
+    def release(self) -> None:
+        self.services.destroy()
+        self.worker.stop()
+        if isinstance(self.predictor, PredictorProcess):
+            self.predictor.close()
+        self.outputs.destroy()
+
+
 def guarded(method: Callable) -> Callable:
     """No exception escapes a callback: it is logged and counted, and the node keeps running."""
 
@@ -78,12 +98,7 @@ class NodeWiring:
         self.health = NodeHealth(node, self._inference_facts)
         self.camera = CameraInputs(depth=DepthFusion(self.settings.geometry()))
         self._clicked_points = ClickedPointProjector(node)
-        # Built on configure, released on cleanup:
-        self._predictor: Predictor | None = None
-        self.engine: PerceptionEngine | None = None
-        self.worker: InferenceWorker | None = None
-        self.outputs: AnswerOutputs | None = None
-        self.services: NodeServices | None = None
+        self.pipeline: Pipeline | None = None   # built on configure, released on cleanup
         self._model_info: dict[str, str] = {}
         self.text_queries: tuple[str, ...] = ()
         self._last_text_submit = 0.0
@@ -108,67 +123,76 @@ class NodeWiring:
     def _on_parameters(self, parameters: list[Any]) -> SetParametersResult:
         updated = NodeSettings(**vars(self.settings))
         for parameter in parameters:
-            if parameter.name not in RUNTIME_PARAMETERS and self.engine is not None:
+            if parameter.name not in RUNTIME_PARAMETERS and self.pipeline is not None:
                 return SetParametersResult(successful=False,
                                            reason=f"'{parameter.name}' is read at configure time; restart or reconfigure the node")
             setattr(updated, parameter.name, parameter.value)
         try:
             updated.validate()
-            if updated.vocabulary != self.settings.vocabulary and self.engine is not None:
+            pipeline = self.pipeline
+            if updated.vocabulary != self.settings.vocabulary and pipeline is not None:
                 # set_parameters is a service any participant can call: a file named at run time is
                 # held to the same vocabulary_dirs rule as SetVocabulary.
                 spec = (resolve_vocabulary_request(updated.vocabulary, [], updated.vocabulary_dirs)
                         if updated.vocabulary else "")
-                self._switch_vocabulary("" if spec == "default" else spec)
+                self._switch_vocabulary(pipeline, "" if spec == "default" else spec)
         except Exception as error:  # noqa: BLE001
             return SetParametersResult(successful=False, reason=str(error))
         self.settings = updated
-        if self.engine is not None:
-            self._apply_engine_settings()
+        if self.pipeline is not None:
+            self._apply_engine_settings(self.pipeline)
         return SetParametersResult(successful=True)
 
-    def _apply_engine_settings(self) -> None:
-        self.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
-                               max_instances=self.settings.max_instances)
-        if self.worker is not None:
-            self.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
+    def _apply_engine_settings(self, pipeline: Pipeline) -> None:
+        pipeline.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
+                                   max_instances=self.settings.max_instances)
+        pipeline.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
 
-    def _switch_vocabulary(self, spec: str | list[str]) -> int:
+    def _switch_vocabulary(self, pipeline: Pipeline, spec: str | list[str]) -> int:
         """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
         # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
-        engine, model_spec = self.engine, spec or None
-        return self.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
+        engine, model_spec = pipeline.engine, spec or None
+        return pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def configure(self) -> None:
-        """Load the model, then create the outputs and services (raises with a clear message on a
-        missing or corrupt checkpoint; the caller cleans up)."""
+        """Load the model, then create the outputs and services. Raises with a clear message on a
+        missing or corrupt checkpoint, having released whatever it had built."""
         settings = self.settings
         predictor: Predictor
         if settings.inference_process:
             predictor = PredictorProcess(self._predictor_factory, settings, call_timeout_s=settings.inference_timeout_s)
         else:
             predictor = self._predictor_factory(settings)
-        self._predictor = predictor
         engine_settings = EngineSettings(top_k=settings.top_k, score_threshold=settings.score_threshold,
                                          max_instances=settings.max_instances,
                                          frame_buffer_size=settings.frame_buffer_size,
                                          track_lost_after=settings.track_lost_after)
-        self.engine = PerceptionEngine(predictor, engine_settings)
-        self.outputs = AnswerOutputs(self.node, managed=self.managed, camera=self.camera, health=self.health,
-                                     settings=self.current_settings)
-        self.worker = InferenceWorker(self.engine, self.outputs.publish_answer,
-                                      max_pending_prompts=settings.max_pending_prompts,
-                                      max_prompt_wait_s=settings.max_prompt_wait_s,
-                                      log_error=self.logger.error)
+        outputs: AnswerOutputs | None = None
+        worker: InferenceWorker | None = None
+        try:
+            engine = PerceptionEngine(predictor, engine_settings)
+            outputs = AnswerOutputs(self.node, managed=self.managed, camera=self.camera, health=self.health,
+                                    settings=self.current_settings)
+            worker = InferenceWorker(engine, outputs.publish_answer, max_pending_prompts=settings.max_pending_prompts,
+                                     max_prompt_wait_s=settings.max_prompt_wait_s, log_error=self.logger.error)
+            worker.start()
+            services = NodeServices(self.node, engine, worker, camera=self.camera, health=self.health,
+                                    settings=self.current_settings)
+        except BaseException:
+            if worker is not None:
+                worker.stop()
+            if outputs is not None:
+                outputs.destroy()
+            if isinstance(predictor, PredictorProcess):
+                predictor.close()
+            raise
+        self.pipeline = Pipeline(predictor, engine, worker, outputs, services)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
                             "backend": settings.backend}
-        self.worker.start()
-        self.services = NodeServices(self.node, self.engine, self.worker, camera=self.camera, health=self.health,
-                                     settings=self.current_settings)
         self.logger.info(f"model {settings.model} ready on {self._model_info['device']} "
-                         f"({predictor.vocabulary.size} classes)")
+                         f"({engine.vocabulary_size} classes)")
 
     def activate(self) -> None:
         node, qos = self.node, self._image_qos()
@@ -193,15 +217,9 @@ class NodeWiring:
 
     def cleanup(self) -> None:
         self.deactivate()
-        if self.services is not None:
-            self.services.destroy()
-        if self.worker is not None:
-            self.worker.stop()
-        if isinstance(self._predictor, PredictorProcess):
-            self._predictor.close()
-        if self.outputs is not None:
-            self.outputs.destroy()
-        self.services, self.worker, self.engine, self._predictor, self.outputs = None, None, None, None, None
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            pipeline.release()
 
     def _image_qos(self) -> QoSProfile:
         return qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else QoSProfile(depth=5)
@@ -209,6 +227,9 @@ class NodeWiring:
     # -- inputs --------------------------------------------------------------------------------
     @guarded
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
         self.health.count("images_received")
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
@@ -220,12 +241,12 @@ class NodeWiring:
         self.health.last_image_time = now
         self.camera.image_frame_id = msg.header.frame_id
         frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now)
-        self.engine.add_frame(frame)
-        queries = ()
+        pipeline.engine.add_frame(frame)
+        queries: tuple[str, ...] = ()
         if self.text_queries and now - self._last_text_submit >= 1.0 / self.settings.text_rate_hz:
             queries, self._last_text_submit = self.text_queries, now
-        if queries or self.engine.tracking:
-            self.worker.submit_frame(frame, queries)
+        if queries or pipeline.engine.tracking:
+            pipeline.worker.submit_frame(frame, queries)
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -241,34 +262,38 @@ class NodeWiring:
 
     @guarded
     def _on_prompts(self, msg: PromptArray) -> None:
-        if self.worker is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return
         self.health.count("prompt_messages")
         array_stamp = stamp_to_ns(msg.header.stamp)
         # A prompt without a stamp of its own refers to the array's.
         converted = requests_from_prompt_msgs(msg.prompts, lambda prompt: stamp_to_ns(prompt.header.stamp) or array_stamp)
-        self._submit(converted, msg.header)
+        self._submit(pipeline, converted, msg.header)
 
-    def _submit(self, converted: ConvertedPrompts, header: Any) -> None:
+    @staticmethod
+    def _submit(pipeline: Pipeline, converted: ConvertedPrompts, header: Any = None) -> None:
         """Prompts that failed conversion are answered at once (with the message's header), the rest queued."""
         if converted.failures:
-            self.outputs.publish_answer(Answer(frame=None, failures=converted.failures), header=header)
+            pipeline.outputs.publish_answer(Answer(frame=None, failures=converted.failures), header=header)
         if converted.requests:
-            self.worker.submit_prompts(converted.requests)
+            pipeline.worker.submit_prompts(converted.requests)
 
     @guarded
     def _on_image_click(self, msg: Point) -> None:
-        if self.worker is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return
         prompt_id = f"image_click-{next(self._click_ids)}"
         try:
-            self.worker.submit_prompts([click_request(prompt_id, msg.x, msg.y)])
+            pipeline.worker.submit_prompts([click_request(prompt_id, msg.x, msg.y)])
         except PromptConversionError as error:
-            self.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
+            pipeline.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
 
     @guarded
     def _on_clicked_point(self, msg: PointStamped) -> None:
-        if self.worker is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return
         prompt_id = f"clicked_point-{next(self._click_ids)}"
         try:
@@ -276,15 +301,17 @@ class NodeWiring:
             request = click_request(prompt_id, u, v)
         except (ProjectionError, PromptConversionError) as error:
             self.health.problem(f"clicked_point rejected: {error}")
-            self.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
+            pipeline.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
             return
-        self.worker.submit_prompts([request])
+        pipeline.worker.submit_prompts([request])
 
     @guarded
     def _on_detections(self, msg: Any) -> None:
-        if self.worker is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return
-        self._submit(requests_from_detections(msg.detections, stamp_to_ns(msg.header.stamp), "detection"), msg.header)
+        self._submit(pipeline, requests_from_detections(msg.detections, stamp_to_ns(msg.header.stamp), "detection"),
+                     msg.header)
 
     @guarded
     def _on_text_query(self, msg: String) -> None:
@@ -300,19 +327,21 @@ class NodeWiring:
     # -- diagnostics -----------------------------------------------------------------------------
     def _inference_facts(self) -> InferenceFacts:
         """The model's static facts plus what changes while it runs (vocabulary, inference process)."""
-        worker, engine = self.worker, self.engine
+        pipeline = self.pipeline
         info = dict(self._model_info)
-        if engine is not None:
-            info["vocabulary_size"] = str(engine.vocabulary_size)
-            predictor = self._predictor
-            if isinstance(predictor, PredictorProcess):
-                info["inference"] = f"child process {predictor.pid}"
-                info["inference_restarts"] = str(predictor.restarts)
-            else:
-                info["inference"] = "thread"
-        return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"),
-                              stats=worker.stats if worker else None, queue_depth=worker.queue_depth if worker else 0,
-                              info=info, camera_timeout_s=self.settings.camera_timeout_s)
+        if pipeline is None:
+            return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"), info=info,
+                                  camera_timeout_s=self.settings.camera_timeout_s)
+        info["vocabulary_size"] = str(pipeline.engine.vocabulary_size)
+        predictor = pipeline.predictor
+        if isinstance(predictor, PredictorProcess):
+            info["inference"] = f"child process {predictor.pid}"
+            info["inference_restarts"] = str(predictor.restarts)
+        else:
+            info["inference"] = "thread"
+        return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"), stats=pipeline.worker.stats,
+                              queue_depth=pipeline.worker.queue_depth, info=info,
+                              camera_timeout_s=self.settings.camera_timeout_s)
 
 
 def default_predictor_factory(settings: NodeSettings) -> Predictor:

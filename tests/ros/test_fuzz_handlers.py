@@ -81,7 +81,7 @@ def core():
     core = NodeWiring(node, predictor_factory=lambda settings: predictor)
     core.configure()
     core.activate()
-    core.outputs.instances_pub = Capture()
+    core.pipeline.outputs.instances_pub = Capture()
     frame = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
     good = Image(height=32, width=40, encoding="rgb8", step=120, data=array.array("B", frame.tobytes()))
     good.header.stamp.sec = 1
@@ -106,14 +106,14 @@ def run_service(coroutine, timeout: float = 60.0):
 
 def wait_answered(core, ids: set[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not ids <= core.outputs.instances_pub.answered():
-        assert time.monotonic() < deadline, f"unanswered: {sorted(ids - core.outputs.instances_pub.answered())[:5]}"
+    while not ids <= core.pipeline.outputs.instances_pub.answered():
+        assert time.monotonic() < deadline, f"unanswered: {sorted(ids - core.pipeline.outputs.instances_pub.answered())[:5]}"
         time.sleep(0.01)
 
 
 def assert_handled(core) -> None:
     assert core.health.counters.get("callback_errors", 0) == 0, core.health.problems[-3:]
-    assert core.worker.stats.errors == 0, core.worker.stats.last_error
+    assert core.pipeline.worker.stats.errors == 0, core.pipeline.worker.stats.last_error
 
 
 @FUZZ
@@ -154,7 +154,7 @@ def test_prompt_handler_answers_every_prompt(core, data, count, stamp):
     core._on_prompts(msg)
     wait_answered(core, set(ids))
     assert_handled(core)
-    core.engine.tracker.clear()
+    core.pipeline.engine.tracker.clear()
 
 
 @FUZZ
@@ -174,7 +174,7 @@ def test_click_handlers(core, x, y, z, frame_id, with_info, k):
     if core.camera.info is not None:
         core.camera.info.header.frame_id = "camera"
     def clicks_answered() -> int:
-        return sum(1 for i in core.outputs.instances_pub.answered() if i.startswith(("clicked_point-", "image_click-")))
+        return sum(1 for i in core.pipeline.outputs.instances_pub.answered() if i.startswith(("clicked_point-", "image_click-")))
 
     before = clicks_answered()
     clicked = PointStamped(point=Point(x=x, y=y, z=z))
@@ -186,7 +186,7 @@ def test_click_handlers(core, x, y, z, frame_id, with_info, k):
         assert time.monotonic() < deadline, "a click was not answered"
         time.sleep(0.01)
     assert_handled(core)
-    core.engine.tracker.clear()
+    core.pipeline.engine.tracker.clear()
 
 
 @FUZZ
@@ -203,7 +203,7 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
     request = Segment.Request(image=image, text_queries=queries, depth=depth,
                               camera_info=CameraInfo(width=size, height=size, k=k),
                               prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
-    response = run_service(core.services._on_segment(request, Segment.Response()))
+    response = run_service(core.pipeline.services._on_segment(request, Segment.Response()))
     if response.success:
         answered = {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids)
         assert {p.id for p in request.prompts} <= answered | {""}
@@ -214,20 +214,20 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
         assert list(response.result.failed_prompt_ids) == [p.id for p in request.prompts]
         assert set(response.result.failure_reasons) <= {response.message}
     assert_handled(core)
-    core.engine.tracker.clear()
+    core.pipeline.engine.tracker.clear()
 
 
 @FUZZ
 @given(name=st.one_of(texts, st.sampled_from(["", "lvis-nope", "/etc/passwd", "../../x", "\x00"])),
        classes=st.lists(st.text(max_size=30), max_size=5))
 def test_set_vocabulary_service(core, name, classes):
-    size_before = core.engine.vocabulary_size
-    response = run_service(core.services._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes),
+    size_before = core.pipeline.engine.vocabulary_size
+    response = run_service(core.pipeline.services._on_set_vocabulary(SetVocabulary.Request(name=name, classes=classes),
                                                    SetVocabulary.Response()))
     if not response.success:
         assert response.size == size_before and "previous vocabulary stays" in response.message
     assert_handled(core)
-    run_service(core.services._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
+    run_service(core.pipeline.services._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
 
 
 def test_detections_handler_answers_every_detection(core):
@@ -246,7 +246,7 @@ def test_detections_handler_answers_every_detection(core):
     core._on_detections(msg)
     ids = {f"det-{i}" for i in range(300)}
     wait_answered(core, ids, timeout=120)
-    failures = {pid: reason for m in core.outputs.instances_pub.messages
+    failures = {pid: reason for m in core.pipeline.outputs.instances_pub.messages
                 for pid, reason in zip(m.failed_prompt_ids, m.failure_reasons) if pid in ids}
     assert {failures[f"det-{i}"] for i in range(256, 300)} == {"more than 256 prompts in one message"}
     assert "det-3" in failures
