@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ovsam_model.benchmark.statistics import latency_summary
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from ovsam_model.benchmark.statistics import latency_summary
 
 from .worker import WorkerStats
 

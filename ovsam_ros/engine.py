@@ -129,7 +129,8 @@ class PerceptionEngine:
             if isinstance(prediction, PromptFailure):
                 answer.failures.append(prediction)
             elif prediction.box is None:
-                answer.failures.append(PromptFailure(request.prompt_id, "empty mask: the model found no object at this prompt"))
+                answer.failures.append(
+                    PromptFailure(request.prompt_id, "empty mask: the model found no object at this prompt"))
             else:
                 track_id = 0
                 if request.track:
@@ -150,7 +151,8 @@ class PerceptionEngine:
         try:
             self._encode(frame, answer)
         except Exception as error:  # noqa: BLE001
-            answer.failures.extend(PromptFailure(spec.prompt_id, f"image encoding failed: {error}") for _, spec in tracked)
+            answer.failures.extend(PromptFailure(spec.prompt_id, f"image encoding failed: {error}")
+                                   for _, spec in tracked)
             return answer
         if tracked:
             predictions = self._predict_resilient(frame, [spec for _, spec in tracked], answer)

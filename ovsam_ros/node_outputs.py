@@ -93,8 +93,9 @@ class AnswerOutputs:
         self.instances_3d_pub.publish(fusion_to_msg(fusion, header))
         if fusion.located and self.cloud_pub.get_subscription_count() > 0:
             self.cloud_pub.publish(labelled_cloud(fusion, frame.rgb, header))
-        if fusion.located and self.detections_3d_pub is not None and self.detections_3d_pub.get_subscription_count() > 0:
-            self.detections_3d_pub.publish(detections_3d(fusion, header))
+        detections_pub = self.detections_3d_pub
+        if fusion.located and detections_pub is not None and detections_pub.get_subscription_count() > 0:
+            detections_pub.publish(detections_3d(fusion, header))
         return fusion
 
     def _3d_wanted(self) -> bool:

@@ -36,8 +36,14 @@ from .node_health import InferenceFacts, NodeHealth
 from .node_outputs import AnswerOutputs
 from .node_services import NodeServices
 from .predictor_process import PredictorProcess
-from .prompt_conversion import (ConvertedPrompts, PromptConversionError, PromptFailure, click_request,
-                                requests_from_detections, requests_from_prompt_msgs)
+from .prompt_conversion import (
+    ConvertedPrompts,
+    PromptConversionError,
+    PromptFailure,
+    click_request,
+    requests_from_detections,
+    requests_from_prompt_msgs,
+)
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
@@ -124,8 +130,8 @@ class NodeWiring:
         updated = NodeSettings(**vars(self.settings))
         for parameter in parameters:
             if parameter.name not in RUNTIME_PARAMETERS and self.pipeline is not None:
-                return SetParametersResult(successful=False,
-                                           reason=f"'{parameter.name}' is read at configure time; restart or reconfigure the node")
+                return SetParametersResult(successful=False, reason=f"'{parameter.name}' is read at configure time; "
+                                                                    "restart or reconfigure the node")
             setattr(updated, parameter.name, parameter.value)
         try:
             updated.validate()
@@ -268,7 +274,8 @@ class NodeWiring:
         self.health.count("prompt_messages")
         array_stamp = stamp_to_ns(msg.header.stamp)
         # A prompt without a stamp of its own refers to the array's.
-        converted = requests_from_prompt_msgs(msg.prompts, lambda prompt: stamp_to_ns(prompt.header.stamp) or array_stamp)
+        converted = requests_from_prompt_msgs(msg.prompts,
+                                              lambda prompt: stamp_to_ns(prompt.header.stamp) or array_stamp)
         self._submit(pipeline, converted, msg.header)
 
     @staticmethod

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
@@ -225,7 +225,8 @@ class PredictorProcess:
                 self._connection.send((method, args, kwargs))
             except (OSError, ValueError) as error:
                 self._stop_child(1.0)
-                raise PredictorProcessError(f"the inference process is gone ({error}); it restarts on the next call") from None
+                raise PredictorProcessError(
+                    f"the inference process is gone ({error}); it restarts on the next call") from None
             status, payload = self._receive(method, self.call_timeout_s)
         if status == "error":
             raise payload

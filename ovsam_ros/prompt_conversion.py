@@ -86,7 +86,8 @@ def request_from_prompt_msg(msg: Any, stamp_ns: int, max_points: int = 64) -> Pr
     """Convert an ovsam_ros/Prompt. Geometry against the frame is checked later, once the frame is known."""
     prompt_id = str(msg.id)
     if len(msg.points) > max_points:
-        raise PromptConversionError(f"prompt '{prompt_id}' has {len(msg.points)} points; at most {max_points} are allowed")
+        raise PromptConversionError(
+            f"prompt '{prompt_id}' has {len(msg.points)} points; at most {max_points} are allowed")
     points = np.array([[p.x, p.y] for p in msg.points], dtype=np.float64).reshape(-1, 2)
     labels = np.asarray(list(msg.point_labels), dtype=np.int64)
     if labels.size == 0:
@@ -107,8 +108,9 @@ def click_request(prompt_id: str, x: float, y: float, stamp_ns: int = 0) -> Prom
 
 def requests_from_detections(detections: Sequence[Any], stamp_ns: int, fallback_prefix: str) -> ConvertedPrompts:
     """vision_msgs/Detection2D boxes (centre + size) as box prompts; the detector's id is kept as prompt id."""
-    return convert_prompt_list(detections, lambda index, detection: detection_prompt_id(detection, index, fallback_prefix),
-                               lambda index, detection: request_from_detection(detection, index, stamp_ns, fallback_prefix))
+    return convert_prompt_list(
+        detections, lambda index, detection: detection_prompt_id(detection, index, fallback_prefix),
+        lambda index, detection: request_from_detection(detection, index, stamp_ns, fallback_prefix))
 
 
 def detection_prompt_id(detection: Any, index: int, fallback_prefix: str) -> str:

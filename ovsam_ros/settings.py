@@ -68,7 +68,8 @@ class NodeSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"parameter '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("text_rate_hz", "max_prompt_wait_s", "service_timeout_s", "inference_timeout_s", "camera_timeout_s",
+        for name in ("text_rate_hz", "max_prompt_wait_s", "service_timeout_s", "inference_timeout_s",
+                     "camera_timeout_s",
                      "depth_stamp_tolerance_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter '{name}' must be positive, got {getattr(self, name)}")

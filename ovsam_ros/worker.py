@@ -80,8 +80,8 @@ class InferenceWorker:
             self._wake.notify()
         if rejected:
             self.stats.prompts_rejected_overload += len(rejected)
-            self._emit_failures([PromptFailure(r.prompt_id, f"overloaded: {self.max_pending_prompts} prompts already pending")
-                                 for r in rejected])
+            reason = f"overloaded: {self.max_pending_prompts} prompts already pending"
+            self._emit_failures([PromptFailure(r.prompt_id, reason) for r in rejected])
 
     def submit_frame(self, frame: Frame, text_queries: Sequence[str] = ()) -> None:
         """Offer a new frame for tracks / text queries; replaces (and counts) one not yet started."""

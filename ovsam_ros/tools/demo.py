@@ -56,7 +56,7 @@ def draw(image: np.ndarray, instances, height: int, width: int) -> np.ndarray:
         mask = mask_from_instance(instance, height, width)
         canvas[mask] = canvas[mask] * 0.45 + palette[index % len(palette)] * 0.55
     canvas = canvas.astype(np.uint8)
-    for index, instance in enumerate(instances):
+    for instance in instances:
         text = f"{instance.label} {instance.score:.2f}" + (f" #{instance.id}" if instance.id else "")
         org = (int(instance.roi.x_offset), max(10, int(instance.roi.y_offset) - 3))
         cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
@@ -136,7 +136,8 @@ def run_demo(args: argparse.Namespace) -> int:
             seen = len(results)
             prompts_pub.publish(PromptArray(prompts=[prompt]))
             check = Check(kind, prompt.id, CLASS_NAMES[int(scene.labels[target])])
-            answered = spin_until(lambda: any(_answer_for(m, prompt.id) for _, m in results[seen:]), args.answer_timeout)
+            answered = spin_until(lambda: any(_answer_for(m, prompt.id) for _, m in results[seen:]),
+                                  args.answer_timeout)
             if not answered:
                 check.failure = "no answer in time"
             else:
@@ -174,7 +175,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     track_ids.add(instance.id)
                     truth = scenes[stamp].instance_map == target + 1
                     track_ious.append(iou(mask_from_instance(instance, msg.image_height, msg.image_width), truth))
-        print(f"[demo] track  {CLASS_NAMES[int(scene.labels[target])]}: {len(track_ious)} frames, ids {sorted(track_ids)}, "
+        print(f"[demo] track  {CLASS_NAMES[int(scene.labels[target])]}: {len(track_ious)} frames, "
+              f"ids {sorted(track_ids)}, "
               f"mean IoU {np.mean(track_ious) if track_ious else 0:.2f}")
         checks.append(Check("track", "track-0", CLASS_NAMES[int(scene.labels[target])],
                             iou=float(np.mean(track_ious)) if track_ious else 0.0,
@@ -185,7 +187,8 @@ def run_demo(args: argparse.Namespace) -> int:
         query = present[:2] + ["white cross" if "white cross" not in present else "green star"]
         seen = len(results)
         text_pub.publish(String(data=", ".join(query)))
-        got = spin_until(lambda: any(not i.prompt_id for _, m in results[seen:] for i in m.instances), args.answer_timeout)
+        got = spin_until(lambda: any(not i.prompt_id for _, m in results[seen:] for i in m.instances),
+                         args.answer_timeout)
         text_pub.publish(String(data=""))
         if got:
             received, msg = next((t, m) for t, m in results[seen:] if any(not i.prompt_id for i in m.instances))
@@ -195,7 +198,8 @@ def run_demo(args: argparse.Namespace) -> int:
             truth_present = {CLASS_NAMES[int(label)] for label in truth_scene.labels}
             correct = sum(1 for i in found if i.label in truth_present)
             print(f"[demo] text  '{', '.join(query)}': {len(found)} instances "
-                  f"({', '.join(f'{i.label} {i.score:.2f}' for i in found)}), {correct} of a class present in the frame")
+                  f"({', '.join(f'{i.label} {i.score:.2f}' for i in found)}), "
+                  f"{correct} of a class present in the frame")
             cv2.imwrite(str(out / "text_query.png"),
                         draw(truth_scene.image, found, msg.image_height, msg.image_width)[..., ::-1])
         else:

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 import numpy as np
 
 
-def synthetic_frames(seed: int = 0, size: int = 256, num_objects: int = 4, speed: float = 1.5) -> Iterator[tuple[np.ndarray, object]]:
+def synthetic_frames(seed: int = 0, size: int = 256, num_objects: int = 4,
+                     speed: float = 1.5) -> Iterator[tuple[np.ndarray, object]]:
     from ovsam_model.synthetic.motion import MovingWorld
 
     return world_frames(MovingWorld(seed=seed, size=size, num_objects=num_objects, speed=speed))

@@ -9,8 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ovsam_ros.depth_fusion import (DepthBuffer, DepthError, DepthFusion, DepthUnavailable, depth_from_array,
-                                    depth_from_msg)
+from ovsam_ros.depth_fusion import (
+    DepthBuffer,
+    DepthError,
+    DepthFusion,
+    DepthUnavailable,
+    depth_from_array,
+    depth_from_msg,
+)
 from ovsam_ros.image_conversion import ImageConversionError
 from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene
 
@@ -67,7 +73,8 @@ def test_buffer_pairs_the_nearest_depth_within_the_tolerance():
 def test_buffer_refuses_depth_of_another_size():
     buffer = DepthBuffer()
     buffer.add(depth_from_array(np.zeros((240, 320), np.uint16), "16UC1", SECOND))
-    with pytest.raises(DepthUnavailable, match=r"depth image 320x240 does not match the colour image 640x480.*registered"):
+    with pytest.raises(DepthUnavailable,
+                       match=r"depth image 320x240 does not match the colour image 640x480.*registered"):
         buffer.match(SECOND, 480, 640, 0.02)
 
 

@@ -7,10 +7,27 @@ import math
 import numpy as np
 import pytest
 
-from ovsam_ros.depth_geometry import (DepthScene, GeometryError, GeometrySettings, RayTable,
-                                      rotation_to_quaternion, upright_box)
-from tests.node.depth_scenes import (CX, CY, FX, FY, HEIGHT, WIDTH, Box, Sphere, default_scene, render,
-                                     yaw_about_vertical)
+from ovsam_ros.depth_geometry import (
+    DepthScene,
+    GeometryError,
+    GeometrySettings,
+    RayTable,
+    rotation_to_quaternion,
+    upright_box,
+)
+from tests.node.depth_scenes import (
+    CX,
+    CY,
+    FX,
+    FY,
+    HEIGHT,
+    WIDTH,
+    Box,
+    Sphere,
+    default_scene,
+    render,
+    yaw_about_vertical,
+)
 
 CENTROID_TOLERANCE_M = 0.01
 SIZE_TOLERANCE_M = 0.02
@@ -194,7 +211,8 @@ def test_principal_axes_box_follows_a_tilted_rod(rays):
     rotation = tilt @ yaw_about_vertical(math.radians(20))
     rod = Box(center=(0.0, 0.05, 1.0), size=(0.30, 0.03, 0.03), rotation=rotation)
     rendered = render([rod])
-    geometry = DepthScene(metres(rendered.depth), rays, GeometrySettings(box_orientation="pca")).instance(rendered.mask(0))
+    scene = DepthScene(metres(rendered.depth), rays, GeometrySettings(box_orientation="pca"))
+    geometry = scene.instance(rendered.mask(0))
     assert abs(geometry.box.rotation[:, 0] @ rotation[:, 0]) > math.cos(math.radians(3))
     assert geometry.box.size[0] == pytest.approx(0.30, abs=SIZE_TOLERANCE_M)
     assert np.linalg.norm(geometry.box.center - np.asarray(rod.center)) < CENTROID_TOLERANCE_M + 0.015 / 2
@@ -234,7 +252,8 @@ def test_distorted_rays_invert_opencv_projection():
 
 def test_quaternions_reproduce_rotations():
     angle = math.radians(30)
-    assert rotation_to_quaternion(yaw_about_vertical(angle)) == pytest.approx((0, math.sin(angle / 2), 0, math.cos(angle / 2)))
+    expected = (0, math.sin(angle / 2), 0, math.cos(angle / 2))
+    assert rotation_to_quaternion(yaw_about_vertical(angle)) == pytest.approx(expected)
     rng = np.random.default_rng(2)
     for _ in range(50):
         q, _ = np.linalg.qr(rng.normal(size=(3, 3)))

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from ovsam_model.feature_cache import ImageNotSetError
 from ovsam_model.build import WeightsNotFoundError
+from ovsam_model.feature_cache import ImageNotSetError
 from ovsam_model.prompts import PromptError, PromptSpec
 from ovsam_ros.engine import PerceptionEngine
 from ovsam_ros.frame_buffer import Frame
@@ -102,7 +102,8 @@ def test_the_engine_runs_on_it(remote):
     engine = PerceptionEngine(remote)
     engine.frames.add(Frame(stamp_ns=5, rgb=image(3)))
     answers = engine.answer([PromptRequest(spec, stamp_ns=5) for spec in PROMPTS])
-    answered = {i.prediction.prompt_id for a in answers for i in a.instances} | {f.prompt_id for a in answers for f in a.failures}
+    answered = ({i.prediction.prompt_id for a in answers for i in a.instances}
+                | {f.prompt_id for a in answers for f in a.failures})
     assert answered == {"box", "point"}
 
 

@@ -5,8 +5,14 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
-from ovsam_ros.prompt_conversion import (MAX_PROMPTS_PER_MESSAGE, PromptConversionError, click_request,
-                                         request_from_prompt_msg, requests_from_detections, requests_from_prompt_msgs)
+from ovsam_ros.prompt_conversion import (
+    MAX_PROMPTS_PER_MESSAGE,
+    PromptConversionError,
+    click_request,
+    request_from_prompt_msg,
+    requests_from_detections,
+    requests_from_prompt_msgs,
+)
 
 
 def prompt_msg(**fields):
@@ -37,8 +43,8 @@ def detection(det_id, cx, cy, w, h):
 
 
 def test_detections_become_box_prompts_with_the_detector_id():
-    converted = requests_from_detections([detection("cup-3", 50.0, 40.0, 20.0, 10.0), detection("", 5.0, 5.0, 4.0, 4.0)],
-                                         stamp_ns=7, fallback_prefix="detection")
+    detections = [detection("cup-3", 50.0, 40.0, 20.0, 10.0), detection("", 5.0, 5.0, 4.0, 4.0)]
+    converted = requests_from_detections(detections, stamp_ns=7, fallback_prefix="detection")
     requests = converted.requests
     assert [r.prompt_id for r in requests] == ["cup-3", "detection-1"] and converted.failures == []
     assert list(requests[0].spec.box) == [40.0, 35.0, 60.0, 45.0] and requests[0].stamp_ns == 7
@@ -52,7 +58,8 @@ def test_every_prompt_past_the_limit_is_answered_with_a_failure_on_both_paths():
                                           stamp_ns=5, fallback_prefix="detection")
     for converted, prefix in ((prompts, "p"), (detections, "d")):
         assert [r.prompt_id for r in converted.requests] == [f"{prefix}{i}" for i in range(MAX_PROMPTS_PER_MESSAGE)]
-        assert [f.prompt_id for f in converted.failures] == [f"{prefix}{i}" for i in range(MAX_PROMPTS_PER_MESSAGE, count)]
+        past_the_limit = [f"{prefix}{i}" for i in range(MAX_PROMPTS_PER_MESSAGE, count)]
+        assert [f.prompt_id for f in converted.failures] == past_the_limit
         assert {f.reason for f in converted.failures} == {f"more than {MAX_PROMPTS_PER_MESSAGE} prompts in one message"}
 
 

@@ -15,14 +15,12 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import Point, PointStamped  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from geometry_msgs.msg import Point, PointStamped  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-
-from rclpy.parameter import Parameter  # noqa: E402
 
 from ovsam_ros.msg import Prompt, PromptArray  # noqa: E402
 from ovsam_ros.node_wiring import NodeWiring  # noqa: E402
@@ -107,7 +105,8 @@ def run_service(coroutine, timeout: float = 60.0):
 def wait_answered(core, ids: set[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not ids <= core.pipeline.outputs.instances_pub.answered():
-        assert time.monotonic() < deadline, f"unanswered: {sorted(ids - core.pipeline.outputs.instances_pub.answered())[:5]}"
+        unanswered = sorted(ids - core.pipeline.outputs.instances_pub.answered())
+        assert time.monotonic() < deadline, f"unanswered: {unanswered[:5]}"
         time.sleep(0.01)
 
 
@@ -174,7 +173,8 @@ def test_click_handlers(core, x, y, z, frame_id, with_info, k):
     if core.camera.info is not None:
         core.camera.info.header.frame_id = "camera"
     def clicks_answered() -> int:
-        return sum(1 for i in core.pipeline.outputs.instances_pub.answered() if i.startswith(("clicked_point-", "image_click-")))
+        answered = core.pipeline.outputs.instances_pub.answered()
+        return sum(1 for i in answered if i.startswith(("clicked_point-", "image_click-")))
 
     before = clicks_answered()
     clicked = PointStamped(point=Point(x=x, y=y, z=z))
@@ -227,7 +227,8 @@ def test_set_vocabulary_service(core, name, classes):
     if not response.success:
         assert response.size == size_before and "previous vocabulary stays" in response.message
     assert_handled(core)
-    run_service(core.pipeline.services._on_set_vocabulary(SetVocabulary.Request(classes=CLASSES), SetVocabulary.Response()))
+    restore = SetVocabulary.Request(classes=CLASSES)
+    run_service(core.pipeline.services._on_set_vocabulary(restore, SetVocabulary.Response()))
 
 
 def test_detections_handler_answers_every_detection(core):

@@ -5,9 +5,9 @@ import array
 
 import cv2
 import numpy as np
+import pytest
 
 from ovsam_model.image_input import as_rgb_uint8
-import pytest
 
 pytest.importorskip("sensor_msgs")
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402

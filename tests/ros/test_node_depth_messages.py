@@ -14,8 +14,15 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from ovsam_ros.depth_fusion import DepthFusion, depth_from_array  # noqa: E402
-from ovsam_ros.instances3d_conversion import (BOXES_NAMESPACE, LABELS_2D_NAMESPACE, LABELS_3D_NAMESPACE,  # noqa: E402
-                                              detections_3d, fusion_to_msg, labelled_cloud, with_3d_markers)
+from ovsam_ros.instances3d_conversion import (  # noqa: E402
+    BOXES_NAMESPACE,
+    LABELS_2D_NAMESPACE,
+    LABELS_3D_NAMESPACE,
+    detections_3d,
+    fusion_to_msg,
+    labelled_cloud,
+    with_3d_markers,
+)
 from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -57,9 +64,9 @@ def placed():
 
 
 def decode(cloud) -> np.ndarray:
+    numpy_types = {PointField.FLOAT32: "<f4", PointField.UINT32: "<u4", PointField.INT32: "<i4"}
     dtype = np.dtype({"names": [f.name for f in cloud.fields], "offsets": [f.offset for f in cloud.fields],
-                      "formats": [{PointField.FLOAT32: "<f4", PointField.UINT32: "<u4", PointField.INT32: "<i4"}[f.datatype]
-                                  for f in cloud.fields], "itemsize": cloud.point_step})
+                      "formats": [numpy_types[f.datatype] for f in cloud.fields], "itemsize": cloud.point_step})
     return np.frombuffer(bytes(cloud.data), dtype=dtype, count=cloud.width)
 
 
@@ -90,8 +97,8 @@ def test_instance3d_array_carries_geometry_and_failures(placed):
         assert [f.name for f in instance_msg.points.fields] == ["x", "y", "z"]
         assert instance_msg.points.width == instance_msg.valid_points == len(points)
         xyz = np.stack([points["x"], points["y"], points["z"]], axis=1)
-        assert np.allclose(xyz.mean(axis=0), [instance_msg.centroid.x, instance_msg.centroid.y, instance_msg.centroid.z],
-                           atol=1e-4)
+        centroid = instance_msg.centroid
+        assert np.allclose(xyz.mean(axis=0), [centroid.x, centroid.y, centroid.z], atol=1e-4)
         assert np.allclose(xyz.min(axis=0), [instance_msg.aabb_min.x, instance_msg.aabb_min.y, instance_msg.aabb_min.z])
     assert list(msg.failed_instance_indices) == [1] and list(msg.failed_prompt_ids) == ["dark-prompt"]
     assert "only 0 of 100 mask pixels have valid depth" in msg.failure_reasons[0]
@@ -126,7 +133,8 @@ def test_empty_answer_gives_an_empty_cloud(placed):
 
 def test_markers_replace_ray_labels_of_placed_instances(placed):
     ray_labels = MarkerArray(markers=[Marker(action=Marker.DELETEALL, ns=LABELS_2D_NAMESPACE)] + [
-        Marker(ns=LABELS_2D_NAMESPACE, id=index, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD) for index in range(3)])
+        Marker(ns=LABELS_2D_NAMESPACE, id=index, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        for index in range(3)])
     markers = with_3d_markers(ray_labels, placed.fusion, placed.header).markers
     assert markers[0].action == Marker.DELETEALL
     assert [m.id for m in markers if m.ns == LABELS_2D_NAMESPACE and m.action == Marker.ADD] == [1]  # the failed one
@@ -172,7 +180,7 @@ def test_detection3d_array_fills_the_vision_msgs_layout(placed, monkeypatch):
             self.header, self.detections = header, []
 
     class Detection3D:
-        def __init__(self, header=None, id=""):
+        def __init__(self, header=None, id=""):  # noqa: A002 - the message's field name
             self.header, self.id, self.results = header, id, []
             self.bbox = SimpleNamespace(center=Pose(), size=Vector3())
 

@@ -17,7 +17,6 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 
 from ovsam_ros.msg import Prompt  # noqa: E402
 from ovsam_ros.srv import Segment  # noqa: E402
-
 from ovsam_ros.tools.soak import rss_kib  # noqa: E402 - the node and its inference process
 from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights  # noqa: E402
 

@@ -118,7 +118,8 @@ def test_segment_service_with_own_image_and_latest(node):
 def test_segment_call_with_300_prompts_answers_every_id(node):
     """Past the per-message limit (256) each prompt is answered with a failure, never dropped."""
     prompts = [box_prompt(f"many-{i}", [2 + i % 20, 2, 40, 40]) for i in range(300)]
-    response = node.call(Segment, "segment", Segment.Request(image=image_msg(FRAMES[1_000_000_000], 5), prompts=prompts))
+    request = Segment.Request(image=image_msg(FRAMES[1_000_000_000], 5), prompts=prompts)
+    response = node.call(Segment, "segment", request)
     assert response.success, response.message
     instances = [i.prompt_id for i in response.result.instances]
     failed = dict(zip(response.result.failed_prompt_ids, response.result.failure_reasons))

@@ -13,8 +13,8 @@ from std_msgs.msg import String  # noqa: E402
 from ovsam_model.synthetic.classes import CLASS_NAMES  # noqa: E402
 from ovsam_model.synthetic.motion import MovingWorld  # noqa: E402
 from ovsam_model.synthetic.prompts import mask_centre_point  # noqa: E402
-from ovsam_ros.tools.demo import iou, mask_from_instance  # noqa: E402
 from ovsam_ros.msg import Prompt  # noqa: E402
+from ovsam_ros.tools.demo import iou, mask_from_instance  # noqa: E402
 from tests.ros.node_harness import NodeUnderTest, box_prompt  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -17,7 +17,8 @@ pytest.importorskip("rclpy")
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE_FILES = ["CMakeLists.txt", "package.xml", "msg", "srv", "ovsam_ros", "ovsam_model", "launch", "config", "scripts"]
+PACKAGE_FILES = ["CMakeLists.txt", "package.xml", "msg", "srv", "ovsam_ros", "ovsam_model", "launch", "config",
+                 "scripts"]
 
 
 def colcon() -> str:
@@ -53,8 +54,9 @@ def test_colcon_build_installs_a_node_that_runs(tmp_path):
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     prefix = workspace / "install" / "ovsam_ros"
     site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    for path in ["lib/ovsam_ros/ovsam_node", "lib/ovsam_ros/ovsam_lifecycle_node", "share/ovsam_ros/launch/ovsam.launch.py",
-                 "share/ovsam_ros/config/ovsam.yaml", "share/ovsam_ros/config/ovsam.rviz", "share/ovsam_ros/package.xml"]:
+    for path in ["lib/ovsam_ros/ovsam_node", "lib/ovsam_ros/ovsam_lifecycle_node",
+                 "share/ovsam_ros/launch/ovsam.launch.py", "share/ovsam_ros/config/ovsam.yaml",
+                 "share/ovsam_ros/config/ovsam.rviz", "share/ovsam_ros/package.xml"]:
         assert (prefix / path).exists(), path
     assert os.access(prefix / "lib/ovsam_ros/ovsam_node", os.X_OK)
     for path in ["ovsam_ros/msg/__init__.py", "ovsam_ros/srv/__init__.py", "ovsam_ros/node.py",

@@ -20,7 +20,7 @@ def test_moving_world_moves_and_knows_its_truth():
     again = MovingWorld(seed=1, size=128, num_objects=3, speed=2.0).render(10)
     assert np.array_equal(again.image, later.image)  # deterministic per seed and frame
     for frame in range(0, 400, 37):  # objects bounce off the borders and stay in the picture
-        for index, obj in enumerate(world.objects):
+        for obj in world.objects:
             x, y = world._position(obj, frame)
             assert obj.radius - 1e-6 <= x <= 128 - obj.radius + 1e-6
             assert obj.radius - 1e-6 <= y <= 128 - obj.radius + 1e-6
