@@ -105,7 +105,6 @@ def _tensorrt_usable() -> bool:
 
 @pytest.mark.skipif(_tensorrt_usable(), reason="TensorRT and a GPU are present: there is nothing to fall back from")
 def test_without_tensorrt_or_a_gpu_the_backend_falls_back_with_the_reason(tmp_path, monkeypatch, caplog) -> None:
-    pytest.importorskip("onnxruntime")
     monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
     torch.manual_seed(0)
     model = build_model("ovsam-tiny")
