@@ -51,6 +51,7 @@ def build_predictor(
     clip_weights: str | Path | None = None,
     backend: str = "torch",
     precision: str = "fp32",
+    verify_digests: bool = True,
 ) -> OVSAMPredictor:
     """A predictor for a named model configuration with its weights loaded.
 
@@ -59,6 +60,8 @@ def build_predictor(
     (see default_vocabulary_spec; the shipped models' case), else LVIS for the released model.
     backend torch | onnxruntime | tensorrt and precision fp32 | fp16 | bf16: see
     ovsam_model.backends.create_backend (tensorrt without TensorRT or a GPU falls back, logged).
+    verify_digests: files whose role has a released SHA-256 in the configuration must match it;
+    False loads your own weights saved under the released file names (still strictly by keys).
     """
     from ovsam_model.checkpoint import load_weights
 
@@ -77,7 +80,7 @@ def build_predictor(
                 f"weights directory {str(weights_path)!r} does not exist; "
                 f"fetch the weights with `ovsam-model download {config.name}`")
     network = build_model(config, device=resolve_device(device))
-    load_weights(network, weights_path, clip_weights=clip_weights)
+    load_weights(network, weights_path, clip_weights=clip_weights, verify_digests=verify_digests)
     predictor = OVSAMPredictor(network, None, cache_size=cache_size, backend=create_backend(network, backend, precision))
     predictor.default_vocabulary = default_vocabulary_spec(config, weights_path)
     if vocabulary is not None:

@@ -197,7 +197,7 @@ def load_role(model: nn.Module, role: str, path: str | Path, strict: bool = True
         raise CheckpointError(
             f"{path}: SHA-256 {digest} does not match the released file's {known} (role '{role}'); the file is "
             f"damaged or not the release: re-download it with `ovsam-model download --to {path.parent}`. "
-            f"For your own weights under the released names, load with verify_digests=False."
+            f"For your own weights under the released names, load with verify_digests=False (the CLI's --no-verify-digests)."
         )
     state = read_state_dict(path)
     report = LoadedFile(

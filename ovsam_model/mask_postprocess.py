@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ovsam_model.modeling.foreground import FOREGROUND_LOGIT, foreground
 from ovsam_model.segment_everything import mask_scores
 
 if TYPE_CHECKING:
@@ -82,12 +83,12 @@ def frame_masks(model: "OVSAM", low_res_logits: torch.Tensor, frame_hw: tuple[in
 
 
 def full_frame_masks(model: "OVSAM", low_res_logits: torch.Tensor, frame_hw: tuple[int, int]) -> list[FrameMask]:
-    """The reference: `OVSAM.postprocess_masks` over the whole frame, `mask_scores`, logits > 0."""
+    """The reference: `OVSAM.postprocess_masks` over the whole frame, `mask_scores`, the official foreground rule."""
     results: list[FrameMask] = []
     for start in range(0, low_res_logits.shape[0], UPSAMPLE_CHUNK):
         logits = model.postprocess_masks(low_res_logits[start:start + UPSAMPLE_CHUNK].float(), frame_hw)[:, 0]
         scores = mask_scores(logits).cpu()
-        masks = (logits > 0).cpu().numpy()
+        masks = foreground(logits).cpu().numpy()
         for mask, score in zip(masks, scores):
             box = tight_box(mask)
             results.append(FrameMask(mask, float(score) if box is not None else 0.0, box))
@@ -259,13 +260,14 @@ def _window_mask(low: torch.Tensor, rows_with_positive: np.ndarray, columns_with
         if found is None:
             return _empty(frame_hw)
         frame_rows, frame_columns, window = found
-    foreground = window.numpy() > 0
-    area = int(np.count_nonzero(foreground))
+    # Windows are bounded by logits > 0, a superset of the foreground (FOREGROUND_LOGIT > 0).
+    inside = window.numpy() > FOREGROUND_LOGIT
+    area = int(np.count_nonzero(inside))
     if area == 0:
         return _empty(frame_hw)
     mask = np.zeros(frame_hw, dtype=bool)
-    mask[frame_rows[0]:frame_rows[1], frame_columns[0]:frame_columns[1]] = foreground
-    x0, y0, x1, y1 = tight_box(foreground)
+    mask[frame_rows[0]:frame_rows[1], frame_columns[0]:frame_columns[1]] = inside
+    x0, y0, x1, y1 = tight_box(inside)
     box = (x0 + frame_columns[0], y0 + frame_rows[0], x1 + frame_columns[0], y1 + frame_rows[0])
     return FrameMask(mask, _mean_foreground_probability(window, area), box)
 
@@ -333,9 +335,10 @@ def _upscale_window(low: torch.Tensor, resizes: _Resizes, rows: tuple[int, int],
 
 
 def _mean_foreground_probability(logits: torch.Tensor, area: int) -> float:
-    """mask_scores for one mask with `area` > 0 pixels above 0, without a boolean gather.
+    """mask_scores for one mask with `area` > 0 foreground pixels, without a boolean gather.
 
-    sigmoid(max(x, 0)) - 1/2 is sigmoid(x) - 1/2 on foreground and exactly 0 elsewhere (x <= 0),
-    so one float32 sum of non-negative terms gives the foreground's total, with no cancellation."""
+    sigmoid(max(x, 0)) - 1/2 is sigmoid(x) - 1/2 on foreground and exactly 0 elsewhere (x <= 0,
+    and 0 < x <= FOREGROUND_LOGIT, where float32's sigmoid is exactly 1/2), so one float32 sum of
+    non-negative terms gives the foreground's total, with no cancellation."""
     excess = torch.sigmoid(logits.clamp(min=0.0)).sub_(0.5).sum()
     return (float(excess) + 0.5 * area) / area

@@ -81,13 +81,15 @@ class OVSAMPredictor:
         clip_weights: str | Path | None = None,
         backend: str = "torch",
         precision: str = "fp32",
+        verify_digests: bool = True,
     ) -> "OVSAMPredictor":
         """A predictor for a named model configuration with its weights loaded (see
         ovsam_model.build.build_predictor for the arguments)."""
         from ovsam_model.build import build_predictor
 
         return build_predictor(model, weights_dir, device=device, vocabulary=vocabulary, cache_size=cache_size,
-                               clip_weights=clip_weights, backend=backend, precision=precision)
+                               clip_weights=clip_weights, backend=backend, precision=precision,
+                               verify_digests=verify_digests)
 
     @property
     def device(self) -> torch.device:

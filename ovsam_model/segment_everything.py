@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ovsam_model.instances import InstancePrediction
+from ovsam_model.modeling.foreground import FOREGROUND_LOGIT, foreground
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.text_query import canonical_class_name, parse_text_query
 from ovsam_model.vocabulary import Vocabulary
@@ -40,8 +41,9 @@ def grid_points(points_per_side: int, height: int, width: int) -> np.ndarray:
     return np.stack([xs.reshape(-1), ys.reshape(-1)], axis=1)
 
 
-def mask_scores(mask_logits: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
-    """Mean foreground probability inside each mask (logits > threshold), 0 for an empty mask.
+def mask_scores(mask_logits: torch.Tensor, threshold: float = FOREGROUND_LOGIT) -> torch.Tensor:
+    """Mean foreground probability inside each mask (logits > threshold, by default the official
+    foreground rule), 0 for an empty mask.
 
     mask_logits: (N, H, W) -> (N,)."""
     probabilities = torch.sigmoid(mask_logits.float())
@@ -51,7 +53,7 @@ def mask_scores(mask_logits: torch.Tensor, threshold: float = 0.0) -> torch.Tens
     return torch.where(area > 0, total / area.clamp(min=1.0), torch.zeros_like(total))
 
 
-def stability_scores(mask_logits: torch.Tensor, offset: float = 1.0, threshold: float = 0.0) -> torch.Tensor:
+def stability_scores(mask_logits: torch.Tensor, offset: float = 1.0, threshold: float = FOREGROUND_LOGIT) -> torch.Tensor:
     """How little each mask changes when its binarising threshold moves by +-offset (in logits):
     area(logits > threshold + offset) / area(logits > threshold - offset), in [0, 1]; a mask that
     is empty at the low threshold counts as perfectly stable (1), as in SAM.
@@ -209,7 +211,7 @@ def _grid_instances(
             low = decoded.low_res_logits[:, 0, :valid_h, :valid_w].float()
             quality = mask_scores(low)
             stable = stability_scores(low, offset=stability_offset)
-            area = (low > 0).flatten(1).sum(dim=1).float() * cell_area
+            area = foreground(low).flatten(1).sum(dim=1).float() * cell_area
             keep = (quality >= min_mask_score) & (stable >= stability_threshold) & (area >= min_area)
             rows = torch.nonzero(keep).flatten().tolist()
             if not rows:
@@ -222,7 +224,7 @@ def _grid_instances(
             return []
         logits = torch.cat(kept_logits)
         quality = torch.cat(kept_quality)
-        binary = logits[:, 0, :valid_h, :valid_w] > 0
+        binary = foreground(logits[:, 0, :valid_h, :valid_w])
         survivors = mask_nms(binary, quality, nms_iou).tolist()
         candidates = DecodedPrompts(
             prompt_ids=[kept_ids[i] for i in survivors],

@@ -1,13 +1,15 @@
 """On-disk cache of serialized TensorRT engines.
 
-An engine is only valid for the GPU model, compute capability, TensorRT version, precision, shape
-profile and ONNX graph it was built from: a stale engine fails to deserialize or, worse, runs with
-the wrong weights. Every one of those goes into the key, so a driver or TensorRT upgrade, a new
-GPU or new weights builds a new engine instead of loading an old one. Each engine file has a JSON
+An engine is only valid for the GPU model, compute capability, TensorRT version, CUDA runtime and
+driver, precision, shape profile and ONNX graph it was built from: a stale engine fails to
+deserialize or, worse, runs with the wrong weights. Every one of those goes into the key, so a
+driver, CUDA or TensorRT upgrade, a new GPU or new weights builds a new engine instead of loading
+an old one. Each engine file has a JSON
 sidecar with its key in readable form. No TensorRT import here: the cache is plain files.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -20,6 +22,26 @@ from typing import Callable
 from ovsam_model.cache_location import cache_root
 
 
+def gpu_driver_version(proc_file: str | os.PathLike = "/proc/driver/nvidia/version") -> str:
+    """The NVIDIA driver's version: the kernel module's ("550.54.15") where Linux shows it, else the
+    CUDA driver API version from libcuda ("cuda-12040", Jetson and others), else "unknown"."""
+    try:
+        text = Path(proc_file).read_text()
+        match = re.search(r"Kernel Module(?: for [\w-]+)?\s+([0-9][0-9.]*)", text)
+        if match:
+            return match.group(1)
+    except OSError:
+        pass
+    try:
+        library = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int()
+        if library.cuDriverGetVersion(ctypes.byref(version)) == 0:
+            return f"cuda-{version.value}"
+    except (OSError, AttributeError):
+        pass
+    return "unknown"
+
+
 @dataclass(frozen=True)
 class EngineKey:
     graph: str               # "image", "prompt_points", ...
@@ -27,6 +49,8 @@ class EngineKey:
     gpu_name: str            # torch.cuda.get_device_name()
     compute_capability: str  # "8.9"
     tensorrt_version: str
+    cuda_version: str        # the CUDA runtime torch was built with (torch.version.cuda)
+    driver_version: str      # the NVIDIA driver (gpu_driver_version())
     precision: str           # fp32 | fp16 | bf16
     profile: str             # the optimisation profile's shapes, as JSON
 

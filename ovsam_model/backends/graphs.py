@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from ovsam_model.modeling.clip_backbone import trunk_features
+from ovsam_model.modeling.foreground import FOREGROUND_LOGIT
 from ovsam_model.modeling.ovsam import LOW_RES_MASK_STRIDE, OVSAM
 
 from .base import LAYOUT_BOX, LAYOUT_POINTS, LAYOUT_POINTS_BOX, PROMPT_LAYOUTS
@@ -121,8 +122,9 @@ class PromptGraph(nn.Module):
     # -- recognition -----------------------------------------------------------------------------
     @staticmethod
     def _mask_boxes(mask_logits: Tensor) -> Tensor:
-        """Tight boxes of mask_logits > 0 in input pixels (x2/y2 one past the end); zeros when empty."""
-        foreground = mask_logits[:, 0] > 0
+        """Tight boxes of the foreground (FOREGROUND_LOGIT, as region_pooling) in input pixels (x2/y2
+        one past the end); zeros when empty. Written without boolean indexing, which ONNX lacks."""
+        foreground = mask_logits[:, 0] > FOREGROUND_LOGIT
         columns = foreground.any(dim=1)
         rows = foreground.any(dim=2)
         width, height = columns.shape[1], rows.shape[1]

@@ -24,7 +24,7 @@ from ovsam_model.prompts import MAX_POINTS_PER_PROMPT
 
 from .base import (LAYOUT_BOX, LAYOUT_POINTS, BackendUnavailableError, check_precision, features_from_outputs,
                    prompt_arrays)
-from .engine_cache import EngineCache, EngineKey
+from .engine_cache import EngineCache, EngineKey, gpu_driver_version
 from .graphs import IMAGE_OUTPUTS, PROMPT_OUTPUTS
 from .onnx_export import ensure_onnx
 from .onnxruntime_backend import prompt_feeds
@@ -183,6 +183,7 @@ class TensorRTBackend:
                 shapes: dict[str, tuple[tuple[int, ...], ...]]) -> _Engine:
         key = EngineKey(graph=graph, onnx_sha256=onnx_sha256, gpu_name=self.gpu_name,
                         compute_capability=self.compute_capability, tensorrt_version=self._trt.__version__,
+                        cuda_version=str(torch.version.cuda), driver_version=gpu_driver_version(),
                         precision=self.precision, profile=json.dumps(shapes, sort_keys=True))
 
         def build() -> bytes:

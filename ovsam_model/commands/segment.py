@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="ovsam-shapes", help="model configuration name (default: ovsam-shapes)")
     parser.add_argument("--weights", default=None, metavar="DIR",
                         help="weights directory (default: the weights shipped with the model)")
+    parser.add_argument("--no-verify-digests", dest="verify_digests", action="store_false",
+                        help="load files whose SHA-256 differs from the released one (your own weights saved "
+                             "under the released file names); keys are still checked strictly")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--top-k", type=int, default=5, help="alternative labels kept per instance (default: 5)")
     parser.add_argument("--points-per-side", type=int, default=16,
@@ -196,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(f"--out {str(out_path)!r} needs a picture extension such as .png")
 
     predictor = OVSAMPredictor.from_pretrained(
-        args.model, args.weights, device=args.device, vocabulary=args.vocab)
+        args.model, args.weights, device=args.device, vocabulary=args.vocab, verify_digests=args.verify_digests)
     predictor.set_image(rgb)
     predictions = []
     if prompts:

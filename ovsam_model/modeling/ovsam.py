@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from PIL import Image
 from torchvision.ops import roi_align
 
 from segment_anything.modeling.prompt_encoder import PromptEncoder
@@ -21,11 +21,23 @@ from segment_anything.modeling.prompt_encoder import PromptEncoder
 from .clip2sam_head import CLIP2SAMHead
 from .clip_backbone import attention_pool_grid, build_clip, build_tokenizer, trunk_features
 from ..config import OVSAMConfig, get_config
+from .foreground import foreground
 from .fpn import FPN
 from .region_pooling import mask_logits_to_boxes
 from .sam2clip_adapter import SAM2CLIPAdapter
 
 LOW_RES_MASK_STRIDE = 4
+
+
+def resize_like_official(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """HxWx3 uint8 resized to (height, width) with PIL's bilinear filter, as the official demo does.
+
+    PIL widens its bilinear kernel when it shrinks (an antialiasing low-pass); OpenCV's INTER_LINEAR
+    does not, which changed a quarter of the values of a 600x800 frame by one grey level and up
+    to 140 levels on a noisy 1080p frame shrunk to 1024."""
+    if image.shape[:2] == (height, width):
+        return image
+    return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.Resampling.BILINEAR))
 
 
 @dataclass
@@ -108,9 +120,13 @@ class OVSAM(nn.Module):
     # ----------------------------------------------------------------------------- image side
 
     def resized_shape(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) of an image of (height, width) after the long side is scaled to the input size."""
+        """(h, w) of an image of (height, width) after the long side is scaled to the input size.
+
+        Truncated, as the official code does (`int(h * scale)`): rounding gives another height for
+        about half of all frame sizes (426x640 -> 170 rows at 256, not 171) and so another crop
+        of the masks afterwards. Never below one pixel (a 2x600 strip would give 0 rows)."""
         scale = self.config.image_size / max(height, width)
-        return int(height * scale + 0.5), int(width * scale + 0.5)
+        return max(1, int(height * scale)), max(1, int(width * scale))
 
     def preprocess(self, image: np.ndarray) -> tuple[Tensor, float]:
         """HxWx3 uint8 RGB -> ([1, 3, S, S] normalised, zero-padded bottom/right), scale = S / max(H, W)."""
@@ -123,7 +139,7 @@ class OVSAM(nn.Module):
         size = self.config.image_size
         scale = size / max(height, width)
         new_height, new_width = self.resized_shape(height, width)
-        resized = cv2.resize(np.ascontiguousarray(image), (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+        resized = resize_like_official(image, new_height, new_width)
         pixels = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
         pixels = (pixels - self.pixel_mean) / self.pixel_std
         # Padding after normalisation puts the pad at zero in normalised units, as SAM and mmdet do.
@@ -299,7 +315,7 @@ class OVSAM(nn.Module):
         mask_at_clip_grid = F.interpolate(
             output.mask_logits, size=features.clip_last.shape[-2:], mode="bilinear", align_corners=False
         )
-        has_mask = (mask_at_clip_grid > 0).flatten(1).any(dim=1).to(head_log_probs.dtype)[:, None]
+        has_mask = foreground(mask_at_clip_grid).flatten(1).any(dim=1).to(head_log_probs.dtype)[:, None]
         weight = weight[None, :] * has_mask
         # The geometric mix in log space: no 0 ** x or log(0) for classes a softmax underflows.
         return (1.0 - weight) * head_log_probs + weight * clip_log_probs

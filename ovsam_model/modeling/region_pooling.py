@@ -11,18 +11,20 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from .foreground import foreground
+
 
 def mask_logits_to_boxes(mask_logits: Tensor, scale: float = 1.0) -> Tensor:
-    """Tight boxes (x1, y1, x2, y2) of `mask_logits > 0` ([N, 1, h, w] or [N, h, w]), times `scale`.
+    """Tight boxes (x1, y1, x2, y2) of the foreground of `mask_logits` ([N, 1, h, w] or [N, h, w]), times `scale`.
 
     As mmdet's mask2bbox: x2/y2 are one past the last foreground index; an empty mask gives an
     all-zero box.
     """
     if mask_logits.dim() == 4:
         mask_logits = mask_logits[:, 0]
-    foreground = mask_logits > 0
-    columns = foreground.any(dim=1)  # [N, w]
-    rows = foreground.any(dim=2)  # [N, h]
+    inside = foreground(mask_logits)
+    columns = inside.any(dim=1)  # [N, w]
+    rows = inside.any(dim=2)  # [N, h]
     boxes = mask_logits.new_zeros((mask_logits.shape[0], 4), dtype=torch.float32)
     if boxes.shape[0] == 0:
         return boxes

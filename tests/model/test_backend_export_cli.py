@@ -6,12 +6,10 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-
-from ovsam_model.backends.onnx_export import weights_fingerprint  # noqa: E402
-from ovsam_model.checkpoint import load_weights, save_official_layout  # noqa: E402
-from ovsam_model.cli import main  # noqa: E402
-from ovsam_model.modeling.ovsam import build_model  # noqa: E402
+from ovsam_model.backends.onnx_export import weights_fingerprint
+from ovsam_model.checkpoint import load_weights, save_official_layout
+from ovsam_model.cli import main
+from ovsam_model.modeling.ovsam import build_model
 
 
 def test_export_with_weights_checks_parity_and_writes_a_manifest(tmp_path, capsys) -> None:

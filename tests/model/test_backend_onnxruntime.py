@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-
-from ovsam_model.backends import create_backend  # noqa: E402
-from ovsam_model.backends.base import LAYOUT_BOX, LAYOUT_POINTS, LAYOUT_POINTS_BOX, prompt_arrays  # noqa: E402
-from ovsam_model.backends.onnx_export import (MANIFEST, OnnxExportError, ensure_onnx, read_export,  # noqa: E402
+from ovsam_model.backends import create_backend
+from ovsam_model.backends.base import LAYOUT_BOX, LAYOUT_POINTS, LAYOUT_POINTS_BOX, prompt_arrays
+from ovsam_model.backends.onnx_export import (MANIFEST, OnnxExportError, ensure_onnx, read_export,
                                               weights_fingerprint)
-from ovsam_model.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from ovsam_model.modeling.ovsam import OVSAM, build_model  # noqa: E402
-from ovsam_model.predictor import OVSAMPredictor  # noqa: E402
-from ovsam_model.prompts import PromptSpec  # noqa: E402
-from ovsam_model.vocabulary import Vocabulary, encode_class_names  # noqa: E402
+from ovsam_model.backends.onnxruntime_backend import OnnxRuntimeBackend
+from ovsam_model.modeling.ovsam import OVSAM, build_model
+from ovsam_model.predictor import OVSAMPredictor
+from ovsam_model.prompts import PromptSpec
+from ovsam_model.vocabulary import Vocabulary, encode_class_names
 
 RELATIVE_TOLERANCE = 1e-4
 SIZE = 128  # ovsam-tiny's input

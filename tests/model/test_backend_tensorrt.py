@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ovsam_model.backends import BackendUnavailableError, create_backend
-from ovsam_model.backends.engine_cache import EngineCache, EngineKey
+from ovsam_model.backends.engine_cache import EngineCache, EngineKey, gpu_driver_version
 from ovsam_model.modeling.ovsam import build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def a_key(**changes) -> EngineKey:
     key = EngineKey(graph="image", onnx_sha256="ab" * 32, gpu_name="NVIDIA GeForce RTX 4090",
-                    compute_capability="8.9", tensorrt_version="10.3.0", precision="fp16",
+                    compute_capability="8.9", tensorrt_version="10.3.0", cuda_version="12.8",
+                    driver_version="570.86.15", precision="fp16",
                     profile=json.dumps({"pixels": [[1, 3, 1024, 1024]] * 3}))
     return replace(key, **changes)
 
@@ -30,9 +31,21 @@ def test_engine_key_names_everything_an_engine_depends_on() -> None:
     stem = key.file_stem()
     assert stem.startswith("image-nvidia-geforce-rtx-4090-sm89-trt10.3.0-fp16-")
     variants = [a_key(onnx_sha256="cd" * 32), a_key(gpu_name="NVIDIA A100"), a_key(compute_capability="8.0"),
-                a_key(tensorrt_version="10.4.0"), a_key(precision="fp32"), a_key(profile="{}"), a_key(graph="prompt_box")]
+                a_key(tensorrt_version="10.4.0"), a_key(precision="fp32"), a_key(profile="{}"), a_key(graph="prompt_box"),
+                a_key(cuda_version="13.0"), a_key(driver_version="580.65.06")]
     stems = {variant.file_stem() for variant in variants}
     assert stem not in stems and len(stems) == len(variants)
+
+
+def test_driver_version_is_read_from_the_kernel_module(tmp_path) -> None:
+    proc = tmp_path / "version"
+    proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  570.86.15  Thu Jan 23 2025\n"
+                    "GCC version:  gcc version 12.2.0\n")
+    assert gpu_driver_version(proc) == "570.86.15"
+    proc.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build\n")
+    assert gpu_driver_version(proc) == "580.65.06"
+    # Without the file (Jetson, containers): libcuda's API version, or "unknown" without a driver.
+    assert gpu_driver_version(tmp_path / "missing").startswith(("cuda-", "unknown"))
 
 
 def test_cache_builds_once_then_loads(tmp_path) -> None:
@@ -92,7 +105,6 @@ def _tensorrt_usable() -> bool:
 
 @pytest.mark.skipif(_tensorrt_usable(), reason="TensorRT and a GPU are present: there is nothing to fall back from")
 def test_without_tensorrt_or_a_gpu_the_backend_falls_back_with_the_reason(tmp_path, monkeypatch, caplog) -> None:
-    pytest.importorskip("onnxruntime")
     monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
     torch.manual_seed(0)
     model = build_model("ovsam-tiny")

@@ -63,7 +63,7 @@ def test_show_reports_a_missing_file(tmp_path, capsys):
 
 
 def test_build_encodes_with_the_model_and_fills_the_cache(tmp_path, capsys, monkeypatch):
-    checkpoint = pytest.importorskip("ovsam_model.checkpoint")
+    from ovsam_model import checkpoint
     from ovsam_model.modeling.ovsam import OVSAM, build_model
 
     model = build_model("ovsam-tiny")
@@ -101,7 +101,7 @@ def test_build_encodes_with_the_model_and_fills_the_cache(tmp_path, capsys, monk
 
 
 def test_build_reports_a_bad_class_list(tmp_path, capsys):
-    checkpoint = pytest.importorskip("ovsam_model.checkpoint")
+    from ovsam_model import checkpoint
     from ovsam_model.modeling.ovsam import build_model
 
     weights = tmp_path / "weights"
