@@ -1,7 +1,7 @@
 """What the tools share to drive the node: start it as its own process (`NodeProcess`), talk to it
 from a client node in this process (`ToolClient`: spin until something holds, wait for the node's
-subscriptions, read its /diagnostics), and stop it politely. The demo, soak and benchmarks use it;
-the tests use `child_environment` and `stop_process`."""
+subscriptions, call its services, read its /diagnostics), and stop it politely. The demo, soak and
+benchmarks use it, and so does the tests' NodeUnderTest (tests/ros/node_harness.py)."""
 from __future__ import annotations
 
 import os
@@ -157,6 +157,26 @@ class ToolClient:
     def wait_for_subscribers(self, publishers: Sequence[Any], timeout: float) -> bool:
         """Until the node subscribes to each of these publishers' topics."""
         return self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout)
+
+    def call_service(self, srv_type: Any, name: str, request: Any, timeout: float, retries: int = 2) -> Any:
+        """Wait for the service, call it, and return its response (None if none came in time).
+
+        A first request can be lost while DDS is still matching the reply channel (service_is_ready
+        covers only the request side), so the call is re-sent up to `retries` times, each waiting 15 s
+        but the last: use retries=0 for calls that must not be repeated."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not self.spin_until(client.service_is_ready, timeout):
+                return None
+            self.spin_for(0.2)
+            for attempt in range(retries + 1):
+                future = client.call_async(request)
+                if self.spin_until(future.done, timeout if attempt == retries else 15.0):
+                    return future.result()
+                client.remove_pending_request(future)
+            return None
+        finally:
+            self.node.destroy_client(client)
 
     def spin_in_background(self) -> None:
         """Spin on a thread of its own: callbacks' arrival times then do not wait for the tool's loop."""

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import array
-import time
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
+from ovsam_ros.tools.harness import NodeExited, NodeProcess, ToolClient
 
-from .ros_env import apply_to_this_process, spin_until, start_python, stop
+from .ros_env import apply_to_this_process, isolated_ros_environment
 
 TIMEOUT = 60.0
 
@@ -54,18 +53,19 @@ def box_prompt(prompt_id: str, box, stamp_ns: int = 0, track: bool = False) -> P
 
 
 class NodeUnderTest:
-    """The node process plus a client node in this process."""
+    """The node process plus a client node in this process, on the tools' harness
+    (ovsam_ros.tools.harness), with the tests' publishers and failing waits."""
 
     def __init__(self, parameters: dict[str, Any], module: str = "ovsam_ros.node") -> None:
         apply_to_this_process()
-        args = ["--ros-args"]
-        for name, value in parameters.items():
-            args += ["-p", f"{name}:={value}"]
-        self.process = start_python(module, *args)
-        rclpy.init()
-        self.node = rclpy.create_node("ovsam_test_client")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
+        log = tempfile.NamedTemporaryFile(prefix="ovsam_node-", suffix=".log", delete=False)
+        log.close()
+        self.node_process = NodeProcess(parameters, env=isolated_ros_environment(), log_path=Path(log.name),
+                                        module=module)
+        self.process = self.node_process.process
+        self._tool = ToolClient("ovsam_test_client", self.node_process)
+        self.node, self.executor = self._tool.node, self._tool.executor
+        self._output: str | None = None
         self.results: list[InstanceMaskArray] = []
         reliable = QoSProfile(depth=10)
         self.image_pub = self.node.create_publisher(Image, "image", reliable)
@@ -79,17 +79,16 @@ class NodeUnderTest:
                         self.image_pub.get_subscription_count() > 0, "the node to subscribe")
 
     def spin_until(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-        def alive_and(condition=condition) -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the node exited with {self.process.returncode}:\n{stop(self.process)}")
-            return condition()
-
-        spin_until(self.node, self.executor, alive_and, timeout, what)
+        """Spin until `condition()` holds; fail naming `what` on a timeout, with the node's log if it exited."""
+        try:
+            held = self._tool.spin_until(condition, timeout)
+        except NodeExited:
+            raise AssertionError(f"the node exited with {self.process.returncode}:\n{self.close()}") from None
+        if not held:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def spin_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.05)
+        self._tool.spin_for(seconds)
 
     def publish_frame(self, rgb: np.ndarray, stamp_ns: int) -> None:
         self.image_pub.publish(image_msg(rgb, stamp_ns))
@@ -117,30 +116,24 @@ class NodeUnderTest:
         return found
 
     def call(self, srv_type, name: str, request, timeout: float = TIMEOUT, retries: int = 2):
-        """Call a service. A first request can be lost while DDS is still matching the reply channel
-        (service_is_ready only covers the request side), so idempotent calls are re-sent."""
-        client = self.node.create_client(srv_type, name)
+        """Call a service (re-sent up to `retries` times: see ToolClient.call_service); fails on no answer."""
         try:
-            self.spin_until(client.service_is_ready, f"service '{name}'", timeout)
-            self.spin_for(0.2)
-            for attempt in range(retries + 1):
-                future = client.call_async(request)
-                last = attempt == retries
-                try:
-                    self.spin_until(future.done, f"the answer of '{name}'", timeout if last else 15.0)
-                    return future.result()
-                except AssertionError:
-                    if last:
-                        raise
-                    client.remove_pending_request(future)
-        finally:
-            self.node.destroy_client(client)
+            response = self._tool.call_service(srv_type, name, request, timeout, retries)
+        except NodeExited:
+            raise AssertionError(f"the node exited with {self.process.returncode}:\n{self.close()}") from None
+        if response is None:
+            raise AssertionError(f"no answer from '{name}' within {timeout:.0f} s")
+        return response
 
     def close(self) -> str:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown()
-        return stop(self.process)
+        """Stop the client and the node; returns what the node printed (again on a second call)."""
+        if self._output is None:
+            self._tool.close()
+            self.node_process.stop()
+            self._output = self.node_process.log_tail(chars=1_000_000)
+            if self.node_process.log_path is not None:
+                self.node_process.log_path.unlink(missing_ok=True)
+        return self._output
 
     def is_alive(self) -> bool:
-        return self.process.poll() is None
+        return self.node_process.alive()
