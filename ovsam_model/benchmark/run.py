@@ -15,7 +15,7 @@ prompt_counts. Stages:
                 weights scatter foreground over the whole frame, its slowest case)
 frame_N is their per-iteration sum; prompt_side_N the sum of the last three. Medians and p95 are
 over the repeats. The SAM + CLIP baseline (benchmark_baseline) runs on the same frame and points.
-Message conversion and publishing belong to the node: `python -m ovsam_ros.bench`.
+Message conversion and publishing belong to the node: `python -m ovsam_ros.tools.bench`.
 """
 from __future__ import annotations
 
