@@ -28,7 +28,8 @@ from ovsam_ros.msg import PromptArray
 from .camera_geometry import ProjectionError
 from .camera_inputs import CameraInputs
 from .clicked_point import ClickedPointProjector
-from .depth_fusion import DepthError, DepthFusion, depth_from_msg
+from .depth_fusion import DepthFusion
+from .depth_image import DepthError, depth_from_msg
 from .engine import Answer, EngineSettings, PerceptionEngine
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb

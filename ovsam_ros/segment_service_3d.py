@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .depth_fusion import DepthError, DepthFusion, Fusion3D, depth_from_msg
+from .depth_fusion import DepthFusion, Fusion3D
+from .depth_image import DepthError, depth_from_msg
 from .engine import Answer
 from .image_conversion import ImageConversionError
 

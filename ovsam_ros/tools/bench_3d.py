@@ -17,7 +17,8 @@ import numpy as np
 
 from ovsam_model.benchmark.statistics import percentile
 
-from ..depth_fusion import DepthFusion, depth_from_array
+from ..depth_fusion import DepthFusion
+from ..depth_image import depth_from_array
 
 WIDTH, HEIGHT = 640, 480
 FOCAL = 525.0

@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ovsam_ros.depth_fusion import (
-    DepthBuffer,
-    DepthError,
-    DepthFusion,
-    DepthUnavailable,
-    depth_from_array,
-    depth_from_msg,
-)
+from ovsam_ros.depth_fusion import DepthBuffer, DepthFusion, DepthUnavailable
+from ovsam_ros.depth_image import DepthError, depth_from_array, depth_from_msg
 from ovsam_ros.image_conversion import ImageConversionError
 from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene
 

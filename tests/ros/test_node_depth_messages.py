@@ -13,7 +13,8 @@ from sensor_msgs.msg import PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from ovsam_ros.depth_fusion import DepthFusion, depth_from_array  # noqa: E402
+from ovsam_ros.depth_fusion import DepthFusion  # noqa: E402
+from ovsam_ros.depth_image import depth_from_array  # noqa: E402
 from ovsam_ros.instances3d_conversion import (  # noqa: E402
     BOXES_NAMESPACE,
     LABELS_2D_NAMESPACE,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ovsam_ros.depth_fusion import DepthFusion, depth_from_array
+from ovsam_ros.depth_fusion import DepthFusion
+from ovsam_ros.depth_image import depth_from_array
 from ovsam_ros.tools.bench_3d import HEIGHT, WIDTH, measure, synthetic_frame
 
 BUDGET_MS = 10.0
