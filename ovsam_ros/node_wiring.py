@@ -71,6 +71,8 @@ class Pipeline:
     services: NodeServices
 
     def release(self) -> None:
+        # Services first (no new calls); the worker answers what is still queued through the outputs,
+        # so they go last.
         self.services.destroy()
         self.worker.stop()
         if isinstance(self.predictor, PredictorProcess):
