@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ovsam_model.benchmark.gpu_check import CheckResult, compare, format_table
 from ovsam_model.instances import InstancePrediction
@@ -34,6 +35,7 @@ def test_compare_flags_masks_and_decided_labels_only() -> None:
     assert figures["min_mask_iou"] == 0.3333 and len(problems) == 2
 
 
+@pytest.mark.ros  # its node check starts the node and a camera
 def test_cpu_mode_runs_every_cpu_capable_check(tmp_path: Path) -> None:
     environment = {**os.environ, "OUT": str(tmp_path)}
     completed = subprocess.run([str(ROOT / "scripts" / "gpu-check"), "--cpu-mode"], cwd=ROOT, env=environment,
