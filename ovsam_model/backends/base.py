@@ -7,9 +7,7 @@ mask upsampling, naming against a vocabulary) stays with the torch model: it is 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -17,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ovsam_model.modeling.ovsam import DecoderOutput, ImageFeatures
-from ovsam_model.runtime_choices import BACKEND_NAMES, PRECISIONS
+from ovsam_model.runtime_choices import PRECISIONS
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -18,9 +18,8 @@ from typing import Sequence
 
 import torch
 
-from ovsam_model.modeling.ovsam import OVSAM
-
 from ovsam_model.cache_location import cache_root
+from ovsam_model.modeling.ovsam import OVSAM
 
 from .base import PROMPT_LAYOUTS
 from .graphs import IMAGE_OUTPUTS, PROMPT_OUTPUTS, ImageGraph, PromptGraph, prompt_input_names

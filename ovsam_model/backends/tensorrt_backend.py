@@ -22,8 +22,14 @@ from torch import Tensor
 from ovsam_model.modeling.ovsam import OVSAM, DecoderOutput, ImageFeatures
 from ovsam_model.prompts import MAX_POINTS_PER_PROMPT
 
-from .base import (LAYOUT_BOX, LAYOUT_POINTS, BackendUnavailableError, check_precision, features_from_outputs,
-                   prompt_arrays)
+from .base import (
+    LAYOUT_BOX,
+    LAYOUT_POINTS,
+    BackendUnavailableError,
+    check_precision,
+    features_from_outputs,
+    prompt_arrays,
+)
 from .engine_cache import EngineCache, EngineKey, gpu_driver_version
 from .graphs import IMAGE_OUTPUTS, PROMPT_OUTPUTS
 from .onnx_export import ensure_onnx

@@ -39,7 +39,7 @@ from ovsam_model.benchmark.report import evaluate_targets, ratios_to_baseline
 from ovsam_model.benchmark.timing import PeakMemory, Stopwatch, machine_info
 from ovsam_model.config import get_config
 from ovsam_model.mask_postprocess import frame_masks
-from ovsam_model.modeling.ovsam import ImageFeatures, OVSAM, build_model
+from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures, build_model
 
 logger = logging.getLogger(__name__)
 

@@ -107,8 +107,8 @@ def options_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ovsam_model.benchmark.run import run_benchmark
     from ovsam_model.benchmark.report import format_report
+    from ovsam_model.benchmark.run import run_benchmark
     from ovsam_model.config import ConfigError, get_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
-
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.mask_decoder import MLP
 from segment_anything.modeling.transformer import TwoWayTransformer
+from torch import Tensor, nn
 
 from .conv_unit import ConvUnit
 from .region_pooling import pool_regions

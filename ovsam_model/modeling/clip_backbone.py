@@ -9,12 +9,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-import torch
-from torch import Tensor, nn
-
 import open_clip
 from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer
+from torch import Tensor, nn
 
 
 def build_clip(clip_spec: dict) -> CLIP:

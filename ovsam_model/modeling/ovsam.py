@@ -12,15 +12,14 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 from PIL import Image
+from segment_anything.modeling.prompt_encoder import PromptEncoder
+from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from segment_anything.modeling.prompt_encoder import PromptEncoder
-
+from ..config import OVSAMConfig, get_config
 from .clip2sam_head import CLIP2SAMHead
 from .clip_backbone import attention_pool_grid, build_clip, build_tokenizer, trunk_features
-from ..config import OVSAMConfig, get_config
 from .foreground import foreground
 from .fpn import FPN
 from .region_pooling import mask_logits_to_boxes

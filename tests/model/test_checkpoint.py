@@ -6,7 +6,7 @@ import open_clip
 import pytest
 import torch
 
-from ovsam_model import CheckpointError, OVSAM, build_model, load_weights, save_official_layout
+from ovsam_model import OVSAM, CheckpointError, build_model, load_weights, save_official_layout
 from ovsam_model.checkpoint import read_state_dict
 from ovsam_model.modeling.clip_backbone import build_clip
 

@@ -11,7 +11,7 @@ import torch
 
 from ovsam_model.checkpoint import save_official_layout
 from ovsam_model.cli import main
-from ovsam_model.commands.segment import mask_to_rle, parse_point, rle_to_mask, CommandError
+from ovsam_model.commands.segment import CommandError, mask_to_rle, parse_point, rle_to_mask
 from ovsam_model.modeling.ovsam import build_model
 
 HEIGHT, WIDTH = 60, 90

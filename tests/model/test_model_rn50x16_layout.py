@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from segment_anything.modeling.prompt_encoder import PromptEncoder
 
 from ovsam_model import build_model, get_config

@@ -4,7 +4,6 @@ SAM's decoder puts an IoU token first; OV-SAM puts its label token there. With t
 set to SAM's IoU token, both must produce the same single-mask logits.
 """
 import torch
-
 from segment_anything.modeling.mask_decoder import MaskDecoder
 from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import TwoWayTransformer

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovsam_model import DecoderOutput, ImageFeatures, OVSAM, build_model, get_config
+from ovsam_model import OVSAM, DecoderOutput, ImageFeatures, build_model, get_config
 
 
 @pytest.fixture(scope="module")

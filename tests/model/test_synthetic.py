@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from ovsam_model.synthetic import (
-    BASE_CLASSES, CLASS_NAMES, COLOURS, NOVEL_CLASSES, SHAPES, class_index, generate_scene, generate_scene_set,
+    BASE_CLASSES,
+    CLASS_NAMES,
+    COLOURS,
+    NOVEL_CLASSES,
+    SHAPES,
+    class_index,
+    generate_scene,
+    generate_scene_set,
     is_novel,
 )
 from ovsam_model.synthetic.classes import BASE_INDICES, NOVEL_INDICES

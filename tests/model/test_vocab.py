@@ -6,7 +6,6 @@ own BPE tokenizer; only the 20,000-class chunking test uses a cheap fake encoder
 from __future__ import annotations
 
 import math
-import os
 
 import open_clip
 import pytest
