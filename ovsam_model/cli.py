@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "export",
     "train": "train",
     "eval": "eval",
+    "triton-repo": "triton_repo",
 }
 
 
