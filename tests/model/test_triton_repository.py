@@ -93,3 +93,19 @@ def test_an_unreachable_server_fails_with_the_reason() -> None:
     assert not backend.check_ready()
     probe = ServerHealthProbe(address, timeout_s=1.0)
     assert probe.probe_once()["server_state"] == "unreachable"
+
+
+def test_a_server_that_does_not_answer_times_out_with_the_reason() -> None:
+    import socket
+
+    model = build_model("ovsam-shapes")
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        backend = TritonBackend(model, address, timeout_s=1.0)
+        size = get_config("ovsam-shapes").image_size
+        with pytest.raises(InferenceServerError,
+                           match=f"inference server {address} did not answer ovsam_image within 1 s"):
+            backend.encode_image(torch.zeros(1, 3, size, size))
+    assert backend.status.state == "timed out"

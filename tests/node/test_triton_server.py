@@ -18,6 +18,7 @@ from ovsam_model.modeling.ovsam import resize_like_official
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic import generate_scene
+from ovsam_model.triton.health_probe import ServerHealthProbe
 from ovsam_model.triton.local_server import LocalTritonServer
 from ovsam_model.triton.names import prompt_model
 from ovsam_model.triton.repository import write_repository
@@ -135,11 +136,75 @@ def test_a_model_that_is_not_loaded_fails_its_prompts_with_the_reason(server: Lo
         with pytest.raises(InferenceServerError, match="ovsam_prompt_box is not loaded"):
             remote.predict(boxes, "f")
         assert remote.backend.status.state == "model not loaded"
-        # Other layouts still answer.
+        # Other layouts still answer; the node's health probe names the missing model.
         assert remote.predict([p for p in prompts if not p.has_box], "f")
+        assert ServerHealthProbe(server.url).probe_once()["server_state"] == "model not loaded: ovsam_prompt_box"
     finally:
         control.load_model(prompt_model("box"))
     assert len(remote.predict(boxes, "f")) == len(boxes)
+
+
+@pytest.mark.ros
+def test_the_node_publishes_the_local_models_answers_while_another_client_shares_the_server(
+        server: LocalTritonServer, local: OVSAMPredictor) -> None:
+    pytest.importorskip("rclpy")
+    from geometry_msgs.msg import Point
+
+    from ovsam_ros.msg import Prompt
+    from ovsam_ros.tools.demo import mask_from_instance
+    from ovsam_ros.tools.harness import DiagnosticsReader
+    from tests.ros.node_harness import NodeUnderTest, box_prompt
+
+    stamp = 7_000_000_000
+    image, specs = frames(1, seed=21)[0]
+    # Whole pixels: the message's float32 box and the local float64 one must be the same numbers.
+    specs = [PromptSpec(s.prompt_id, points=np.round(s.points) if s.num_points else np.zeros((0, 2)),
+                        point_labels=s.point_labels, box=None if s.box is None else np.round(s.box))
+             for s in specs if not (s.num_points and s.has_box)]
+    local.set_image(image, key="node")
+    expected = {p.prompt_id: p for p in local.predict(specs, "node")}
+
+    stop = threading.Event()
+    other_answers: list[int] = []
+
+    def other_client() -> None:  # a second client on the same server all along
+        predictor = remote_predictor(server)
+        other_image, other_specs = frames(1, seed=22)[0]
+        while not stop.is_set():
+            predictor.set_image(other_image, key=len(other_answers))
+            other_answers.append(len(predictor.predict(other_specs, len(other_answers))))
+
+    thread = threading.Thread(target=other_client, daemon=True)
+    thread.start()
+    node = NodeUnderTest({"image_qos": "reliable", "inference_server": server.url})
+    try:
+        diagnostics = DiagnosticsReader(node.node)
+        node.wait_ready()
+        node.publish_frame(image, stamp)
+        node.spin_for(1.0)
+        prompts = []
+        for spec in specs:
+            if spec.has_box:
+                prompts.append(box_prompt(spec.prompt_id, spec.box, stamp_ns=stamp))
+            else:
+                prompt = Prompt(id=spec.prompt_id, points=[Point(x=float(x), y=float(y)) for x, y in spec.points])
+                prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                prompts.append(prompt)
+        node.send_prompts(prompts)
+        answers = node.answers_for(set(expected), timeout=120)
+        for prompt_id, (payload, _) in answers.items():
+            assert not isinstance(payload, str), f"{prompt_id}: {payload}"
+            assert np.array_equal(mask_from_instance(payload, HEIGHT, WIDTH), expected[prompt_id].mask), prompt_id
+            assert payload.label == expected[prompt_id].label
+        node.spin_until(lambda: diagnostics.latest().get("server_state") == "ready", "server_state ready")
+        facts = diagnostics.latest()
+        assert facts["inference_server"] == server.url and facts["server_latency"].endswith(" ms")
+        assert facts["backend"] == f"triton at {server.url}"
+    finally:
+        stop.set()
+        node.close()
+        thread.join(120)
+    assert other_answers and all(count == len(frames(1, seed=22)[0][1]) for count in other_answers)
 
 
 def test_a_killed_server_fails_prompts_with_reasons_then_answers_after_restart(
