@@ -71,6 +71,7 @@ def test_onnx_repository_matches_the_exported_graphs(tmp_path: Path) -> None:
             declared = tensors(text, kind)
             assert [v.name for v in values] == list(declared)
             for value in values:
+                assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # = TYPE_FP32
                 ranks = len(value.type.tensor_type.shape.dim) - (1 if name == IMAGE_MODEL else 0)
                 assert ranks == len(declared[value.name]), (name, value.name)
 
