@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "eval": "eval",
     "triton-repo": "triton_repo",
+    "triton-serve": "triton_serve",
 }
 
 

@@ -101,6 +101,9 @@ class LocalTritonServer:
         self.wait_ready(ready_timeout_s)
         return self
 
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def is_ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"http://{self.url}/v2/health/ready", timeout=2.0) as answer:

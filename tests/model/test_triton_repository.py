@@ -110,3 +110,9 @@ def test_a_server_that_does_not_answer_times_out_with_the_reason() -> None:
                            match=f"inference server {address} did not answer ovsam_image within 1 s"):
             backend.encode_image(torch.zeros(1, 3, size, size))
     assert backend.status.state == "timed out"
+
+
+def test_triton_serve_reports_a_server_that_cannot_start(tmp_path: Path, capsys) -> None:
+    assert main(["triton-serve", "--repo", str(tmp_path / "missing"), "--http-port", str(free_port()),
+                 "--ready-timeout", "120"]) == 1
+    assert "exited" in capsys.readouterr().err
