@@ -200,11 +200,37 @@ def test_the_node_publishes_the_local_models_answers_while_another_client_shares
         facts = diagnostics.latest()
         assert facts["inference_server"] == server.url and facts["server_latency"].endswith(" ms")
         assert facts["backend"] == f"triton at {server.url}"
+        stop.set()
+        thread.join(120)
+        assert other_answers and all(count == len(frames(1, seed=22)[0][1]) for count in other_answers)
+
+        # The server killed mid-stream: the node (its model in the inference child) publishes a
+        # failure with the reason for every prompt, keeps running, and answers after a restart.
+        server.kill()
+        node.publish_frame(image, stamp + 1)
+        node.spin_for(1.0)
+        for prompt in prompts:
+            prompt.header.stamp.nanosec += 1
+            prompt.id = f"{prompt.id}-down"
+        node.send_prompts(prompts)
+        down = node.answers_for({p.id for p in prompts}, timeout=120)
+        for payload, _ in down.values():
+            assert isinstance(payload, str) and "is unreachable" in payload and server.url in payload, payload
+        node.spin_until(lambda: diagnostics.latest().get("server_state") == "unreachable", "server_state unreachable")
+        server.start(ready_timeout_s=600)
+        for prompt in prompts:
+            prompt.id = prompt.id.replace("-down", "-back")
+        node.send_prompts(prompts)
+        back = node.answers_for({p.id for p in prompts}, timeout=120)
+        for prompt_id, (payload, _) in back.items():
+            assert not isinstance(payload, str), f"{prompt_id}: {payload}"
+            original = prompt_id.removesuffix("-back")
+            assert np.array_equal(mask_from_instance(payload, HEIGHT, WIDTH), expected[original].mask), prompt_id
+        assert node.is_alive()
     finally:
         stop.set()
         node.close()
         thread.join(120)
-    assert other_answers and all(count == len(frames(1, seed=22)[0][1]) for count in other_answers)
 
 
 def test_a_killed_server_fails_prompts_with_reasons_then_answers_after_restart(
