@@ -145,15 +145,21 @@ def test_a_model_that_is_not_loaded_fails_its_prompts_with_the_reason(server: Lo
 
 
 @pytest.mark.ros
-def test_the_node_publishes_the_local_models_answers_while_another_client_shares_the_server(
+def test_two_nodes_share_the_server_publish_the_local_answers_and_survive_its_restart(
         server: LocalTritonServer, local: OVSAMPredictor) -> None:
     pytest.importorskip("rclpy")
-    from geometry_msgs.msg import Point
+    import subprocess
+    import sys
 
-    from ovsam_ros.msg import Prompt
+    from geometry_msgs.msg import Point
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
     from ovsam_ros.tools.demo import mask_from_instance
-    from ovsam_ros.tools.harness import DiagnosticsReader
-    from tests.ros.node_harness import NodeUnderTest, box_prompt
+    from ovsam_ros.tools.harness import REPO_ROOT, DiagnosticsReader, stop_process
+    from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg
+    from tests.ros.ros_env import isolated_ros_environment
 
     stamp = 7_000_000_000
     image, specs = frames(1, seed=21)[0]
@@ -177,10 +183,22 @@ def test_the_node_publishes_the_local_models_answers_while_another_client_shares
     thread = threading.Thread(target=other_client, daemon=True)
     thread.start()
     node = NodeUnderTest({"image_qos": "reliable", "inference_server": server.url})
+    # A second ovsam_node on the same server, in its own namespace (its topics under /second).
+    second = subprocess.Popen(
+        [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-r", "__ns:=/second", "-p", "image_qos:=reliable",
+         "-p", f"inference_server:={server.url}"],
+        cwd=REPO_ROOT, env=isolated_ros_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         diagnostics = DiagnosticsReader(node.node)
+        second_image = node.node.create_publisher(Image, "/second/image", QoSProfile(depth=10))
+        second_prompts = node.node.create_publisher(PromptArray, "/second/prompts", 10)
+        second_results: list = []
+        node.node.create_subscription(InstanceMaskArray, "/second/instances", second_results.append, 50)
         node.wait_ready()
+        node.spin_until(lambda: second_prompts.get_subscription_count() > 0 and
+                        second_image.get_subscription_count() > 0, "the second node to subscribe", timeout=120)
         node.publish_frame(image, stamp)
+        second_image.publish(image_msg(image, stamp))
         node.spin_for(1.0)
         prompts = []
         for spec in specs:
@@ -191,11 +209,19 @@ def test_the_node_publishes_the_local_models_answers_while_another_client_shares
                 prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
                 prompts.append(prompt)
         node.send_prompts(prompts)
+        second_prompts.publish(PromptArray(prompts=prompts))
         answers = node.answers_for(set(expected), timeout=120)
+        node.spin_until(lambda: {i.prompt_id for r in second_results for i in r.instances} |
+                        {f for r in second_results for f in r.failed_prompt_ids} >= set(expected),
+                        "the second node's answers", timeout=120)
+        second_answers = {i.prompt_id: i for r in second_results for i in r.instances}
+        assert not [f for r in second_results for f in r.failure_reasons]
         for prompt_id, (payload, _) in answers.items():
             assert not isinstance(payload, str), f"{prompt_id}: {payload}"
-            assert np.array_equal(mask_from_instance(payload, HEIGHT, WIDTH), expected[prompt_id].mask), prompt_id
-            assert payload.label == expected[prompt_id].label
+            for instance in (payload, second_answers[prompt_id]):
+                assert np.array_equal(mask_from_instance(instance, HEIGHT, WIDTH), expected[prompt_id].mask), prompt_id
+                assert instance.label == expected[prompt_id].label
+        stop_process(second)
         node.spin_until(lambda: diagnostics.latest().get("server_state") == "ready", "server_state ready")
         facts = diagnostics.latest()
         assert facts["inference_server"] == server.url and facts["server_latency"].endswith(" ms")
@@ -229,6 +255,7 @@ def test_the_node_publishes_the_local_models_answers_while_another_client_shares
         assert node.is_alive()
     finally:
         stop.set()
+        stop_process(second)
         node.close()
         thread.join(120)
 
