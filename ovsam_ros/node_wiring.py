@@ -46,6 +46,7 @@ from .prompt_conversion import (
     requests_from_prompt_msgs,
 )
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
+from .vocabulary_labels import vocabulary_name
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
 
@@ -162,7 +163,15 @@ class NodeWiring:
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
         # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
         engine, model_spec = pipeline.engine, spec or None
-        return pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
+        size = pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
+        self._vocabulary_changed(pipeline.outputs, pipeline.predictor, model_spec)
+        return size
+
+    @staticmethod
+    def _vocabulary_changed(outputs: AnswerOutputs, predictor: Predictor, spec: str | list[str] | None, *,
+                            publish: bool = True) -> None:
+        """The new vocabulary's names on the latched `labels` (spec None: the model's own)."""
+        outputs.vocabulary_changed(predictor.vocabulary.names, vocabulary_name(spec), publish=publish)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def configure(self) -> None:
@@ -187,8 +196,13 @@ class NodeWiring:
             worker = InferenceWorker(engine, outputs.publish_answer, max_pending_prompts=settings.max_pending_prompts,
                                      max_prompt_wait_s=settings.max_prompt_wait_s, log_error=self.logger.error)
             worker.start()
+            labelled_outputs = outputs
             services = NodeServices(self.node, engine, worker, camera=self.camera, health=self.health,
-                                    settings=self.current_settings)
+                                    settings=self.current_settings,
+                                    on_vocabulary_changed=lambda spec: self._vocabulary_changed(
+                                        labelled_outputs, predictor, spec))
+            # Published on activate: the managed node's publishers are not active yet.
+            self._vocabulary_changed(outputs, predictor, settings.vocabulary or None, publish=False)
         except BaseException:
             if worker is not None:
                 worker.stop()
@@ -204,7 +218,11 @@ class NodeWiring:
                          f"({engine.vocabulary_size} classes)")
 
     def activate(self) -> None:
+        """Subscribe to the inputs and publish the labels in force (the managed node calls this once
+        its publishers are active)."""
         node, qos = self.node, self._image_qos()
+        if self.pipeline is not None:
+            self.pipeline.outputs.publish_labels()
         image_topic = ("image/compressed", CompressedImage) if self.settings.use_compressed else ("image", Image)
         self._subscriptions = [
             node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos),
