@@ -196,7 +196,7 @@ class NodeWiring:
             worker = InferenceWorker(engine, outputs.publish_answer, max_pending_prompts=settings.max_pending_prompts,
                                      max_prompt_wait_s=settings.max_prompt_wait_s, log_error=self.logger.error)
             worker.start()
-            labelled_outputs = outputs
+            labelled_outputs = outputs  # not None from here on: the callback keeps this one
             services = NodeServices(self.node, engine, worker, camera=self.camera, health=self.health,
                                     settings=self.current_settings,
                                     on_vocabulary_changed=lambda spec: self._vocabulary_changed(
