@@ -67,7 +67,8 @@ def draw(image: np.ndarray, instances, height: int, width: int, prompts: Sequenc
     return draw_instances(image, [as_prediction(i, height, width) for i in instances], prompts=prompts)
 
 
-def asked_and_answered(image: np.ndarray, prompt: PromptSpec, answer: np.ndarray, asked: str, answered: str) -> np.ndarray:
+def asked_and_answered(image: np.ndarray, prompt: PromptSpec, answer: np.ndarray, asked: str,
+                       answered: str) -> np.ndarray:
     """Two panels side by side, each captioned: the frame with the prompt drawn (what was asked) and
     the mask with its label (what came back), so a person sees both at a glance."""
     panels = []
