@@ -13,19 +13,18 @@ import time
 
 import numpy as np
 import pytest
+import rclpy
+from geometry_msgs.msg import Point, PointStamped
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
 
-rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Point, PointStamped  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from ovsam_ros.msg import Prompt, PromptArray  # noqa: E402
-from ovsam_ros.node_wiring import NodeWiring  # noqa: E402
-from ovsam_ros.srv import Segment, SetVocabulary  # noqa: E402
-from tests.ros.ros_env import apply_to_this_process  # noqa: E402
+from ovsam_ros.msg import Prompt, PromptArray
+from ovsam_ros.node_wiring import NodeWiring
+from ovsam_ros.srv import Segment, SetVocabulary
+from tests.ros.ros_env import apply_to_this_process
 
 pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]

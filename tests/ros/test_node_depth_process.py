@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from visualization_msgs.msg import MarkerArray
 
-pytest.importorskip("rclpy")
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import PointStamped  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
-
-from ovsam_ros.image_conversion import array_to_image  # noqa: E402
-from ovsam_ros.msg import Instance3DArray  # noqa: E402
-from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene  # noqa: E402
-from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights  # noqa: E402
+from ovsam_ros.image_conversion import array_to_image
+from ovsam_ros.msg import Instance3DArray
+from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene
+from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights
 
 pytestmark = pytest.mark.ros
 CLASSES = ["box", "ball", "wall"]

@@ -7,12 +7,9 @@ import signal
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 
-pytest.importorskip("rclpy")
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-
-from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights  # noqa: E402
+from tests.ros.node_harness import NodeUnderTest, box_prompt, make_tiny_weights
 
 pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]

@@ -5,20 +5,17 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
 
-pytest.importorskip("rclpy")
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import Point  # noqa: E402
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-
-from ovsam_ros.msg import Prompt  # noqa: E402
-from ovsam_ros.srv import Segment  # noqa: E402
+from ovsam_ros.msg import Prompt
+from ovsam_ros.srv import Segment
 from ovsam_ros.tools.soak import rss_kib  # noqa: E402 - the node and its inference process
-from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights  # noqa: E402
+from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights
 
 pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]

@@ -11,17 +11,14 @@ import math
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point, PointStamped
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 
-pytest.importorskip("rclpy")
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import Point, PointStamped  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from ovsam_ros.msg import Prompt  # noqa: E402
-from ovsam_ros.srv import Segment, SetVocabulary  # noqa: E402
-from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights  # noqa: E402
+from ovsam_ros.msg import Prompt
+from ovsam_ros.srv import Segment, SetVocabulary
+from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights
 
 pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from geometry_msgs.msg import Point
+from std_msgs.msg import String
 
-pytest.importorskip("rclpy")
-
-from geometry_msgs.msg import Point  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from ovsam_model.synthetic.classes import CLASS_NAMES  # noqa: E402
-from ovsam_model.synthetic.motion import MovingWorld  # noqa: E402
-from ovsam_model.synthetic.prompts import mask_centre_point  # noqa: E402
-from ovsam_ros.msg import Prompt  # noqa: E402
-from ovsam_ros.tools.demo import iou, mask_from_instance  # noqa: E402
-from tests.ros.node_harness import NodeUnderTest, box_prompt  # noqa: E402
+from ovsam_model.synthetic.classes import CLASS_NAMES
+from ovsam_model.synthetic.motion import MovingWorld
+from ovsam_model.synthetic.prompts import mask_centre_point
+from ovsam_ros.msg import Prompt
+from ovsam_ros.tools.demo import iou, mask_from_instance
+from tests.ros.node_harness import NodeUnderTest, box_prompt
 
 pytestmark = pytest.mark.ros
 STAMP0 = 5_000_000_000

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("rclpy")
-
-from ovsam_ros.tools import soak  # noqa: E402
-from tests.ros.node_harness import make_tiny_weights  # noqa: E402
-from tests.ros.ros_env import apply_to_this_process  # noqa: E402
+from ovsam_ros.tools import soak
+from tests.ros.node_harness import make_tiny_weights
+from tests.ros.ros_env import apply_to_this_process
 
 pytestmark = pytest.mark.ros
 
