@@ -3,6 +3,8 @@
 Label correctness on real scenes is tested with the shipped model in test_node_shipped_model.py;
 here the model's answers are random, so the tests check the node's contract: every prompt answered
 once, results on the right frame, errors reported with ids, and the node alive after bad input.
+The weights are seeded and the frames fixed, so the answers are too: the boxes prompted where a test
+needs an instance are boxes these weights segment on these frames, and the test asserts it first.
 """
 from __future__ import annotations
 
@@ -54,13 +56,12 @@ def test_prompts_answered_on_their_frame(node):
         payload, array_msg = answers[prompt_id]
         assert array_msg.header.stamp.sec == expected_stamp
         assert (array_msg.image_height, array_msg.image_width) == (48, 64)
-        if not isinstance(payload, str):  # an instance: its mask fits its roi, its label is from the vocabulary
-            assert payload.mask.encoding == "mono8"
-            assert (payload.mask.width, payload.mask.height) == (payload.roi.width, payload.roi.height)
-            assert payload.label in CLASSES and len(payload.top_labels) == len(payload.top_scores) <= 3
-            assert set(np.frombuffer(payload.mask.data, np.uint8)) <= {0, 255}
-        else:
-            assert payload.startswith("empty mask")
+        assert not isinstance(payload, str), f"{prompt_id}: {payload}"
+        # An instance: its mask fits its roi, its label is from the vocabulary.
+        assert payload.mask.encoding == "mono8"
+        assert (payload.mask.width, payload.mask.height) == (payload.roi.width, payload.roi.height)
+        assert payload.label in CLASSES and len(payload.top_labels) == len(payload.top_scores) <= 3
+        assert 255 in set(np.frombuffer(payload.mask.data, np.uint8)) <= {0, 255}
 
 
 def test_expired_and_invalid_prompts_fail_with_reasons(node):
@@ -192,8 +193,8 @@ def test_overlay_reaches_a_subscriber(node):
     ids = {f"overlay-{i}" for i in range(4)}
     node.send_prompts([box_prompt(pid, [4 + i, 4, 40 + i, 30]) for i, pid in enumerate(sorted(ids))])
     answers = node.answers_for(ids)
-    if all(isinstance(payload, str) for payload, _ in answers.values()):
-        pytest.skip("random tiny weights gave only empty masks")
+    segmented = [pid for pid, (payload, _) in answers.items() if not isinstance(payload, str)]
+    assert segmented, answers  # an overlay is drawn for instances: these boxes give some on this frame
     node.spin_until(lambda: overlays, "an overlay image", timeout=15)
     assert overlays[0].encoding == "rgb8" and (overlays[0].width, overlays[0].height) == (64, 48)
     node.node.destroy_subscription(sub)
@@ -220,22 +221,25 @@ def test_runtime_parameters(node):
     assert not ok and "configure time" in reason
     ok, reason = set_parameter("score_threshold", 3.0)
     assert not ok and "score_threshold" in reason
-    assert set_parameter("max_prompt_wait_s", 0.5) == (True, "")
+    assert set_parameter("max_prompt_wait_s", 1.0) == (True, "")
     ok, reason = set_parameter("max_prompt_wait_s", -1.0)
     assert not ok and "max_prompt_wait_s" in reason
+    ok, reason = set_parameter("future_stamp_wait_s", 1.0)  # must stay below max_prompt_wait_s
+    assert not ok and "future_stamp_wait_s" in reason
+    assert set_parameter("future_stamp_wait_s", 0.25) == (True, "")
     assert set_parameter("max_prompt_wait_s", 2.0) == (True, "")
     assert set_parameter("vocabulary", "coco") == (True, "")
     node.send_prompts([box_prompt("coco-label", [5, 5, 40, 30])])
     payload, _ = node.answers_for({"coco-label"})["coco-label"]
-    if not isinstance(payload, str):
-        from ovsam_model.vocabulary import builtin_class_names
+    assert not isinstance(payload, str), payload
+    from ovsam_model.vocabulary import builtin_class_names
 
-        assert payload.label in builtin_class_names("coco") and len(payload.top_labels) == 2
+    assert payload.label in builtin_class_names("coco") and len(payload.top_labels) == 2
     assert set_parameter("vocabulary", "") == (True, "")  # back to the model's own
     node.send_prompts([box_prompt("own-label", [5, 5, 40, 30])])
     payload, _ = node.answers_for({"own-label"})["own-label"]
-    if not isinstance(payload, str):
-        assert payload.label in CLASSES
+    assert not isinstance(payload, str), payload
+    assert payload.label in CLASSES
     ok, reason = set_parameter("vocabulary", "/etc/hostname")  # a file outside vocabulary_dirs
     assert not ok and "outside the allowed vocabulary_dirs" in reason
     assert set_parameter("vocabulary", "kitchen.txt") == (True, "")
