@@ -160,26 +160,29 @@ def test_corrupt_checkpoint_fails_configure_with_the_file_named(tiny_weights, tm
     assert "configure failed" in output and victim.name in output
 
 
-def test_a_slow_service_call_does_not_hold_up_prompts(tiny_weights, monkeypatch):
+def test_a_slow_service_call_does_not_hold_up_prompts(tiny_weights, monkeypatch, tmp_path):
     """The segment service awaits the inference thread instead of blocking the (single-threaded)
-    executor: while a call waits on a slow image encoding, prompts are still taken and answered."""
-    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "3.0")
+    executor: while a call waits on an image encoding, prompts are still taken and answered. The
+    encoding waits at a gate the test opens only after the prompt was answered, so the order is
+    certain however slow the machine is."""
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "0")
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_GATE", str(tmp_path))
     node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tiny_weights), "image_qos": "reliable"},
                          module="tests.ros.slow_node")
     try:
         node.wait_ready()
         client = node.node.create_client(Segment, "segment")
         node.spin_until(client.service_is_ready, "the segment service")
-        node.spin_for(0.3)
         frame = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
         request = Segment.Request(image=image_msg(frame, 7), prompts=[box_prompt("svc", [5, 5, 40, 40])])
         pending = client.call_async(request)
-        node.spin_for(0.5)  # the call is now waiting on the 3 s encoding
+        node.spin_until(lambda: (tmp_path / "encoding").exists(), "the call to reach the image encoding")
         # Refused as it is converted (too many points), so answered by the callback itself.
         node.send_prompts([Prompt(id="bad", points=[Point(x=1.0, y=1.0)] * 65)])
-        answers = node.answers_for({"bad"}, timeout=2.5)
-        assert isinstance(answers["bad"][0], str)
-        assert not pending.done(), "the service answered before the prompt: the test proves nothing"
+        answers = node.answers_for({"bad"})
+        assert answers["bad"][0] == "prompt 'bad' has 65 points; at most 64 are allowed"
+        assert not pending.done(), "the service answered while its encoding was held: the gate did not hold"
+        (tmp_path / "open").touch()
         node.spin_until(pending.done, "the segment call")
         response = pending.result()
         assert response.success, response.message
