@@ -261,10 +261,12 @@ class NodeWiring:
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.health.count("camera_info_received")
         self.camera.info = msg
 
     @guarded
     def _on_depth(self, msg: Image) -> None:
+        self.health.count("depth_received")
         try:
             self.camera.depth.add(depth_from_msg(msg))
         except (DepthError, ImageConversionError) as error:

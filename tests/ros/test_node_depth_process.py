@@ -51,6 +51,8 @@ class DepthClient:
 
     def __init__(self, harness: NodeUnderTest) -> None:
         self.harness = harness
+        # Messages sent per topic, by the node's counter for that topic.
+        self.sent = {"camera_info_received": 0, "depth_received": 0, "images_received": 0}
         node = harness.node
         reliable = QoSProfile(depth=10)
         self.depth_pub = node.create_publisher(Image, "depth", reliable)
@@ -74,7 +76,10 @@ class DepthClient:
         self.harness.info_pub.publish(info)
         self.depth_pub.publish(stamped(array_to_image(depth_mm, "16UC1"), depth_stamp_ns))
         self.harness.image_pub.publish(stamped(array_to_image(RGB, "rgb8"), colour_stamp_ns))
-        self.harness.spin_for(0.5)  # topics are independent: let depth and colour both arrive first
+        # Topics are independent: wait until depth, calibration and colour have all arrived.
+        for counter in self.sent:
+            self.sent[counter] += 1
+            self.harness.wait_counted(counter, self.sent[counter])
 
     def answer_3d(self, stamp_ns: int) -> Instance3DArray:
         def arrived() -> bool:
@@ -221,6 +226,7 @@ def test_rviz_click_on_the_scene_comes_back_in_3d(node):
 def test_bad_depth_encoding_is_rejected_and_counted(node):
     client = node.client
     client.depth_pub.publish(stamped(array_to_image(np.zeros((HEIGHT, WIDTH), np.uint8), "mono8"), 5 * SECOND))
+    client.sent["depth_received"] += 1
     node.spin_until(lambda: any(kv.key == "depth_rejected" for d in client.diagnostics for s in d.status
                                 for kv in s.values), "depth_rejected in the diagnostics", timeout=10)
     assert node.is_alive()

@@ -36,7 +36,7 @@ def test_overload_drops_frames_but_answers_every_prompt(tiny_weights):
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(8)]
         node.publish_frame(frames[0], 1)
-        node.spin_for(0.5)
+        node.wait_frames_received()
         node.send_prompts([box_prompt("tracked", [20, 20, 90, 80], track=True)])
         node.answers_for({"tracked"})
         rss_after_warmup = rss_kib(node.process.pid)
@@ -101,7 +101,7 @@ def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights
         assert transition(Transition.TRANSITION_ACTIVATE) is True
         node.spin_until(lambda: node.prompts_pub.get_subscription_count() > 0, "activate to subscribe")
         node.publish_frame(np.zeros((40, 50, 3), np.uint8), 5)
-        node.spin_for(0.5)
+        node.wait_frames_received()
         node.send_prompts([box_prompt("active", [5, 5, 30, 30])])
         assert "active" in node.answers_for({"active"})
         assert transition(Transition.TRANSITION_DEACTIVATE) is True
@@ -126,7 +126,7 @@ def test_model_faults_become_prompt_errors_and_the_node_recovers(tiny_weights, m
         reasons: list[str] = []
         for round_index in range(6):  # a new frame each round: every third encoding fails
             node.publish_frame(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), 100 + round_index)
-            node.spin_for(0.3)
+            node.wait_frames_received()
             ids = {f"r{round_index}-{k}" for k in range(3)}  # a batch of 3 fails and is retried one by one
             node.send_prompts([box_prompt(pid, [5, 5, 30, 30]) for pid in sorted(ids)])
             answers = node.answers_for(ids)

@@ -41,7 +41,7 @@ def node(tmp_path_factory):
         harness.wait_ready()
         for stamp, rgb in FRAMES.items():
             harness.publish_frame(rgb, stamp)
-        harness.spin_for(1.0)
+        harness.wait_frames_received()
         yield harness
     finally:
         output = harness.close()
@@ -85,16 +85,11 @@ def test_bad_images_are_rejected_and_the_node_keeps_serving(node):
     for msg in bad:
         node.image_pub.publish(msg)
     node.text_pub.publish(String(data="x" * 5000))
-    node.spin_for(0.5)
+    node.wait_counted("images_rejected", 4)  # all four arrived, and each was counted as rejected
+    node.wait_counted("text_queries_rejected", 1)
     node.send_prompts([box_prompt("after-bad-input", [5, 5, 40, 30])])
     answers = node.answers_for({"after-bad-input"})
     assert answers["after-bad-input"][1].header.stamp.sec == 2  # still answered on the last good frame
-    diagnostics = []
-    sub = node.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-    node.spin_until(lambda: any(kv.key == "images_rejected" and int(kv.value) >= 4
-                                for d in diagnostics for s in d.status for kv in s.values),
-                    "diagnostics counting the rejected images", timeout=10)
-    node.node.destroy_subscription(sub)
     assert node.is_alive()
 
 
@@ -149,7 +144,7 @@ def test_clicked_point_is_projected_with_camera_info(node):
     info = CameraInfo(width=64, height=48, k=[50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0])
     info.header.frame_id = "camera"
     node.info_pub.publish(info)
-    node.spin_for(0.5)
+    node.wait_counted("camera_info_received", 1)
     clicks = node.node.create_publisher(PointStamped, "clicked_point", 10)
     node.spin_until(lambda: clicks.get_subscription_count() > 0, "clicked_point subscription")
     front = PointStamped()
@@ -189,13 +184,17 @@ def test_overlay_reaches_a_subscriber(node):
     overlays = []
     sub = node.node.create_subscription(Image, "overlay", overlays.append, 5)
     node.spin_until(lambda: node.node.count_publishers("overlay") > 0, "the overlay publisher")
-    node.spin_for(0.5)
-    ids = {f"overlay-{i}" for i in range(4)}
-    node.send_prompts([box_prompt(pid, [4 + i, 4, 40 + i, 30]) for i, pid in enumerate(sorted(ids))])
-    answers = node.answers_for(ids)
-    segmented = [pid for pid, (payload, _) in answers.items() if not isinstance(payload, str)]
-    assert segmented, answers  # an overlay is drawn for instances: these boxes give some on this frame
-    node.spin_until(lambda: overlays, "an overlay image", timeout=15)
+    # The node draws an overlay only while it sees a subscriber, which it may see a little after this
+    # client does: prompt until an overlay comes (the deadline only catches a hang).
+    for attempt in range(200):
+        ids = {f"overlay-{attempt}-{i}" for i in range(4)}
+        node.send_prompts([box_prompt(pid, [4 + i, 4, 40 + i, 30]) for i, pid in enumerate(sorted(ids))])
+        answers = node.answers_for(ids)
+        segmented = [pid for pid, (payload, _) in answers.items() if not isinstance(payload, str)]
+        assert segmented, answers  # an overlay is drawn for instances: these boxes give some on this frame
+        if overlays:  # one published with these answers, or with an earlier attempt's
+            break
+    node.spin_until(lambda: overlays, "an overlay image")
     assert overlays[0].encoding == "rgb8" and (overlays[0].width, overlays[0].height) == (64, 48)
     node.node.destroy_subscription(sub)
 

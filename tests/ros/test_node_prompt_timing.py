@@ -17,7 +17,6 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
 from ovsam_model.synthetic.motion import MovingWorld
-from ovsam_ros.tools.harness import DiagnosticsReader
 from tests.ros.node_harness import NodeUnderTest, box_prompt
 
 pytestmark = pytest.mark.ros
@@ -35,7 +34,6 @@ def node(world):
     harness = NodeUnderTest({"image_qos": "reliable", "max_prompt_wait_s": 60.0,
                              "future_stamp_wait_s": LONG_WAIT_S, "max_pending_prompts": 3})
     try:
-        harness.diagnostics = DiagnosticsReader(harness.node)
         harness.wait_ready()
         harness.publish_frame(world.render(0).image, STAMP0)
         harness.send_prompts([box_prompt("warm-up", object_box(world, 0), stamp_ns=STAMP0)])
