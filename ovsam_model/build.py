@@ -81,7 +81,8 @@ def build_predictor(
                 f"fetch the weights with `ovsam-model download {config.name}`")
     network = build_model(config, device=resolve_device(device))
     load_weights(network, weights_path, clip_weights=clip_weights, verify_digests=verify_digests)
-    predictor = OVSAMPredictor(network, None, cache_size=cache_size, backend=create_backend(network, backend, precision))
+    predictor = OVSAMPredictor(network, None, cache_size=cache_size,
+                               backend=create_backend(network, backend, precision))
     predictor.default_vocabulary = default_vocabulary_spec(config, weights_path)
     if vocabulary is not None:
         predictor.set_vocabulary(vocabulary)

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from ovsam_model.modeling.ovsam import OVSAM
+from ovsam_model.runtime_choices import BACKEND_NAMES, PRECISIONS
 
-from .base import BACKEND_NAMES, PRECISIONS, BackendUnavailableError, InferenceBackend
+from .base import BackendUnavailableError, InferenceBackend
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,15 @@ from torch import Tensor
 
 from ovsam_model.modeling.ovsam import OVSAM, DecoderOutput, ImageFeatures
 
-from .base import (LAYOUT_BOX, LAYOUT_POINTS, BackendUnavailableError, PromptArrays, check_precision,
-                   features_from_outputs, prompt_arrays)
+from .base import (
+    LAYOUT_BOX,
+    LAYOUT_POINTS,
+    BackendUnavailableError,
+    PromptArrays,
+    check_precision,
+    features_from_outputs,
+    prompt_arrays,
+)
 from .onnx_export import OnnxFiles, ensure_onnx, read_export
 
 logger = logging.getLogger(__name__)

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
-
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.mask_decoder import MLP
 from segment_anything.modeling.transformer import TwoWayTransformer
+from torch import Tensor, nn
 
 from .conv_unit import ConvUnit
 from .region_pooling import pool_regions
@@ -24,7 +23,8 @@ from .region_pooling import pool_regions
 class PromptMaskDecoder(nn.Module):
     """SAM's MaskDecoder layout with no IoU prediction: transformer, mask tokens, upscaling, hypernetworks."""
 
-    def __init__(self, transformer_dim: int, depth: int, num_heads: int, mlp_dim: int, num_mask_tokens: int = 1) -> None:
+    def __init__(self, transformer_dim: int, depth: int, num_heads: int, mlp_dim: int,
+                 num_mask_tokens: int = 1) -> None:
         super().__init__()
         self.transformer_dim = transformer_dim
         self.transformer = TwoWayTransformer(

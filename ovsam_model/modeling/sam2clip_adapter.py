@@ -11,10 +11,9 @@ from functools import partial
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
-
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import Block
+from torch import Tensor, nn
 
 EMBEDDING_STRIDE = 16
 

@@ -13,8 +13,7 @@ import torch
 
 from ovsam_model.backends import create_backend
 from ovsam_model.backends.base import LAYOUT_BOX, LAYOUT_POINTS, LAYOUT_POINTS_BOX, prompt_arrays
-from ovsam_model.backends.onnx_export import (MANIFEST, OnnxExportError, ensure_onnx, read_export,
-                                              weights_fingerprint)
+from ovsam_model.backends.onnx_export import MANIFEST, OnnxExportError, ensure_onnx, read_export, weights_fingerprint
 from ovsam_model.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.predictor import OVSAMPredictor

@@ -4,7 +4,6 @@ SAM's decoder puts an IoU token first; OV-SAM puts its label token there. With t
 set to SAM's IoU token, both must produce the same single-mask logits.
 """
 import torch
-
 from segment_anything.modeling.mask_decoder import MaskDecoder
 from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import TwoWayTransformer
@@ -27,7 +26,8 @@ def test_mask_logits_equal_sams_single_mask_output() -> None:
     head.mask_decoder.load_state_dict(sam_state, strict=True)
     head.label_token.weight.data.copy_(sam.iou_token.weight.data)
 
-    prompts = PromptEncoder(embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(128, 128), mask_in_chans=4)
+    prompts = PromptEncoder(embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(128, 128),
+                            mask_in_chans=4)
     points = torch.tensor([[[30.0, 40.0], [90.0, 20.0]], [[64.0, 64.0], [10.0, 100.0]]])
     labels = torch.tensor([[1, 0], [1, 1]])
     boxes = torch.tensor([[20.0, 30.0, 100.0, 110.0], [0.0, 0.0, 60.0, 60.0]])

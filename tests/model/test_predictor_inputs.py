@@ -5,7 +5,6 @@ import pytest
 from ovsam_model.image_input import ImageError, as_rgb_uint8
 from ovsam_model.prompts import MAX_POINTS_PER_PROMPT, PromptError, PromptSpec
 
-
 # ---------------------------------------------------------------------------- images
 
 

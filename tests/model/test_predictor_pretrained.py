@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from ovsam_model.build import WeightsNotFoundError, resolve_device
 from ovsam_model.checkpoint import save_official_layout
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.predictor import OVSAMPredictor
-from ovsam_model.build import WeightsNotFoundError, resolve_device
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.vocabulary import Vocabulary, encode_class_names, save_vocabulary
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ovsam_model.build import shipped_weights_dir
 from ovsam_model.config import get_config
 from ovsam_model.predictor import OVSAMPredictor
-from ovsam_model.build import shipped_weights_dir
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic import BASE_CLASSES, CLASS_NAMES, class_index, generate_scene
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ovsam_model.segment_everything import grid_points, mask_iou_matrix, mask_nms, mask_scores, stability_scores
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.predictor import OVSAMPredictor
+from ovsam_model.segment_everything import grid_points, mask_iou_matrix, mask_nms, mask_scores, stability_scores
 from ovsam_model.vocabulary import Vocabulary, encode_class_names
 
 CLASS_NAMES = ["red circle", "blue square", "green star", "yellow hexagon"]

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from ovsam_model.text_query import (MAX_QUERY_CHARS, MAX_QUERY_CLASSES, TextQueryError,
-                                    canonical_class_name, parse_text_query)
+from ovsam_model.text_query import (
+    MAX_QUERY_CHARS,
+    MAX_QUERY_CLASSES,
+    TextQueryError,
+    canonical_class_name,
+    parse_text_query,
+)
 
 
 def test_names_are_split_stripped_and_deduplicated() -> None:
