@@ -29,6 +29,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
+from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_ros.image_conversion import ENCODINGS
 from ovsam_ros.msg import Prompt, PromptArray
 from ovsam_ros.node_wiring import NodeWiring
@@ -37,6 +38,17 @@ from ovsam_ros.srv import Segment, SetVocabulary
 from tests.ros.ros_env import apply_to_this_process
 
 pytestmark = pytest.mark.ros
+SCENE = MovingWorld(seed=5, size=128, num_objects=3, speed=1.0).render(0)
+
+
+def object_box(scene) -> list[float]:
+    """The box around the scene's largest object."""
+    index = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
+    ys, xs = np.nonzero(scene.instance_map == index + 1)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+KNOWN_BOX = object_box(SCENE)
 CLASSES = ["red star", "blue cross", "green circle"]
 # OVSAM_FUZZ_EXAMPLES: fewer examples while working on this file; the suite runs 100.
 FUZZ = settings(max_examples=int(os.environ.get("OVSAM_FUZZ_EXAMPLES", "100")), deadline=None,
@@ -80,6 +92,11 @@ class Capture:
         with self.lock:
             return len(self.messages)
 
+    def segmented_since(self, first_message: int) -> set[str]:
+        """The prompt ids answered with an instance in the messages from `first_message` on."""
+        with self.lock:
+            return {i.prompt_id for msg in self.messages[first_message:] for i in msg.instances if i.prompt_id}
+
 
 @pytest.fixture(scope="module", params=["shipped: model in a child process", "tiny model on a thread"])
 def core(request):
@@ -108,8 +125,11 @@ def core(request):
     core.activate()
     assert (type(core.pipeline.predictor).__name__ == "PredictorProcess") == request.param.startswith("shipped")
     core.pipeline.outputs.instances_pub = Capture()
-    frame = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
-    good = Image(height=32, width=40, encoding="rgb8", step=120, data=array.array("B", frame.tobytes()))
+    core.shipped = request.param.startswith("shipped")
+    # A frame of the synthetic world, where the shipped model segments the box around an object: the
+    # fuzzed messages carry that prompt too, so every example also runs the path that gives a mask.
+    good = Image(height=SCENE.image.shape[0], width=SCENE.image.shape[1], encoding="rgb8",
+                 step=SCENE.image.shape[1] * 3, data=array.array("B", SCENE.image.tobytes()))
     good.header.stamp.sec = 1
     core.good_image = good
     core._on_image(good)
@@ -227,11 +247,17 @@ counter = iter(range(10**9))
 def test_prompt_handler_answers_every_prompt_once(core, data, count, stamp):
     core._on_image(core.good_image)  # frame 1 buffered and the latest; 7 is a frame still to come
     ids = [f"fuzz-{next(counter)}-{data.draw(texts)}" for _ in range(count)]
+    known = Prompt(id=f"known-{next(counter)}", box=KNOWN_BOX)
+    known.header.stamp.sec = 1
+    position = data.draw(st.integers(0, count))
     msg = PromptArray(prompts=[data.draw(prompts(prompt_id)) for prompt_id in ids])
+    msg.prompts.insert(position, known)
     msg.header.stamp.sec = stamp
     since = len(core.pipeline.outputs.instances_pub)
     core._on_prompts(msg)
-    assert_answered_once(core, set(ids), since)
+    assert_answered_once(core, {*ids, known.id}, since)
+    if core.shipped:  # the shipped model segments the object in its box, among any fuzzed company
+        assert known.id in core.pipeline.outputs.instances_pub.segmented_since(since)
     assert_handled(core)
     core.pipeline.engine.tracker.clear()
 
@@ -279,10 +305,12 @@ def test_camera_info_and_click_handlers(core, x, y, z, frame_id, with_info, k, i
 
 
 @FUZZ
-@given(data=st.data(), queries=st.lists(st.text(max_size=40), max_size=4), use_image=st.booleans(),
+@given(data=st.data(), queries=st.one_of(st.just([]), st.lists(st.text(max_size=40), max_size=4)),
+       use_image=st.booleans(),
        encoding=encodings, size=st.integers(0, 64), depth_encoding=encodings, depth_size=st.integers(0, 64),
        k=st.lists(doubles, min_size=9, max_size=9))
 def test_segment_service(core, data, queries, use_image, encoding, size, depth_encoding, depth_size, k):
+    core._on_image(core.good_image)  # without an image in the request, the service uses this frame
     image = Image()
     if use_image:
         image = Image(height=size, width=size, encoding=encoding, step=size * 3,
@@ -292,10 +320,14 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
     request = Segment.Request(image=image, text_queries=queries, depth=depth,
                               camera_info=CameraInfo(width=size, height=size, k=k),
                               prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
+    request.prompts.append(Prompt(id="svc-known", box=KNOWN_BOX))
     response = run_service(core.pipeline.services._on_segment(request, Segment.Response()))
     if response.success:
-        answered = {i.prompt_id for i in response.result.instances} | set(response.result.failed_prompt_ids)
-        assert {p.id for p in request.prompts} <= answered | {""}
+        answered = [i.prompt_id for i in response.result.instances if i.prompt_id]
+        answered += list(response.result.failed_prompt_ids)
+        assert sorted(answered) == sorted(p.id for p in request.prompts)  # each once
+        if core.shipped and not use_image:
+            assert "svc-known" in {i.prompt_id for i in response.result.instances}
         placed = {i.instance_index for i in response.result_3d.instances}
         assert placed.isdisjoint(response.result_3d.failed_instance_indices)
     else:
