@@ -320,7 +320,9 @@ def test_segment_service(core, data, queries, use_image, encoding, size, depth_e
     request = Segment.Request(image=image, text_queries=queries, depth=depth,
                               camera_info=CameraInfo(width=size, height=size, k=k),
                               prompts=[data.draw(prompts(f"svc-{i}")) for i in range(data.draw(st.integers(0, 3)))])
+    # Beside the fuzzed prompts: one the shipped model segments, and one refused as it is converted.
     request.prompts.append(Prompt(id="svc-known", box=KNOWN_BOX))
+    request.prompts.append(Prompt(id="svc-65-points", points=[Point(x=5.0, y=5.0)] * 65))
     response = run_service(core.pipeline.services._on_segment(request, Segment.Response()))
     if response.success:
         answered = [i.prompt_id for i in response.result.instances if i.prompt_id]
