@@ -157,6 +157,7 @@ class NodeWiring:
         pipeline.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
                                    max_instances=self.settings.max_instances)
         pipeline.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
+        pipeline.worker.future_stamp_wait_s = self.settings.future_stamp_wait_s
 
     def _switch_vocabulary(self, pipeline: Pipeline, spec: str | list[str]) -> int:
         """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
@@ -194,7 +195,8 @@ class NodeWiring:
             outputs = AnswerOutputs(self.node, managed=self.managed, camera=self.camera, health=self.health,
                                     settings=self.current_settings)
             worker = InferenceWorker(engine, outputs.publish_answer, max_pending_prompts=settings.max_pending_prompts,
-                                     max_prompt_wait_s=settings.max_prompt_wait_s, log_error=self.logger.error)
+                                     max_prompt_wait_s=settings.max_prompt_wait_s,
+                                     future_stamp_wait_s=settings.future_stamp_wait_s, log_error=self.logger.error)
             worker.start()
             labelled_outputs = outputs  # not None from here on: the callback keeps this one
             services = NodeServices(self.node, engine, worker, camera=self.camera, health=self.health,
@@ -268,7 +270,7 @@ class NodeWiring:
         self.health.last_image_time = now
         self.camera.image_frame_id = msg.header.frame_id
         frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now)
-        pipeline.engine.add_frame(frame)
+        pipeline.worker.add_frame(frame)  # wakes prompts that wait for this frame
         queries: tuple[str, ...] = ()
         if self.text_queries and now - self._last_text_submit >= 1.0 / self.settings.text_rate_hz:
             queries, self._last_text_submit = self.text_queries, now
@@ -277,10 +279,12 @@ class NodeWiring:
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.health.count("camera_info_received")
         self.camera.info = msg
 
     @guarded
     def _on_depth(self, msg: Image) -> None:
+        self.health.count("depth_received")
         try:
             self.camera.depth.add(depth_from_msg(msg))
         except (DepthError, ImageConversionError) as error:
@@ -361,6 +365,7 @@ class NodeWiring:
             return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"), info=info,
                                   camera_timeout_s=self.settings.camera_timeout_s)
         info["vocabulary_size"] = str(pipeline.engine.vocabulary_size)
+        info["prompts_awaiting_frame"] = str(pipeline.worker.prompts_awaiting_frame)
         predictor = pipeline.predictor
         if isinstance(predictor, PredictorProcess):
             info["inference"] = f"child process {predictor.pid}"
