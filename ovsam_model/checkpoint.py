@@ -53,7 +53,8 @@ class LoadedFile:
             f" (ignored {self.ignored_keys}); values {self.parameters_loaded:,}\n"
             f"{'':<15} sha256 {self.sha256} ({verified})"
         )
-        for label, keys in (("missing", self.missing_keys), ("unexpected", self.unexpected_keys), ("wrong shape", self.mismatched_keys)):
+        for label, keys in (("missing", self.missing_keys), ("unexpected", self.unexpected_keys),
+                            ("wrong shape", self.mismatched_keys)):
             if keys:
                 text += f"\n{'':<15} {label}: {_quote(keys)}"
         return text
@@ -133,11 +134,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 f"{path}: a TorchScript archive (such as OpenAI's RN50x16.pt), not a state dict. Use open_clip's "
                 f"safetensors release instead (`ovsam-model download` fetches it)."
             ) from error
-        raise CheckpointError(f"{path}: not a readable PyTorch weight file ({type(error).__name__}: {error})") from error
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch weight file ({type(error).__name__}: {error})"
+        ) from error
     if isinstance(content, Mapping) and isinstance(content.get("state_dict"), Mapping):
         content = content["state_dict"]
     if not isinstance(content, Mapping):
-        raise CheckpointError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(content).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a state dict (a mapping of names to tensors), got {type(content).__name__}"
+        )
     # Extra top-level entries such as 'meta' or an optimizer are not weights.
     tensors = {str(key): value for key, value in content.items() if isinstance(value, Tensor)}
     if tensors and all(key.startswith("module.") for key in tensors):
@@ -197,7 +202,8 @@ def load_role(model: nn.Module, role: str, path: str | Path, strict: bool = True
         raise CheckpointError(
             f"{path}: SHA-256 {digest} does not match the released file's {known} (role '{role}'); the file is "
             f"damaged or not the release: re-download it with `ovsam-model download --to {path.parent}`. "
-            f"For your own weights under the released names, load with verify_digests=False (the CLI's --no-verify-digests)."
+            f"For your own weights under the released names, load with verify_digests=False "
+            f"(the CLI's --no-verify-digests)."
         )
     state = read_state_dict(path)
     report = LoadedFile(
@@ -250,7 +256,8 @@ def load_role(model: nn.Module, role: str, path: str | Path, strict: bool = True
     if report.ignored_keys and not layout.other_keys_expected and strict:
         others = sorted(key for key in state if not any(key.startswith(p + ".") for p, _ in layout.targets))
         raise CheckpointError(
-            f"{path} (role '{role}') has {len(others)} key(s) outside the prefixes {list(report.prefixes)}: {_quote(others)}"
+            f"{path} (role '{role}') has {len(others)} key(s) outside the prefixes {list(report.prefixes)}: "
+            f"{_quote(others)}"
         )
     return report
 

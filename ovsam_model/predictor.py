@@ -283,7 +283,8 @@ class OVSAMPredictor:
             output = self.backend.decode(entry.features, points, labels, boxes)
             return DecodedPrompts([p.prompt_id for p in prompts], output.mask_logits, output.region_embedding)
 
-    def name(self, entry: CachedImage, decoded: DecodedPrompts, vocabulary: Vocabulary, top_k: int) -> list[InstancePrediction]:
+    def name(self, entry: CachedImage, decoded: DecodedPrompts, vocabulary: Vocabulary,
+             top_k: int) -> list[InstancePrediction]:
         """Upsample decoded masks to the original image, score them, and name them from `vocabulary`."""
         with self._lock, torch.no_grad():
             if top_k < 0:
@@ -326,7 +327,8 @@ class OVSAMPredictor:
 
         return segment_everything(self, key, **options)
 
-    def find(self, queries: Sequence[str] | str, key: Hashable | None = None, **options: Any) -> list[InstancePrediction]:
+    def find(self, queries: Sequence[str] | str, key: Hashable | None = None,
+             **options: Any) -> list[InstancePrediction]:
         """Instances of the queried classes ("mug, bottle" or a list of names) on a cached image: see
         ovsam_model.segment_everything.find for the options."""
         from ovsam_model.segment_everything import find

@@ -19,10 +19,14 @@ from .prompts import PromptSpec
 
 
 class SizedVocabulary(Protocol):
-    """What the node needs of a vocabulary: how many classes it names."""
+    """What the node needs of a vocabulary: how many classes it names, and their names (published on
+    the node's `labels` topic so that consumers can map class indices to names)."""
 
     @property
     def size(self) -> int: ...
+
+    @property
+    def names(self) -> Sequence[str]: ...
 
 
 class Predictor(Protocol):

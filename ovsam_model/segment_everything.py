@@ -53,7 +53,8 @@ def mask_scores(mask_logits: torch.Tensor, threshold: float = FOREGROUND_LOGIT) 
     return torch.where(area > 0, total / area.clamp(min=1.0), torch.zeros_like(total))
 
 
-def stability_scores(mask_logits: torch.Tensor, offset: float = 1.0, threshold: float = FOREGROUND_LOGIT) -> torch.Tensor:
+def stability_scores(mask_logits: torch.Tensor, offset: float = 1.0,
+                     threshold: float = FOREGROUND_LOGIT) -> torch.Tensor:
     """How little each mask changes when its binarising threshold moves by +-offset (in logits):
     area(logits > threshold + offset) / area(logits > threshold - offset), in [0, 1]; a mask that
     is empty at the low threshold counts as perfectly stable (1), as in SAM.

@@ -502,7 +502,7 @@ def load_vocabulary(
 def _read_cached_vocabulary(path: Path, names: list[str], model_key: str) -> Vocabulary | None:
     try:
         vocabulary = load_vocabulary_file(path)
-    except Exception as error:  # any unreadable cache is rebuilt: a cache must never stop the node
+    except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt: a cache must never stop the node
         logger.warning("ignoring unreadable vocabulary cache %s (%s); rebuilding it", path, error)
         return None
     if vocabulary.names != names or vocabulary.model_key != model_key:
@@ -619,7 +619,7 @@ def _torch_load(path: Path, what: str) -> object:
         raise VocabularyError(f"{what} {str(path)!r} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types; each becomes one VocabularyError
         raise VocabularyError(
             f"{what} {str(path)!r} cannot be read as a torch file ({type(error).__name__}: {str(error)[:200]})"
         ) from None

@@ -137,7 +137,10 @@ class PerceptionEngine:
                     try:
                         track_id = self.tracker.start(request.prompt_id, prediction.box)
                     except RuntimeError as error:
+                        # One answer per prompt id: a prompt that asked to be tracked and cannot be is a
+                        # failure with the reason, not also an untracked instance.
                         answer.failures.append(PromptFailure(request.prompt_id, f"not tracked: {error}"))
+                        continue
                 answer.instances.append(InstanceResult(prediction, track_id))
         return answer
 

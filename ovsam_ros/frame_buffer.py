@@ -79,6 +79,15 @@ class FrameBuffer:
             f"no buffered frame with stamp {format_stamp(stamp_ns)}; the buffer holds "
             f"{format_stamp(oldest)} .. {format_stamp(newest)} (frame_buffer_size={self._capacity})")
 
+    def is_future(self, stamp_ns: int) -> bool:
+        """Whether a frame with this stamp may still arrive: it is not buffered and is newer than every
+        buffered frame (or none has arrived). Zero (the latest frame) never is; an older stamp that is
+        not buffered was lost or evicted and will not come."""
+        with self._lock:
+            if stamp_ns == 0 or stamp_ns in self._frames:
+                return False
+            return not self._frames or stamp_ns > next(reversed(self._frames))
+
     def clear(self) -> None:
         with self._lock:
             self._frames.clear()

@@ -35,8 +35,11 @@ class OVSAMLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # Publishers first (the base class activates them): activate publishes the latched labels,
+        # and an answer to the first input must not meet an inactive publisher.
+        result = super().on_activate(state)
         self.wiring.activate()
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.wiring.deactivate()

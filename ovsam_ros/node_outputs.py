@@ -1,30 +1,38 @@
-"""What the node publishes for each answer: `instances`, the `overlay` picture, RViz `markers`, and
+"""What the node publishes for each answer: `instances`, the `overlay` picture, the label images
+`instance_ids` and `semantic`, `detections_2d` where vision_msgs is installed, RViz `markers`, and
 with depth the 3D instances (`instances_3d`, the labelled cloud `instances_cloud`, and
-`detections_3d` where vision_msgs is installed).
+`detections_3d` where vision_msgs is installed); and on every vocabulary change the latched `labels`
+(and `label_info` where vision_msgs is installed).
 
 Created when the node configures and destroyed on cleanup; in the managed node they are lifecycle
-publishers, which publish only while the node is active. Called on the inference thread.
+publishers, which publish only while the node is active. Answers are published on the inference
+thread, the labels on the executor's.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Sequence
 
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from ovsam_ros.msg import Instance3DArray, InstanceMaskArray
 
 from .camera_inputs import CameraInputs
 from .depth_fusion import Fusion3D
+from .detection2d_conversion import Detection2DArray, detections_2d
 from .engine import Answer
 from .frame_buffer import Frame
 from .image_conversion import array_to_image
 from .instances3d_conversion import detections_3d, fusion_to_msg, labelled_cloud, with_3d_markers
+from .label_images import instance_id_image, semantic_image
 from .label_markers import label_markers
 from .node_health import NodeHealth
 from .result_conversion import answer_to_msg
 from .settings import NodeSettings
+from .vocabulary_labels import LabelInfo, VocabularyLabels, label_info, labels_json
 
 try:  # optional: only where vision_msgs is installed (not on PyPI)
     from vision_msgs.msg import Detection3DArray
@@ -32,6 +40,10 @@ except ImportError:  # pragma: no cover - exercised where vision_msgs exists
     Detection3DArray = None
 
 RESULT_QUEUE_DEPTH = 1000
+# A few answers can come for one frame (prompts in separate batches); each label image is one of them.
+LABEL_IMAGE_QUEUE_DEPTH = 5
+# Latched: a subscriber that comes later still gets the vocabulary in force.
+LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class AnswerOutputs:
@@ -49,14 +61,47 @@ class AnswerOutputs:
         self.instances_3d_pub = create(Instance3DArray, "instances_3d", 10)
         self.cloud_pub = create(PointCloud2, "instances_cloud", 2)
         self.detections_3d_pub = create(Detection3DArray, "detections_3d", 10) if Detection3DArray is not None else None
+        self.instance_ids_pub = create(Image, "instance_ids", LABEL_IMAGE_QUEUE_DEPTH)
+        self.semantic_pub = create(Image, "semantic", LABEL_IMAGE_QUEUE_DEPTH)
+        # Not `detections`: that is an input (prompts from a detector) of this node.
+        self.detections_2d_pub = create(Detection2DArray, "detections_2d", 10) if Detection2DArray is not None else None
+        self.labels_pub = create(String, "labels", LATCHED_QOS)
+        self.label_info_pub = create(LabelInfo, "label_info", LATCHED_QOS) if LabelInfo is not None else None
+        self.labels: VocabularyLabels | None = None
+        self._labels_lock = threading.Lock()  # the service and the parameter callback may switch at once
 
     def destroy(self) -> None:
         for publisher in self._publishers():
             self._destroy(publisher)
 
     def _publishers(self) -> list[Any]:
-        publishers = [self.instances_pub, self.overlay_pub, self.markers_pub, self.instances_3d_pub, self.cloud_pub]
-        return publishers + ([self.detections_3d_pub] if self.detections_3d_pub is not None else [])
+        publishers = [self.instances_pub, self.overlay_pub, self.markers_pub, self.instances_3d_pub, self.cloud_pub,
+                      self.detections_3d_pub, self.instance_ids_pub, self.semantic_pub, self.detections_2d_pub,
+                      self.labels_pub, self.label_info_pub]
+        return [publisher for publisher in publishers if publisher is not None]
+
+    # -- labels ----------------------------------------------------------------------------------
+    def vocabulary_changed(self, classes: Sequence[str], vocabulary: str, *, publish: bool = True) -> VocabularyLabels:
+        """A new active vocabulary: the next version of the labels, published unless `publish` is false
+        (at configure, before the managed node's publishers are active; activate publishes it)."""
+        with self._labels_lock:
+            version = self.labels.version + 1 if self.labels is not None else 1
+            self.labels = VocabularyLabels(vocabulary=vocabulary, version=version, classes=tuple(classes))
+            if publish:
+                self._publish_labels(self.labels)
+            return self.labels
+
+    def publish_labels(self) -> None:
+        """The labels in force again (on activate), with their version unchanged."""
+        with self._labels_lock:
+            if self.labels is not None:
+                self._publish_labels(self.labels)
+
+    def _publish_labels(self, labels: VocabularyLabels) -> None:
+        self.labels_pub.publish(labels_json(labels))
+        if self.label_info_pub is not None:
+            header = Header(stamp=self.node.get_clock().now().to_msg(), frame_id=self.camera.image_frame_id)
+            self.label_info_pub.publish(label_info(labels, header, self._settings().score_threshold))
 
     def publish_answer(self, answer: Answer, header: Header | None = None) -> None:
         msg = answer_to_msg(answer, fallback_header=header)
@@ -67,7 +112,10 @@ class AnswerOutputs:
             more = f" (and {len(answer.failures) - 1} more)" if len(answer.failures) > 1 else ""
             self.logger.warning(f"prompt '{first.prompt_id}' failed: {first.reason}{more}", throttle_duration_sec=1.0)
         frame = answer.frame
-        if frame is None or not answer.instances:
+        if frame is None:
+            return
+        self._publish_label_images(answer, frame, msg.header)
+        if not answer.instances:
             return
         if self._settings().publish_overlay and self.overlay_pub.get_subscription_count() > 0:
             from ovsam_model.visualization import draw_instances
@@ -79,6 +127,23 @@ class AnswerOutputs:
         if camera_info is not None and self.markers_pub.get_subscription_count() > 0:
             markers = label_markers(answer, camera_info, msg.header)
             self.markers_pub.publish(with_3d_markers(markers, fusion, msg.header) if fusion else markers)
+
+    def _publish_label_images(self, answer: Answer, frame: Frame, header: Header) -> None:
+        """instance_ids, semantic and detections_2d for every answer on a frame, also an empty one
+        (all zeros: nothing found), while someone listens. label_images.py has the overlap rule."""
+        want_ids, want_semantic = (publisher.get_subscription_count() > 0
+                                   for publisher in (self.instance_ids_pub, self.semantic_pub))
+        if want_ids or want_semantic:
+            predictions = [result.prediction for result in answer.instances]
+            ids = instance_id_image(predictions, frame.height, frame.width)
+            if want_ids:
+                self.instance_ids_pub.publish(array_to_image(ids, "mono16", header=header))
+            if want_semantic:
+                semantic = semantic_image(ids, [prediction.class_index for prediction in predictions])
+                self.semantic_pub.publish(array_to_image(semantic, "mono16", header=header))
+        detections_pub = self.detections_2d_pub
+        if detections_pub is not None and detections_pub.get_subscription_count() > 0:
+            detections_pub.publish(detections_2d(answer.instances, header))
 
     def _publish_3d(self, answer: Answer, frame: Frame, header: Header) -> Fusion3D | None:
         """3D instances while depth arrives and someone listens. A frame without usable depth gets

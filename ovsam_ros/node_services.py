@@ -34,8 +34,11 @@ from .worker import InferenceWorker
 
 class NodeServices:
     def __init__(self, node: Any, engine: PerceptionEngine, worker: InferenceWorker, *, camera: CameraInputs,
-                 health: NodeHealth, settings: Callable[[], NodeSettings]) -> None:
+                 health: NodeHealth, settings: Callable[[], NodeSettings],
+                 on_vocabulary_changed: Callable[[str | list[str] | None], None]) -> None:
+        """`on_vocabulary_changed(spec)` follows every successful switch (spec None: the model's own)."""
         self.node = node
+        self._on_vocabulary_changed = on_vocabulary_changed
         self.engine, self.worker = engine, worker
         self.camera, self.health, self._settings = camera, health, settings
         self._image_ids = itertools.count(1)
@@ -94,6 +97,7 @@ class NodeServices:
             engine, model_spec = self.engine, None if spec == "default" else spec
             response.size = await self._on_inference_thread(lambda: engine.set_vocabulary(model_spec))
             response.success, response.message = True, f"vocabulary has {response.size} classes"
+            self._on_vocabulary_changed(model_spec)
         except Exception as error:  # noqa: BLE001
             # A call that timed out is still queued: it may yet take effect, so do not promise the old one stays.
             outcome = ("the switch may still take effect later" if isinstance(error, TimeoutError)

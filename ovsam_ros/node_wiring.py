@@ -47,6 +47,7 @@ from .prompt_conversion import (
     requests_from_prompt_msgs,
 )
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
+from .vocabulary_labels import vocabulary_name
 from .vocabulary_request import resolve_vocabulary_request
 from .worker import InferenceWorker
 
@@ -158,13 +159,22 @@ class NodeWiring:
         pipeline.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
                                    max_instances=self.settings.max_instances)
         pipeline.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
+        pipeline.worker.future_stamp_wait_s = self.settings.future_stamp_wait_s
 
     def _switch_vocabulary(self, pipeline: Pipeline, spec: str | list[str]) -> int:
         """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
         # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
         engine, model_spec = pipeline.engine, spec or None
-        return pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
+        size = pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
+        self._vocabulary_changed(pipeline.outputs, pipeline.predictor, model_spec)
+        return size
+
+    @staticmethod
+    def _vocabulary_changed(outputs: AnswerOutputs, predictor: Predictor, spec: str | list[str] | None, *,
+                            publish: bool = True) -> None:
+        """The new vocabulary's names on the latched `labels` (spec None: the model's own)."""
+        outputs.vocabulary_changed(predictor.vocabulary.names, vocabulary_name(spec), publish=publish)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def configure(self) -> None:
@@ -187,10 +197,16 @@ class NodeWiring:
             outputs = AnswerOutputs(self.node, managed=self.managed, camera=self.camera, health=self.health,
                                     settings=self.current_settings)
             worker = InferenceWorker(engine, outputs.publish_answer, max_pending_prompts=settings.max_pending_prompts,
-                                     max_prompt_wait_s=settings.max_prompt_wait_s, log_error=self.logger.error)
+                                     max_prompt_wait_s=settings.max_prompt_wait_s,
+                                     future_stamp_wait_s=settings.future_stamp_wait_s, log_error=self.logger.error)
             worker.start()
+            labelled_outputs = outputs  # not None from here on: the callback keeps this one
             services = NodeServices(self.node, engine, worker, camera=self.camera, health=self.health,
-                                    settings=self.current_settings)
+                                    settings=self.current_settings,
+                                    on_vocabulary_changed=lambda spec: self._vocabulary_changed(
+                                        labelled_outputs, predictor, spec))
+            # Published on activate: the managed node's publishers are not active yet.
+            self._vocabulary_changed(outputs, predictor, settings.vocabulary or None, publish=False)
         except BaseException:
             if worker is not None:
                 worker.stop()
@@ -209,7 +225,11 @@ class NodeWiring:
                          f"({engine.vocabulary_size} classes)")
 
     def activate(self) -> None:
+        """Subscribe to the inputs and publish the labels in force (the managed node calls this once
+        its publishers are active)."""
         node, qos = self.node, self._image_qos()
+        if self.pipeline is not None:
+            self.pipeline.outputs.publish_labels()
         image_topic = ("image/compressed", CompressedImage) if self.settings.use_compressed else ("image", Image)
         self._subscriptions = [
             node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos),
@@ -258,7 +278,7 @@ class NodeWiring:
         self.health.last_image_time = now
         self.camera.image_frame_id = msg.header.frame_id
         frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now)
-        pipeline.engine.add_frame(frame)
+        pipeline.worker.add_frame(frame)  # wakes prompts that wait for this frame
         queries: tuple[str, ...] = ()
         if self.text_queries and now - self._last_text_submit >= 1.0 / self.settings.text_rate_hz:
             queries, self._last_text_submit = self.text_queries, now
@@ -267,10 +287,12 @@ class NodeWiring:
 
     @guarded
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.health.count("camera_info_received")
         self.camera.info = msg
 
     @guarded
     def _on_depth(self, msg: Image) -> None:
+        self.health.count("depth_received")
         try:
             self.camera.depth.add(depth_from_msg(msg))
         except (DepthError, ImageConversionError) as error:
@@ -351,6 +373,7 @@ class NodeWiring:
             return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"), info=info,
                                   camera_timeout_s=self.settings.camera_timeout_s)
         info["vocabulary_size"] = str(pipeline.engine.vocabulary_size)
+        info["prompts_awaiting_frame"] = str(pipeline.worker.prompts_awaiting_frame)
         if self._server_probe is not None:
             info.update(self._server_probe.facts())
         predictor = pipeline.predictor

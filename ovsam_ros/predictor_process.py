@@ -44,10 +44,14 @@ class PredictorProcessError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class VocabularySize:
-    """What the node needs of a vocabulary that lives in the child: its size."""
+class VocabularyNames:
+    """What the node needs of a vocabulary that lives in the child: its class names (no embeddings)."""
 
-    size: int
+    names: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def _serve(connection: Connection) -> None:
         if vocabulary is not None:
             predictor.set_vocabulary(vocabulary)
         connection.send(("ready", {"device": str(getattr(predictor, "device", "")),
-                                   "vocabulary_size": int(predictor.vocabulary.size),
+                                   "vocabulary_names": tuple(predictor.vocabulary.names),
                                    "default_vocabulary": str(getattr(predictor, "default_vocabulary", ""))}))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it in configure
         try:
@@ -116,7 +120,7 @@ def _serve(connection: Connection) -> None:
         try:
             result = getattr(predictor, method)(*args, **kwargs)
             if method == "set_vocabulary":
-                result = VocabularySize(int(result.size))
+                result = VocabularyNames(tuple(result.names))
             connection.send(("ok", _pack(result)))
         except Exception as error:  # noqa: BLE001 - every failure is the caller's answer
             connection.send(("error", _portable_error(error)))
@@ -157,8 +161,8 @@ class PredictorProcess:
         return self._info["device"]
 
     @property
-    def vocabulary(self) -> VocabularySize:
-        return VocabularySize(self._info["vocabulary_size"])
+    def vocabulary(self) -> VocabularyNames:
+        return VocabularyNames(self._info["vocabulary_names"])
 
     @property
     def default_vocabulary(self) -> str | Path:
@@ -183,11 +187,11 @@ class PredictorProcess:
         return self._call("find", list(queries), key=key, top_k=top_k, max_instances=max_instances,
                           points_per_side=points_per_side)
 
-    def set_vocabulary(self, spec: str | list[str]) -> VocabularySize:
+    def set_vocabulary(self, spec: str | list[str]) -> VocabularyNames:
         result = self._call("set_vocabulary", spec)
         # Kept so that a restarted child comes back with the vocabulary the user chose.
         self._vocabulary_spec = spec
-        self._info["vocabulary_size"] = result.size
+        self._info["vocabulary_names"] = result.names
         return result
 
     def close(self, timeout: float = 10.0) -> None:
@@ -283,7 +287,7 @@ class PredictorProcess:
 
 
 if __name__ == "__main__":
-    # Through the module's import name, so that what the child pickles (VocabularySize, packed masks)
+    # Through the module's import name, so that what the child pickles (VocabularyNames, packed masks)
     # names ovsam_ros.predictor_process, not __main__.
     from ovsam_ros.predictor_process import _serve as serve
 

@@ -11,12 +11,13 @@ from ovsam_ros.msg import InstanceMask, InstanceMaskArray
 
 from .engine import Answer, InstanceResult
 from .image_conversion import array_to_image
+from .label_images import mask_in_box
 
 
 def instance_to_msg(result: InstanceResult, header: Header) -> InstanceMask:
     prediction = result.prediction
-    x0, y0, x1, y1 = (int(v) for v in prediction.box)
-    crop = prediction.mask[y0:y1, x0:x1]
+    x0, y0, crop = mask_in_box(prediction)
+    height, width = crop.shape
     mask = array_to_image(crop.astype(np.uint8) * 255, "mono8", header=header)
     return InstanceMask(
         id=int(result.track_id),
@@ -27,7 +28,7 @@ def instance_to_msg(result: InstanceResult, header: Header) -> InstanceMask:
         mask_score=float(prediction.mask_score),
         top_labels=list(prediction.top_labels),
         top_scores=[float(s) for s in prediction.top_scores],
-        roi=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0, height=y1 - y0, do_rectify=False),
+        roi=RegionOfInterest(x_offset=x0, y_offset=y0, width=width, height=height, do_rectify=False),
         mask=mask,
     )
 

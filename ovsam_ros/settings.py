@@ -15,7 +15,7 @@ IMAGE_QOS = ("sensor_data", "reliable")
 
 # Parameters that take effect while the node runs; the others are read when the node configures.
 RUNTIME_PARAMETERS = ("vocabulary", "score_threshold", "max_instances", "top_k", "text_rate_hz", "publish_overlay",
-                      "max_prompt_wait_s")
+                      "max_prompt_wait_s", "future_stamp_wait_s")
 
 
 @dataclass
@@ -42,6 +42,9 @@ class NodeSettings:
     use_compressed: bool = False
     max_pending_prompts: int = 1000
     max_prompt_wait_s: float = 2.0
+    # A prompt stamped with a frame not yet received waits this long for it (a small prompt message
+    # overtakes a 640x480 image through DDS by ~14 ms); below max_prompt_wait_s.
+    future_stamp_wait_s: float = 0.5
     service_timeout_s: float = 60.0
     track_lost_after: int = 3
     camera_timeout_s: float = 2.0
@@ -76,6 +79,9 @@ class NodeSettings:
                      "depth_stamp_tolerance_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter '{name}' must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.future_stamp_wait_s < self.max_prompt_wait_s:
+            raise ValueError(f"parameter 'future_stamp_wait_s' must lie in [0, max_prompt_wait_s "
+                             f"{self.max_prompt_wait_s:g}), got {self.future_stamp_wait_s}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"parameter 'score_threshold' must lie in [0, 1], got {self.score_threshold}")
         try:
@@ -114,6 +120,10 @@ DESCRIPTIONS = {
     "max_pending_prompts": "prompts queued beyond this are answered with an 'overloaded' failure",
     "max_prompt_wait_s": "a prompt still queued after this long is answered 'overloaded' instead of segmented "
                          "(bounds latency under load)",
+    "future_stamp_wait_s": "a prompt stamped with a frame that has not arrived yet (newer than every buffered "
+                           "frame) waits this long for it before it is answered 'no buffered frame with stamp'; "
+                           "0 fails it at once (like message_filters' synchronizer queue: the prompt message can "
+                           "overtake its image); must be below max_prompt_wait_s",
     "service_timeout_s": "longest a segment or set_vocabulary call waits for the inference thread",
     "track_lost_after": "consecutive misses after which a track is dropped",
     "camera_timeout_s": "diagnostics warn when no image arrived for this long",

@@ -5,6 +5,14 @@
   before each round of work every prompt that has waited longer than `max_prompt_wait_s` is failed
   with "overloaded". Prompts are taken `PROMPTS_PER_ROUND` at a time, so the node answers a prompt at
   most about max_prompt_wait_s + one round of work after it arrived, however large the backlog.
+- A prompt stamped with a frame that has not arrived yet (newer than every buffered frame: a small
+  prompt message can overtake its image through DDS) waits for that frame, apart from the queue, up to
+  `future_stamp_wait_s` after it arrived; it rejoins the front of the queue when the frame arrives
+  (add_frame), and when the wait is over, or a newer frame shows that its own was lost, it is answered
+  by the engine with the failure "no buffered frame with stamp ...". Waiting prompts count against
+  max_pending_prompts and are answered on stop like queued ones. future_stamp_wait_s is below
+  max_prompt_wait_s (settings.py checks it), so such a prompt is never also failed as "overloaded" for
+  the time it spent waiting for its frame.
 - Per-frame work (tracks, the standing text query) keeps only the newest frame: when the model is
   slower than the camera, older frames are skipped and counted, so latency stays bounded. It takes
   turns with prompt rounds.
@@ -52,14 +60,16 @@ class WorkerStats:
 class InferenceWorker:
     def __init__(self, engine: PerceptionEngine, publish: Callable[[Answer], None], *,
                  max_pending_prompts: int = 1000, max_prompt_wait_s: float = 2.0,
-                 log_error: Callable[[str], None] = print) -> None:
+                 future_stamp_wait_s: float = 0.0, log_error: Callable[[str], None] = print) -> None:
         self.engine = engine
         self._publish = publish
         self._log_error = log_error
         self.max_pending_prompts = max_pending_prompts
         self.max_prompt_wait_s = max_prompt_wait_s
+        self.future_stamp_wait_s = future_stamp_wait_s
         self.stats = WorkerStats()
         self._prompts: deque[PromptRequest] = deque()
+        self._awaiting_frame: deque[PromptRequest] = deque()  # stamped with a frame not yet arrived
         self._calls: deque[tuple[Callable[[], Any], Future]] = deque()
         self._frame: tuple[Frame, tuple[str, ...]] | None = None
         self._wake = threading.Condition()
@@ -73,7 +83,7 @@ class InferenceWorker:
         with self._wake:
             self.stats.prompts_received += len(requests)
             for request in requests:
-                if len(self._prompts) >= self.max_pending_prompts:
+                if len(self._prompts) + len(self._awaiting_frame) >= self.max_pending_prompts:
                     rejected.append(request)
                 else:
                     self._prompts.append(request)
@@ -82,6 +92,13 @@ class InferenceWorker:
             self.stats.prompts_rejected_overload += len(rejected)
             reason = f"overloaded: {self.max_pending_prompts} prompts already pending"
             self._emit_failures([PromptFailure(r.prompt_id, reason) for r in rejected])
+
+    def add_frame(self, frame: Frame) -> None:
+        """A camera frame arrived: buffer it, and wake the thread if a prompt waits for a frame."""
+        self.engine.add_frame(frame)
+        with self._wake:
+            if self._awaiting_frame:
+                self._wake.notify()
 
     def submit_frame(self, frame: Frame, text_queries: Sequence[str] = ()) -> None:
         """Offer a new frame for tracks / text queries; replaces (and counts) one not yet started."""
@@ -105,9 +122,16 @@ class InferenceWorker:
         return self.submit_call(function).result(timeout=timeout)
 
     @property
+    def prompts_awaiting_frame(self) -> int:
+        """Prompts set aside until the frame they are stamped with arrives."""
+        with self._wake:
+            return len(self._awaiting_frame)
+
+    @property
     def queue_depth(self) -> int:
         with self._wake:
-            return len(self._prompts) + len(self._calls) + (1 if self._frame else 0)
+            return (len(self._prompts) + len(self._awaiting_frame) + len(self._calls)
+                    + (1 if self._frame else 0))
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,7 +150,8 @@ class InferenceWorker:
             self._thread = None
         # Whatever is still queued gets an explicit answer: nothing is dropped silently.
         with self._wake:
-            pending, self._prompts = list(self._prompts), deque()
+            pending = list(self._awaiting_frame) + list(self._prompts)
+            self._prompts, self._awaiting_frame = deque(), deque()
             calls, self._calls = list(self._calls), deque()
             self._frame = None
         if pending:
@@ -138,8 +163,11 @@ class InferenceWorker:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while self._running and not (self._prompts or self._calls or self._frame):
-                    self._wake.wait(timeout=0.5)
+                while True:
+                    self._release_awaiting(time.monotonic())
+                    if not self._running or self._prompts or self._calls or self._frame:
+                        break
+                    self._wake.wait(timeout=self._idle_wait_s(time.monotonic()))
                 if not self._running:
                     return
                 calls, self._calls = list(self._calls), deque()
@@ -151,7 +179,7 @@ class InferenceWorker:
                     frame_job, self._frame, prompts = self._frame, None, []
                 else:
                     frame_job = None
-                    prompts = [self._prompts.popleft() for _ in range(min(PROMPTS_PER_ROUND, len(self._prompts)))]
+                    prompts = self._take_round(time.monotonic())
                 self._prompt_round_last = bool(prompts)
             for function, future in calls:
                 # A failing call (e.g. a bad vocabulary) is the caller's answer, not a worker fault.
@@ -165,6 +193,42 @@ class InferenceWorker:
                             fail_prompts=prompts)
             if frame_job is not None:
                 self._guard("frame", lambda: self._step(*frame_job))
+
+    def _waits_for_frame(self, request: PromptRequest, now: float) -> bool:
+        """Whether this prompt's frame may still come and its wait for it is not over."""
+        return (now - request.received_at < self.future_stamp_wait_s
+                and self.engine.frames.is_future(request.stamp_ns))
+
+    def _release_awaiting(self, now: float) -> None:
+        """Prompts whose frame arrived, or whose wait for it is over, rejoin the front of the queue (in
+        their order). Call under the lock."""
+        if not self._awaiting_frame:
+            return
+        waiting: deque[PromptRequest] = deque()
+        released: list[PromptRequest] = []
+        for request in self._awaiting_frame:
+            (waiting if self._waits_for_frame(request, now) else released).append(request)
+        self._awaiting_frame = waiting
+        self._prompts.extendleft(reversed(released))
+
+    def _idle_wait_s(self, now: float) -> float:
+        """How long the idle thread may sleep: until the first waiting prompt's wait for its frame ends."""
+        if not self._awaiting_frame:
+            return 0.5
+        ends = min(r.received_at for r in self._awaiting_frame) + self.future_stamp_wait_s
+        return min(0.5, max(0.001, ends - now))
+
+    def _take_round(self, now: float) -> list[PromptRequest]:
+        """Up to PROMPTS_PER_ROUND prompts to answer now; those whose frame is still to come are set
+        aside to wait for it. Call under the lock."""
+        prompts: list[PromptRequest] = []
+        while self._prompts and len(prompts) < PROMPTS_PER_ROUND:
+            request = self._prompts.popleft()
+            if self._waits_for_frame(request, now):
+                self._awaiting_frame.append(request)
+            else:
+                prompts.append(request)
+        return prompts
 
     def _take_overdue(self) -> list[tuple[PromptRequest, float]]:
         """Remove the prompts that waited past max_prompt_wait_s (the oldest are first); call under the lock."""

@@ -93,7 +93,8 @@ def prompt_arrays(points: Tensor | None, point_labels: Tensor | None, boxes: Ten
             raise ValueError(f"boxes must be [N, 4] (x1, y1, x2, y2 in network-input pixels), got {box_array.shape}")
     if points is None:
         count = box_array.shape[0]
-        return PromptArrays(LAYOUT_BOX, np.zeros((count, 0, 2), np.float32), np.zeros((count, 0), np.float32), box_array)
+        return PromptArrays(LAYOUT_BOX, np.zeros((count, 0, 2), np.float32), np.zeros((count, 0), np.float32),
+                            box_array)
     point_array = _as_float_array(points)
     if point_array.ndim != 3 or point_array.shape[-1] != 2:
         raise ValueError(f"points must be [N, P, 2] (x, y in network-input pixels), got {point_array.shape}")

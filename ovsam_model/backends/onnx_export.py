@@ -143,7 +143,7 @@ def export_onnx(model: OVSAM, out_dir: str | Path, *, layouts: Sequence[str] = P
                 graph = PromptGraph(model, layout).to(device)
                 args = tuple(features + _example_prompts(layout, size, device))
                 _export(graph, args, out_dir / prompt_file(layout), names, PROMPT_OUTPUTS, axes)
-    except Exception as error:  # noqa: BLE001 - the tracer raises many types; say which model failed
+    except Exception as error:  # the tracer raises many types; say which model failed
         raise OnnxExportError(f"exporting {model.config.name} to ONNX in {out_dir} failed: "
                               f"{type(error).__name__}: {error}") from error
     files = [IMAGE_FILE] + [prompt_file(layout) for layout in layouts]
@@ -173,7 +173,8 @@ def read_export(directory: str | Path) -> OnnxFiles:
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
-        raise OnnxExportError(f"{manifest_path} is not valid JSON ({error}); delete the directory to re-export") from error
+        raise OnnxExportError(f"{manifest_path} is not valid JSON ({error}); "
+                              "delete the directory to re-export") from error
     missing = [name for name in manifest.get("sha256", {}) if not (directory / name).is_file()]
     if missing or "sha256" not in manifest:
         raise OnnxExportError(f"{directory} is an incomplete ONNX export (missing {missing or [MANIFEST]}); "

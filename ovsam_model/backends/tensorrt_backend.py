@@ -47,7 +47,8 @@ def import_tensorrt():
     except ImportError as error:
         raise BackendUnavailableError(
             f"the tensorrt backend needs NVIDIA TensorRT ({error}); on a machine with an NVIDIA GPU install "
-            "it with `pip install tensorrt-cu12` (or tensorrt-cu13, matching your CUDA), or use the Jetson's own") from error
+            "it with `pip install tensorrt-cu12` (or tensorrt-cu13, matching your CUDA), or use the Jetson's own"
+        ) from error
     return tensorrt
 
 
@@ -223,7 +224,8 @@ class TensorRTBackend:
     def encode_image(self, pixels: Tensor) -> ImageFeatures:
         size = self.model.config.image_size
         if tuple(pixels.shape) != (1, 3, size, size):
-            raise ValueError(f"the tensorrt image engine takes pixels [1, 3, {size}, {size}], got {tuple(pixels.shape)}")
+            raise ValueError(f"the tensorrt image engine takes pixels [1, 3, {size}, {size}], "
+                             f"got {tuple(pixels.shape)}")
         outputs = self.image_engine.run({"pixels": pixels.float()})
         return features_from_outputs([outputs[name].float() for name in IMAGE_OUTPUTS])
 

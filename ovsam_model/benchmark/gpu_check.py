@@ -136,7 +136,8 @@ def compare(reference: list, candidate: list, tolerance: dict[str, float]) -> tu
                 agreeing += 1
             else:
                 problems.append(f"{ref.prompt_id}: label {got.label!r} != {ref.label!r} (margin {margin:.3f})")
-    figures = {"prompts": len(ious), "min_mask_iou": round(min(ious), 4), "mean_mask_iou": round(float(np.mean(ious)), 4),
+    figures = {"prompts": len(ious), "min_mask_iou": round(min(ious), 4),
+               "mean_mask_iou": round(float(np.mean(ious)), 4),
                "labels_compared": decided, "labels_agreeing": agreeing}
     return figures, problems
 
@@ -190,7 +191,8 @@ def check_tensorrt(plan: Plan, context: dict[str, Any]) -> CheckResult:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return CheckResult("tensorrt", "skipped", "TensorRT is not importable here (pip install tensorrt-cu12 on a GPU)")
+        return CheckResult("tensorrt", "skipped",
+                           "TensorRT is not importable here (pip install tensorrt-cu12 on a GPU)")
     if plan.device != "cuda":
         return CheckResult("tensorrt", "skipped", "TensorRT needs the GPU plan")
     from ovsam_model.backends import create_backend
@@ -255,7 +257,8 @@ def check_node(plan: Plan, context: dict[str, Any]) -> CheckResult:
                                               "latency needs a machine with both ROS 2 and the GPU")
     out = Path(context["out"]) / "node-bench.json"
     command = [sys.executable, "-m", "ovsam_ros.tools.bench", "--model", plan.model, "--device", plan.device,
-               "--rate", str(plan.node_rate_hz), "--seconds", str(plan.node_seconds), "--warmup-seconds", "2", "--overhead-rate", "0",
+               "--rate", str(plan.node_rate_hz), "--seconds", str(plan.node_seconds), "--warmup-seconds", "2",
+               "--overhead-rate", "0",
                "--width", str(plan.frame_hw[1]), "--height", str(plan.frame_hw[0]), "--json", str(out)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=plan.node_seconds * 6 + 240)
     if completed.returncode != 0:

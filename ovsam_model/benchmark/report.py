@@ -71,8 +71,10 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         # ViT-H says nothing. The miniature baseline (CI) is checked against whatever ran.
         if value is None or (ratio["baseline"] == "vit_h" and not ratio["paper_comparison"]):
             continue
-        note = "the paper's comparison" if ratio["paper_comparison"] else "not the paper's comparison (other model or miniature baseline)"
-        targets.append(_target("ours / SAM+CLIP baseline, 10 prompts, same device", f"{ratio['model']} / {ratio['run']}",
+        note = ("the paper's comparison" if ratio["paper_comparison"]
+                else "not the paper's comparison (other model or miniature baseline)")
+        targets.append(_target("ours / SAM+CLIP baseline, 10 prompts, same device",
+                               f"{ratio['model']} / {ratio['run']}",
                                value, TARGET_BASELINE_RATIO, True, note))
     by_model: dict[str, dict[str, dict]] = {}
     for run in runs:
@@ -88,7 +90,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 and run["image_size"] >= 1024 and _p50(run, "frame_10") is not None]
     if gpu_runs:
         for run in gpu_runs:
-            targets.append(_target("frames/s, full-size model, 10 prompts, fp16 GPU", f"{run['model']} / {run['label']}",
+            targets.append(_target("frames/s, full-size model, 10 prompts, fp16 GPU",
+                                   f"{run['model']} / {run['label']}",
                                    1000.0 / _p50(run, "frame_10"), TARGET_GPU_FPS, False))
     else:
         targets.append(_target("frames/s, full-size model, 10 prompts, fp16 GPU", "no GPU run", None, TARGET_GPU_FPS,

@@ -164,7 +164,8 @@ def _derive(samples: dict[str, list[float]], counts: tuple[int, ...]) -> None:
         prompt_side = [sum(parts) for parts in zip(samples[f"decode_{count}"], samples[f"recognition_{count}"],
                                                      samples[f"postprocess_{count}"])]
         samples[f"prompt_side_{count}"] = prompt_side
-        samples[f"frame_{count}"] = [a + b + c for a, b, c in zip(samples["preprocess"], samples["image_part"], prompt_side)]
+        samples[f"frame_{count}"] = [a + b + c for a, b, c in zip(samples["preprocess"], samples["image_part"],
+                                                                    prompt_side)]
 
 
 def _ort_stage_shares(backend: Any, pixels: Tensor, directory: Path) -> dict[str, float]:
@@ -234,7 +235,8 @@ def bench_variant(model: OVSAM, variant: Variant, frame: np.ndarray, points: dic
                 output = stopwatch.measure(f"decode_{count}", lambda: backend.decode(features, network_points), record)
                 stopwatch.measure(f"recognition_{count}", lambda: cosine_class_scores(
                     output.region_embedding, vocabulary, float(np.exp(model.config.logit_scale))), record)
-                stopwatch.measure(f"postprocess_{count}", lambda: postprocess(model, output.mask_logits, frame_hw), record)
+                stopwatch.measure(f"postprocess_{count}", lambda: postprocess(model, output.mask_logits, frame_hw),
+                                  record)
     peak = memory.read()
     if variant.backend == "onnxruntime":  # after the memory reading: the profiled session is a second copy
         extra["image_part_shares"] = _ort_stage_shares(backend, pixels, scratch)
@@ -244,7 +246,6 @@ def bench_variant(model: OVSAM, variant: Variant, frame: np.ndarray, points: dic
         for stage, share in extra["image_part_shares"].items():
             stages[f"{stage}_from_profile"] = {"p50_ms": share * stages["image_part"]["p50_ms"],
                                                "share": share}
-    del backend
     return {"model": model.config.name, "image_size": model.config.image_size, "variant": asdict(variant),
             "label": variant.label, "repeats": repeats, "warmup": warmup, "stages": stages, "memory": peak, **extra}
 
@@ -273,7 +274,7 @@ def run_benchmark(options: BenchOptions, log: Callable[[str], None] = print,
                 log(f"[bench] {model_name} / {variant.label}: {warmup} warm-up + {repeats} timed frames")
                 try:
                     run = bench_variant(model, variant, frame, points, vocabulary, options, repeats, warmup, scratch)
-                except Exception as error:  # noqa: BLE001 - one failing backend must not lose the others
+                except Exception as error:  # one failing backend must not lose the others
                     logger.exception("benchmark of %s / %s failed", model_name, variant.label)
                     results["runs"].append({"model": model_name, "label": variant.label, "variant": asdict(variant),
                                             "error": f"{type(error).__name__}: {error}"})

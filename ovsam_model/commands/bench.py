@@ -48,18 +48,23 @@ def _frame_size(text: str) -> tuple[int, int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="latency per stage, backend and device; SAM+CLIP baseline",
                                    description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CI-sized run: ovsam-shapes, miniature baseline, 5 repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI-sized run: ovsam-shapes, miniature baseline, 5 repeats")
     parser.add_argument("--models", type=_names, default=None, help="comma-separated configurations "
                         "(default: ovsam-shapes,ovsam-rn50x16; --quick: ovsam-shapes)")
-    parser.add_argument("--backends", type=_names, default=None, help="comma-separated (default: every backend present)")
+    parser.add_argument("--backends", type=_names, default=None,
+                        help="comma-separated (default: every backend present)")
     parser.add_argument("--devices", type=_names, default=None, help="cpu,cuda (default: cpu, plus cuda when present)")
-    parser.add_argument("--prompts", type=_counts, default=(1, 10, 50), help="prompt counts per frame (default 1,10,50)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed frames per small model (default 10; --quick 5)")
+    parser.add_argument("--prompts", type=_counts, default=(1, 10, 50),
+                        help="prompt counts per frame (default 1,10,50)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed frames per small model (default 10; --quick 5)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed frames first (default 2; --quick 1)")
     parser.add_argument("--full-repeats", type=int, default=3, help="timed frames for 512+ input models (default 3)")
     parser.add_argument("--full-warmup", type=int, default=1, help="untimed frames for 512+ input models (default 1)")
     parser.add_argument("--frame-size", type=_frame_size, default=(480, 640), help="camera frame WxH (default 640x480)")
-    parser.add_argument("--vocabulary-size", type=int, default=1203, help="classes to name against (default 1203, LVIS)")
+    parser.add_argument("--vocabulary-size", type=int, default=1203,
+                        help="classes to name against (default 1203, LVIS)")
     parser.add_argument("--baseline", choices=("auto", "vit_h", "miniature", "none"), default=None,
                         help="auto: ViT-H when ovsam-rn50x16 is measured, else miniature (--quick: miniature)")
     parser.add_argument("--baseline-repeats", type=int, default=1, help="timed baseline frames (default 1)")
@@ -68,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (CUDA graphs) on a GPU")
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime CPU threads (default: torch's)")
     parser.add_argument("--onnx-dir", default=None, help="root for ONNX exports (default: ~/.cache/ovsam_ros/onnx)")
-    parser.add_argument("--json", default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON}); table as .md beside it")
+    parser.add_argument("--json", default=DEFAULT_JSON,
+                        help=f"results file (default {DEFAULT_JSON}); table as .md beside it")
     parser.set_defaults(handler=run)
 
 

@@ -46,9 +46,12 @@ def _is_connection_failure(error: BaseException | None) -> bool:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("download", help="fetch the released OV-SAM weight files")
     parser.add_argument("--to", required=True, help="directory to put the files in (created if needed)")
-    parser.add_argument("--model", default="ovsam-rn50x16", help="configuration whose files to fetch (default: ovsam-rn50x16)")
-    parser.add_argument("--only", nargs="+", metavar="ROLE", default=None, help="fetch only these roles (adapter, decoder, fpn, prompt_encoder, clip)")
-    parser.add_argument("--skip-vocabulary", action="store_true", help="do not fetch the released LVIS class embeddings")
+    parser.add_argument("--model", default="ovsam-rn50x16",
+                        help="configuration whose files to fetch (default: ovsam-rn50x16)")
+    parser.add_argument("--only", nargs="+", metavar="ROLE", default=None,
+                        help="fetch only these roles (adapter, decoder, fpn, prompt_encoder, clip)")
+    parser.add_argument("--skip-vocabulary", action="store_true",
+                        help="do not fetch the released LVIS class embeddings")
     parser.add_argument("--dry-run", action="store_true", help="list what would be fetched from where, fetch nothing")
     parser.set_defaults(handler=run)
 
@@ -140,7 +143,7 @@ def fetch_file(item: ReleasedFile, directory: Path) -> tuple[Path, WeightSource]
                 raise DownloadError(f"the file's SHA-256 is not the published {item.sha256}")
             _store(fetched, destination)
             return destination, source
-        except Exception as error:  # network, HTTP and hub errors all mean "try the next source"
+        except Exception as error:  # noqa: BLE001 - network, HTTP and hub errors all mean "try the next source"
             offline = offline and _is_connection_failure(error)
             failures.append(f"  {source.describe()}: {type(error).__name__}: {error}")
     raise DownloadError(f"could not fetch {item.name} from any source:\n" + "\n".join(failures), offline=offline)

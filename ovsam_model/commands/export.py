@@ -22,7 +22,8 @@ BOX_TOLERANCE_PX = 4.0
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export-onnx", help="export the model to ONNX (image part and prompt part)")
-    parser.add_argument("--model", default="ovsam-shapes", help="configuration name or JSON file (default: ovsam-shapes)")
+    parser.add_argument("--model", default="ovsam-shapes",
+                        help="configuration name or JSON file (default: ovsam-shapes)")
     parser.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: random weights)")
     parser.add_argument("--clip-weights", default=None, metavar="FILE", help="CLIP weights file, if not in --weights")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the .onnx files and manifest.json")
@@ -50,14 +51,16 @@ def parity_report(model, files, seed: int = 0) -> list[tuple[str, float, float]]
         expected = model.encode_image(pixels.to(model.device))
         actual = backend.encode_image(pixels)
         for name, a, b in (("embedding", actual.embedding, expected.embedding),
-                           ("fpn0", actual.fpn[0], expected.fpn[0]), ("clip_last", actual.clip_last, expected.clip_last)):
+                           ("fpn0", actual.fpn[0], expected.fpn[0]),
+                           ("clip_last", actual.clip_last, expected.clip_last)):
             report.append((f"image/{name}", _relative(a, b), PARITY_TOLERANCE))
         for layout, args in (("points", (points, labels, None)), ("box", (None, None, boxes)),
                              ("points_box", (points, labels, boxes))):
             want = model.decode(expected, *args)
             got = backend.decode(expected, *args)
             for name in ("mask_logits", "region_embedding"):
-                report.append((f"{layout}/{name}", _relative(getattr(got, name), getattr(want, name)), PARITY_TOLERANCE))
+                report.append((f"{layout}/{name}", _relative(getattr(got, name), getattr(want, name)),
+                               PARITY_TOLERANCE))
             box_difference = float((got.mask_boxes.cpu() - want.mask_boxes.cpu()).abs().max())
             report.append((f"{layout}/mask_boxes (px)", box_difference, BOX_TOLERANCE_PX))
     return report

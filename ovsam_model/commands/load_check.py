@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     weights_dir = Path(args.weights)
-    print(f"model {model.config.name}: {sum(p.numel() for p in model.state_dict().values()):,} values in its state dict")
+    print(f"model {model.config.name}: {sum(p.numel() for p in model.state_dict().values()):,} "
+          "values in its state dict")
     print(f"weights directory {weights_dir}")
     failures = 0
     total = 0

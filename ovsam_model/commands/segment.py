@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     except CommandError as error:
         print(f"ovsam-model segment: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - every model-side problem becomes one clean line
+    except Exception as error:  # every model-side problem becomes one clean line
         known = _known_errors()
         if not isinstance(error, known):
             raise

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--device", default="cpu", help="torch device for the text tower (default: cpu)")
     build.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="sentences per text-tower call")
     build.add_argument("--max-classes", type=int, default=DEFAULT_MAX_CLASSES, help="refuse longer class lists")
-    build.add_argument("--cache-dir", default=None, help="cache directory (default: $OVSAM_CACHE_DIR/vocab or ~/.cache/ovsam_ros/vocab)")
+    build.add_argument("--cache-dir", default=None,
+                       help="cache directory (default: $OVSAM_CACHE_DIR/vocab or ~/.cache/ovsam_ros/vocab)")
     build.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(handler=run_build)
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", help="a file written by `vocab build --out`, or a bare (K, P, D) tensor with --classes")
     show.add_argument("--classes", default=None, help="class names of a bare embedding tensor: 'lvis', 'coco' or FILE")
     show.add_argument("--limit", type=int, default=10, help="how many class names to list (default: 10)")
-    show.add_argument("--find", action="append", default=[], metavar="NAME", help="print the row of a class (repeatable)")
+    show.add_argument("--find", action="append", default=[], metavar="NAME",
+                      help="print the row of a class (repeatable)")
     show.set_defaults(handler=run_show)
 
 

@@ -23,7 +23,8 @@ from .region_pooling import pool_regions
 class PromptMaskDecoder(nn.Module):
     """SAM's MaskDecoder layout with no IoU prediction: transformer, mask tokens, upscaling, hypernetworks."""
 
-    def __init__(self, transformer_dim: int, depth: int, num_heads: int, mlp_dim: int, num_mask_tokens: int = 1) -> None:
+    def __init__(self, transformer_dim: int, depth: int, num_heads: int, mlp_dim: int,
+                 num_mask_tokens: int = 1) -> None:
         super().__init__()
         self.transformer_dim = transformer_dim
         self.transformer = TwoWayTransformer(

@@ -46,7 +46,8 @@ def build_tokenizer(clip_spec: dict) -> Callable[[list[str]], Tensor]:
 
 def _require_modified_resnet(model: CLIP, clip_spec: dict) -> None:
     visual = model.visual
-    needed = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "avgpool", "layer1", "layer2", "layer3", "layer4", "attnpool")
+    needed = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "avgpool", "layer1", "layer2", "layer3", "layer4",
+              "attnpool")
     absent = [name for name in needed if not hasattr(visual, name)]
     if absent:
         raise ValueError(
@@ -83,4 +84,5 @@ def clip_spec_summary(clip_spec: dict) -> str:
         return str(clip_spec["model_name"])
     cfg: dict[str, Any] = clip_spec.get("model_cfg", {})
     vision = cfg.get("vision_cfg", {})
-    return f"ModifiedResNet(width={vision.get('width')}, layers={vision.get('layers')}, embed_dim={cfg.get('embed_dim')})"
+    return (f"ModifiedResNet(width={vision.get('width')}, layers={vision.get('layers')}, "
+            f"embed_dim={cfg.get('embed_dim')})")

@@ -188,9 +188,11 @@ class OVSAM(nn.Module):
         if boxes is not None:
             boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
             if boxes.dim() != 2 or boxes.shape[-1] != 4:
-                raise ValueError(f"boxes must be [N, 4] (x1, y1, x2, y2 in network-input pixels), got {tuple(boxes.shape)}")
+                raise ValueError(f"boxes must be [N, 4] (x1, y1, x2, y2 in network-input pixels), "
+                                 f"got {tuple(boxes.shape)}")
             if count is not None and boxes.shape[0] != count:
-                raise ValueError(f"{count} point prompts but {boxes.shape[0]} boxes: a combined prompt needs one box per point set")
+                raise ValueError(f"{count} point prompts but {boxes.shape[0]} boxes: "
+                                 "a combined prompt needs one box per point set")
         return self.prompt_encoder(points=point_input, boxes=boxes, masks=None)
 
     def decode(
@@ -308,7 +310,8 @@ class OVSAM(nn.Module):
         if base_classes is not None:
             base_classes = torch.as_tensor(base_classes, dtype=torch.bool, device=head_log_probs.device)
             if base_classes.shape != (num_columns - 1,):
-                raise ValueError(f"base_classes must be a boolean mask of {num_columns - 1} classes, got {tuple(base_classes.shape)}")
+                raise ValueError(f"base_classes must be a boolean mask of {num_columns - 1} classes, "
+                                 f"got {tuple(base_classes.shape)}")
             is_base[:-1] = base_classes
         weight = is_base.to(head_log_probs.dtype) * alpha + (~is_base).to(head_log_probs.dtype) * beta
         mask_at_clip_grid = F.interpolate(

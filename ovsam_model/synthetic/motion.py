@@ -29,45 +29,64 @@ class MovingObject:
 
 
 class MovingWorld:
-    """`num_objects` objects of the given classes (random when None) moving at `speed` px/frame."""
+    """`num_objects` objects of the given classes (random when None) moving at `speed` px/frame, in
+    frames `size` pixels wide and `height` high (None: square). A square world of a seed renders the
+    same frames whatever the version of this class that has `height`."""
 
     def __init__(self, seed: int = 0, size: int = 256, num_objects: int = 4, speed: float = 1.5,
-                 classes: list[int] | None = None) -> None:
+                 classes: list[int] | None = None, height: int | None = None) -> None:
         rng = np.random.default_rng(seed)
+        self.width, self.height = size, (height if height is not None else size)
         self.size = size
-        self.background = random_background(rng, size)
+        # Shapes are drawn on a square canvas of the long side and cropped to the frame.
+        self._side = max(self.width, self.height)
+        self.background = random_background(rng, self._side)[:self.height, :self.width]
         pool = np.asarray(classes if classes is not None else range(len(CLASS_NAMES)))
         labels = rng.choice(pool, size=num_objects, replace=len(pool) < num_objects)
         self.objects = []
         for index, label in enumerate(labels):
-            radius = rng.uniform(22, 40) * size / 256
+            # Scaled with the long side: after the model resizes it to its input, objects keep their size.
+            radius = rng.uniform(22, 40) * max(self.width, self.height) / 256
             heading = rng.uniform(0, 2 * math.pi)
             self.objects.append(MovingObject(
                 label=int(label), radius=radius,
                 aspect=rng.uniform(0.8, 1.25),
-                start=tuple(rng.uniform(radius, size - radius, size=2)),
+                start=tuple(rng.uniform([radius, radius], [self.width - radius, self.height - radius])),
                 velocity=(speed * math.cos(heading), speed * math.sin(heading)),
                 angle=rng.uniform(0, 2 * math.pi), spin=rng.uniform(-0.03, 0.03),
                 paint_seed=int(rng.integers(1 << 31)) + index))
 
     def _position(self, obj: MovingObject, frame: int) -> tuple[float, float]:
         # Bounce inside the frame: reflect the unbounded straight path at the borders.
-        low, high = obj.radius, self.size - obj.radius
-        span = high - low
         position = []
-        for start, velocity in zip(obj.start, obj.velocity):
+        for start, velocity, extent in zip(obj.start, obj.velocity, (self.width, self.height)):
+            low, high = obj.radius, extent - obj.radius
+            span = high - low
             travelled = (start - low + velocity * frame) % (2 * span)
             position.append(low + (travelled if travelled <= span else 2 * span - travelled))
         return position[0], position[1]
 
+    def _mask(self, obj: MovingObject, frame: int) -> np.ndarray:
+        _, shape = colour_and_shape(obj.label)
+        polygon = shape_polygon(shape, self._position(obj, frame), obj.radius, obj.aspect, obj.angle + obj.spin * frame)
+        return _shape_mask(self._side, polygon)[:self.height, :self.width]
+
+    def visible_fractions(self, frame: int) -> list[float]:
+        """For each object, the part of its own shape that is not hidden by the objects drawn over it
+        (the training world keeps at least 55 % of each object visible; this world does not)."""
+        scene_map = self.render(frame).instance_map
+        fractions = []
+        for index, obj in enumerate(self.objects):
+            whole = int(self._mask(obj, frame).sum())
+            fractions.append(float((scene_map == index + 1).sum()) / whole if whole else 0.0)
+        return fractions
+
     def render(self, frame: int) -> Scene:
         image = self.background.astype(np.float64)
-        instance_map = np.zeros((self.size, self.size), dtype=np.uint8)
+        instance_map = np.zeros((self.height, self.width), dtype=np.uint8)
         for index, obj in enumerate(self.objects):
-            colour, shape = colour_and_shape(obj.label)
-            polygon = shape_polygon(shape, self._position(obj, frame), obj.radius, obj.aspect,
-                                    obj.angle + obj.spin * frame)
-            mask = _shape_mask(self.size, polygon)
+            colour, _ = colour_and_shape(obj.label)
+            mask = self._mask(obj, frame)
             _paint_object(np.random.default_rng(obj.paint_seed), image, mask, colour)
             instance_map[mask] = index + 1
         labels = np.asarray([obj.label for obj in self.objects], dtype=np.int64)

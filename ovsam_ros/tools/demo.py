@@ -17,9 +17,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ovsam_model.instances import InstancePrediction
+from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
+from ovsam_model.visualization import draw_instances
 from ovsam_ros.tools.harness import NodeExited, NodeProcess, ToolClient
 
 
@@ -49,18 +52,32 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def draw(image: np.ndarray, instances, height: int, width: int) -> np.ndarray:
-    canvas = image.astype(np.float32).copy()
-    palette = np.array([[255, 64, 64], [64, 200, 255], [255, 220, 0], [180, 80, 255], [0, 230, 120]], np.float32)
-    for index, instance in enumerate(instances):
-        mask = mask_from_instance(instance, height, width)
-        canvas[mask] = canvas[mask] * 0.45 + palette[index % len(palette)] * 0.55
-    canvas = canvas.astype(np.uint8)
-    for instance in instances:
-        text = f"{instance.label} {instance.score:.2f}" + (f" #{instance.id}" if instance.id else "")
-        org = (int(instance.roi.x_offset), max(10, int(instance.roi.y_offset) - 3))
-        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-    return canvas
+def as_prediction(instance, height: int, width: int) -> InstancePrediction:
+    """An InstanceMask message as the library's prediction, for ovsam_model.visualization."""
+    roi = instance.roi
+    box = (int(roi.x_offset), int(roi.y_offset), int(roi.x_offset + roi.width), int(roi.y_offset + roi.height))
+    label = instance.label + (f" #{instance.id}" if instance.id else "")
+    return InstancePrediction(prompt_id=instance.prompt_id, mask=mask_from_instance(instance, height, width),
+                              mask_score=float(instance.mask_score), box=box, class_index=int(instance.class_index),
+                              label=label, score=float(instance.score))
+
+
+def draw(image: np.ndarray, instances, height: int, width: int, prompts: Sequence[PromptSpec] = ()) -> np.ndarray:
+    """The answer's masks and labels, with the prompts that asked for them (the library's overlay)."""
+    return draw_instances(image, [as_prediction(i, height, width) for i in instances], prompts=prompts)
+
+
+def asked_and_answered(image: np.ndarray, prompt: PromptSpec, answer: np.ndarray, asked: str,
+                       answered: str) -> np.ndarray:
+    """Two panels side by side, each captioned: the frame with the prompt drawn (what was asked) and
+    the mask with its label (what came back), so a person sees both at a glance."""
+    panels = []
+    for picture, text in ((draw_instances(image, [], prompts=[prompt]), asked), (answer, answered)):
+        bar = np.full((28, picture.shape[1], 3), 32, np.uint8)
+        cv2.putText(bar, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        panels.append(np.vstack([bar, picture]))
+    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1]])
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -85,16 +102,22 @@ def run_demo(args: argparse.Namespace) -> int:
     results: list[tuple[float, InstanceMaskArray]] = []
     client.create_subscription(InstanceMaskArray, "instances", lambda m: results.append((time.monotonic(), m)), 50)
 
-    world = MovingWorld(seed=args.seed, size=args.size, num_objects=args.objects, speed=args.speed)
+    world = MovingWorld(seed=args.seed, size=args.width, height=args.height, num_objects=args.objects,
+                        speed=args.speed)
     scenes: dict[int, object] = {}
+    frame_numbers: dict[int, int] = {}
 
-    def remember(stamp_ns: int, scene: object) -> None:
-        scenes[stamp_ns] = scene
+    def numbered_frames():
+        for number, (image, scene) in enumerate(world_frames(world)):
+            yield image, (number, scene)
+
+    def remember(stamp_ns: int, numbered: tuple[int, object]) -> None:
+        frame_numbers[stamp_ns], scenes[stamp_ns] = numbered
         for old in sorted(scenes)[:-60]:
-            del scenes[old]
+            del scenes[old], frame_numbers[old]
 
     camera = CameraPublisher(client, reliable=True)
-    camera.stream(world_frames(world), args.rate, on_published=remember)
+    camera.stream(numbered_frames(), args.rate, on_published=remember)
 
     def spin_until(condition, timeout: float) -> bool:
         try:
@@ -109,14 +132,17 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"[demo] the node did not come up; see {log_path}:\n" + node_process.log_tail())
             return 1
         spin_until(lambda: False, 1.0)  # a few frames into the node's buffer
-        print(f"[demo] node up; camera at {args.rate:g} Hz, {args.size}x{args.size}, "
+        print(f"[demo] node up; camera at {args.rate:g} Hz, {args.width}x{args.height}, "
               f"objects: {', '.join(CLASS_NAMES[o.label] for o in world.objects)}")
 
         # -- clicks and boxes on stamped frames -------------------------------------------------
         for round_index in range(args.prompts):
             stamp_ns = max(scenes)
             scene = scenes[stamp_ns]
-            visible = [i for i in range(len(scene.labels)) if (scene.instance_map == i + 1).sum() >= 200]
+            # Ask about objects a person could name: mostly visible (as in the training world, >= 55 %).
+            fractions = world.visible_fractions(frame_numbers[stamp_ns])
+            visible = [i for i in range(len(scene.labels))
+                       if (scene.instance_map == i + 1).sum() >= 200 and fractions[i] >= 0.55]
             if not visible:
                 continue
             target = visible[round_index % len(visible)]
@@ -129,9 +155,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
                 x, y = mask_centre_point(truth_mask)
                 prompt.points = [Point(x=float(x), y=float(y))]
+                asked = PromptSpec(prompt.id, points=[[x, y]])
+                question = f"asked: click at ({x:.0f}, {y:.0f}) on a {CLASS_NAMES[int(scene.labels[target])]}"
             else:
                 ys, xs = np.nonzero(truth_mask)
                 prompt.box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+                asked = PromptSpec(prompt.id, box=list(prompt.box))
+                question = f"asked: box around a {CLASS_NAMES[int(scene.labels[target])]}"
             sent = time.monotonic()
             seen = len(results)
             prompts_pub.publish(PromptArray(prompts=[prompt]))
@@ -149,8 +179,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 else:
                     check.label, check.score = instance.label, instance.score
                     check.iou = iou(mask_from_instance(instance, msg.image_height, msg.image_width), truth_mask)
-                    cv2.imwrite(str(out / f"{prompt.id}.png"),
-                                draw(scene.image, [instance], msg.image_height, msg.image_width)[..., ::-1])
+                    verdict = "right" if check.label == check.truth else "WRONG"
+                    picture = asked_and_answered(
+                        scene.image, asked, draw(scene.image, [instance], msg.image_height, msg.image_width, [asked]),
+                        question, f"answered: {check.label} {check.score:.2f} ({verdict}), mask IoU {check.iou:.2f}")
+                    cv2.imwrite(str(out / f"{prompt.id}.png"), picture[..., ::-1])
             checks.append(check)
             print(f"[demo] {check.kind:5s} {check.prompt_id:8s} truth={check.truth:16s} -> "
                   f"{(check.label or check.failure):16s} score={check.score:.2f} IoU={check.iou:.2f} "
@@ -235,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", default="", help="weights directory (default: the shipped weights)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--width", type=int, default=640, help="camera frame width (default 640)")
+    parser.add_argument("--height", type=int, default=480, help="camera frame height (default 480)")
     parser.add_argument("--objects", type=int, default=4)
     parser.add_argument("--speed", type=float, default=1.0, help="object speed, pixels per frame")
     parser.add_argument("--seed", type=int, default=7)

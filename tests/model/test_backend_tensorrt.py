@@ -31,7 +31,8 @@ def test_engine_key_names_everything_an_engine_depends_on() -> None:
     stem = key.file_stem()
     assert stem.startswith("image-nvidia-geforce-rtx-4090-sm89-trt10.3.0-fp16-")
     variants = [a_key(onnx_sha256="cd" * 32), a_key(gpu_name="NVIDIA A100"), a_key(compute_capability="8.0"),
-                a_key(tensorrt_version="10.4.0"), a_key(precision="fp32"), a_key(profile="{}"), a_key(graph="prompt_box"),
+                a_key(tensorrt_version="10.4.0"), a_key(precision="fp32"), a_key(profile="{}"),
+                a_key(graph="prompt_box"),
                 a_key(cuda_version="13.0"), a_key(driver_version="580.65.06")]
     stems = {variant.file_stem() for variant in variants}
     assert stem not in stems and len(stems) == len(variants)
@@ -82,7 +83,8 @@ def test_cache_refuses_an_engine_whose_sidecar_disagrees(tmp_path) -> None:
 
 
 def test_tensorrt_code_is_not_imported_unless_selected() -> None:
-    code = ("import sys, torch; from ovsam_model.modeling.ovsam import build_model; from ovsam_model.backends import create_backend; "
+    code = ("import sys, torch; from ovsam_model.modeling.ovsam import build_model; "
+            "from ovsam_model.backends import create_backend; "
             "from ovsam_model.predictor import OVSAMPredictor; OVSAMPredictor(build_model('ovsam-tiny')); "
             "print(sorted(m for m in sys.modules if 'tensorrt' in m))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)

@@ -40,7 +40,7 @@ def test_quick_bench_writes_every_stage_for_every_backend(bench_run) -> None:
     assert results["machine"]["cpu_cores"] >= 1 and results["machine"]["torch_threads"] == 1
     runs = {run["variant"]["backend"]: run for run in results["runs"]}
     assert set(runs) == {"torch", "onnxruntime"}
-    for backend, run in runs.items():
+    for _, run in runs.items():
         assert "error" not in run
         stages = run["stages"]
         expected = {"preprocess", "image_part"}

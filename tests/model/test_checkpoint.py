@@ -149,7 +149,8 @@ def test_fpn_file_roi_conv_overrides_the_decoder_file(weights: dict[str, Path], 
     assert torch.equal(target.mask_decoder.roi_conv[0].conv.weight, torch.full(shape, 2.0))
 
 
-def test_prompt_encoder_comes_from_a_full_sam_checkpoint(source: OVSAM, weights: dict[str, Path], tmp_path: Path) -> None:
+def test_prompt_encoder_comes_from_a_full_sam_checkpoint(source: OVSAM, weights: dict[str, Path],
+                                                         tmp_path: Path) -> None:
     path = weights["prompt_encoder"]
     state = _raw(path)["state_dict"]
     # SAM's own file is flat and also holds its image encoder and decoder.
@@ -183,7 +184,8 @@ def test_missing_prefix_and_missing_file_messages(weights: dict[str, Path], tmp_
     assert str(weights["adapter"]) in str(caught.value) and "ovsam-model download" in str(caught.value)
 
 
-def test_non_strict_loads_what_matches_and_lists_the_rest(source: OVSAM, weights: dict[str, Path], tmp_path: Path) -> None:
+def test_non_strict_loads_what_matches_and_lists_the_rest(source: OVSAM, weights: dict[str, Path],
+                                                          tmp_path: Path) -> None:
     state = _raw(weights["adapter"])
     del state["state_dict"]["neck_student.level_encoding.weight"]
     torch.save(state, weights["adapter"])

@@ -93,17 +93,21 @@ def test_download_puts_every_file_under_its_expected_name(network: FakeNetwork, 
     assert main(["download", "--to", str(tmp_path)]) == 0
     expected = list(get_config("ovsam-rn50x16").weight_files.values()) + ["RN50x16_LVISV1Dataset.pth"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
-    assert network.hub_calls[0] == {"repo_id": "HarborYuan/ovsam_models", "filename": "sam2clip_vith_rn50.pth", "repo_type": "model"}
-    assert (tmp_path / "ovsam_R50x16_lvisnorare.pth").read_bytes() == b"HarborYuan/ovsam_models/ovsam_R50x16_lvisnorare.pth"
+    assert network.hub_calls[0] == {"repo_id": "HarborYuan/ovsam_models", "filename": "sam2clip_vith_rn50.pth",
+                                    "repo_type": "model"}
+    assert (tmp_path / "ovsam_R50x16_lvisnorare.pth").read_bytes() == (b"HarborYuan/ovsam_models/"
+                                                                       b"ovsam_R50x16_lvisnorare.pth")
     assert network.url_calls == ["https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"]
-    assert {"repo_id": "timm/resnet50x16_clip.openai", "filename": "open_clip_model.safetensors", "repo_type": "model"} in network.hub_calls
+    assert {"repo_id": "timm/resnet50x16_clip.openai", "filename": "open_clip_model.safetensors",
+            "repo_type": "model"} in network.hub_calls
     assert "load-check --weights" in capsys.readouterr().out
 
 
 def test_falls_back_to_the_demo_space(network: FakeNetwork, tmp_path: Path) -> None:
     network.missing = {("HarborYuan/ovsam_models", "R50x16_fpn_lvis_norare_v3det.pth")}
     assert main(["download", "--to", str(tmp_path), "--only", "fpn"]) == 0
-    assert network.hub_calls[-1] == {"repo_id": "HarborYuan/ovsam", "filename": "models/R50x16_fpn_lvis_norare_v3det.pth", "repo_type": "space"}
+    assert network.hub_calls[-1] == {"repo_id": "HarborYuan/ovsam",
+                                     "filename": "models/R50x16_fpn_lvis_norare_v3det.pth", "repo_type": "space"}
     assert (tmp_path / "R50x16_fpn_lvis_norare_v3det.pth").is_file()
 
 

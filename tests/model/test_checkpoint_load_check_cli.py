@@ -43,4 +43,5 @@ def test_load_check_takes_a_separate_clip_file(tmp_path: Path, capsys) -> None:
     files["clip"].rename(clip)
     assert main(["load-check", "--weights", str(tmp_path / "weights"), "--model", "ovsam-tiny"]) == 1
     capsys.readouterr()
-    assert main(["load-check", "--weights", str(tmp_path / "weights"), "--clip-weights", str(clip), "--model", "ovsam-tiny"]) == 0
+    assert main(["load-check", "--weights", str(tmp_path / "weights"), "--clip-weights", str(clip),
+                 "--model", "ovsam-tiny"]) == 0

@@ -87,7 +87,8 @@ def test_text_query_and_everything_modes_run(weights_dir: Path, workspace: Path)
         (["--box", "1,2,3"], "must be 4 comma-separated numbers"),
         (["--box", "50,10,20,40"], "x1 > x0"),
         (["--point", "500,20"], "outside"),
-        (["--point", "1,1", "--point", "2,2", "--box", "0,0,9,9", "--box", "1,1,8,8", "--group-points"], "at most one --box"),
+        (["--point", "1,1", "--point", "2,2", "--box", "0,0,9,9", "--box", "1,1,8,8", "--group-points"],
+         "at most one --box"),
     ],
 )
 def test_bad_prompts_exit_2_with_a_message(weights_dir: Path, workspace: Path, capsys, arguments, message) -> None:

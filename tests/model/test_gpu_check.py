@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def test_compare_flags_masks_and_decided_labels_only() -> None:
 
 @pytest.mark.ros  # its node check starts the node and a camera
 def test_cpu_mode_runs_every_cpu_capable_check(tmp_path: Path) -> None:
-    environment = {**os.environ, "OUT": str(tmp_path)}
+    environment = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
     completed = subprocess.run([str(ROOT / "scripts" / "gpu-check"), "--cpu-mode"], cwd=ROOT, env=environment,
                                capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

@@ -40,7 +40,8 @@ def test_each_box_is_pooled_from_its_level_with_aligned_roi_align() -> None:
     assert pooled.shape == (3, 6, 7, 7)
     for index, level in enumerate(box_levels(boxes, 56, 4).tolist()):
         rois = torch.cat([torch.zeros(1, 1), boxes[index : index + 1]], dim=1)
-        expected = roi_align(pyramid[level], rois, (7, 7), spatial_scale=1 / strides[level], sampling_ratio=0, aligned=True)
+        expected = roi_align(pyramid[level], rois, (7, 7), spatial_scale=1 / strides[level], sampling_ratio=0,
+                             aligned=True)
         assert torch.allclose(pooled[index], expected[0])
     assert box_levels(boxes, 56, 4).tolist() == [0, 2, 1]
 

@@ -74,7 +74,8 @@ def test_head_matches_the_released_decoder_file(config) -> None:
 def test_fpn_and_prompt_encoder_keys(config) -> None:
     fpn = FPN(config.backbone_channels, config.fpn_channels).state_dict()
     assert sorted(fpn) == sorted(
-        f"{kind}.{level}.conv.{param}" for kind in ("lateral_convs", "fpn_convs") for level in range(4) for param in ("weight", "bias")
+        f"{kind}.{level}.conv.{param}"
+        for kind in ("lateral_convs", "fpn_convs") for level in range(4) for param in ("weight", "bias")
     )
     assert fpn["lateral_convs.3.conv.weight"].shape == (256, 3072, 1, 1)
     assert fpn["fpn_convs.0.conv.weight"].shape == (256, 256, 3, 3)

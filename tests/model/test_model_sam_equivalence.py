@@ -26,7 +26,8 @@ def test_mask_logits_equal_sams_single_mask_output() -> None:
     head.mask_decoder.load_state_dict(sam_state, strict=True)
     head.label_token.weight.data.copy_(sam.iou_token.weight.data)
 
-    prompts = PromptEncoder(embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(128, 128), mask_in_chans=4)
+    prompts = PromptEncoder(embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(128, 128),
+                            mask_in_chans=4)
     points = torch.tensor([[[30.0, 40.0], [90.0, 20.0]], [[64.0, 64.0], [10.0, 100.0]]])
     labels = torch.tensor([[1, 0], [1, 1]])
     boxes = torch.tensor([[20.0, 30.0, 100.0, 110.0], [0.0, 0.0, 60.0, 60.0]])

@@ -35,10 +35,11 @@ def test_preprocess_resizes_long_side_normalises_and_pads_bottom_right(model: OV
     size = model.config.image_size
     assert pixels.shape == (1, 3, size, size)
     assert scale == pytest.approx(size / 120)
-    new_h, new_w = round(96 * scale), size
+    new_h = round(96 * scale)
     assert (pixels[..., new_h:, :] == 0).all()
     # A pixel inside the red square, normalised with SAM's statistics.
-    red = (torch.tensor([200.0, 40.0, 40.0]) - torch.tensor(model.config.pixel_mean)) / torch.tensor(model.config.pixel_std)
+    red = ((torch.tensor([200.0, 40.0, 40.0]) - torch.tensor(model.config.pixel_mean))
+           / torch.tensor(model.config.pixel_std))
     centre = pixels[0, :, int(45 * scale), int(60 * scale)]
     assert torch.allclose(centre, red, atol=1e-4)
 
@@ -171,7 +172,8 @@ def test_classify_cosine_times_scale_max_over_synonyms_with_background(model: OV
 def test_region_embedding_names_the_region(model: OVSAM, features: ImageFeatures) -> None:
     with torch.no_grad():
         output = model.decode(features, boxes=torch.tensor([[20.0, 20.0, 100.0, 90.0]]))
-    vocabulary = torch.stack([F.normalize(torch.randn(model.config.text_dim), dim=0), F.normalize(output.region_embedding[0], dim=0)])
+    vocabulary = torch.stack([F.normalize(torch.randn(model.config.text_dim), dim=0),
+                              F.normalize(output.region_embedding[0], dim=0)])
     logits = model.classify(output.region_embedding, vocabulary[:, None, :])
     assert logits[0, :2].argmax() == 1
     assert logits[0, 1] == pytest.approx(math.exp(model.config.logit_scale), rel=1e-4)

@@ -67,7 +67,8 @@ def check_prediction(prediction: InstancePrediction, vocabulary: Vocabulary, top
     assert 0 <= prediction.class_index < vocabulary.size
     assert prediction.label == vocabulary.names[prediction.class_index]
     assert 0.0 <= prediction.score <= 1.0
-    assert len(prediction.top_labels) == len(prediction.top_scores) == len(prediction.top_indices) == min(top_k, vocabulary.size)
+    assert (len(prediction.top_labels) == len(prediction.top_scores) == len(prediction.top_indices)
+            == min(top_k, vocabulary.size))
     assert prediction.top_indices[0] == prediction.class_index and prediction.top_scores[0] == prediction.score
     assert prediction.top_scores == sorted(prediction.top_scores, reverse=True)
     assert [vocabulary.names[i] for i in prediction.top_indices] == prediction.top_labels

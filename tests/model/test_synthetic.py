@@ -102,3 +102,22 @@ def test_prompts_lie_inside_their_masks() -> None:
             assert mask[int(point[1]), int(point[0])]
         jittered = jitter_box(box, rng, amount=0.05, limit=8.0)
         assert np.abs(jittered - box).max() <= 8.0 + 1e-4
+
+
+def test_moving_world_renders_camera_sized_frames_and_knows_what_is_hidden() -> None:
+    from ovsam_model.synthetic.motion import MovingWorld
+
+    world = MovingWorld(seed=7, size=640, height=480, num_objects=4, speed=3.0)
+    for frame in (0, 50, 200):
+        scene = world.render(frame)
+        assert scene.image.shape == (480, 640, 3) and scene.instance_map.shape == (480, 640)
+        # Objects bounce inside the frame: their visible pixels are what the instance map says.
+        fractions = world.visible_fractions(frame)
+        assert all(0.0 <= f <= 1.0 for f in fractions) and len(fractions) == 4
+        assert all((scene.instance_map == i + 1).any() == (f > 0) for i, f in enumerate(fractions))
+    alone = MovingWorld(seed=3, size=320, height=200, num_objects=1)
+    assert alone.visible_fractions(0) == [1.0]  # nothing is drawn over a lone object
+    crowded = MovingWorld(seed=7, size=640, height=480, num_objects=4)
+    fractions = crowded.visible_fractions(0)
+    assert fractions[-1] == 1.0  # the last object is drawn on top of the others
+    assert min(fractions) < 0.9  # seed 7 starts with its objects overlapping

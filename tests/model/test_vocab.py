@@ -209,7 +209,8 @@ def test_pad_synonyms_repeats_first_row():
 
 
 def test_vocabulary_index_subset_and_errors(encode_text):
-    vocabulary = load_vocabulary(["cat", "dog", "zebra"], encode_text, model_key="tiny", use_cache=False, progress=False)
+    vocabulary = load_vocabulary(["cat", "dog", "zebra"], encode_text, model_key="tiny", use_cache=False,
+                                 progress=False)
     assert vocabulary.size == len(vocabulary) == 3 and vocabulary.dim == 32 and vocabulary.synonym_count == 1
     assert vocabulary.index("dog") == 1 and "zebra" in vocabulary and "lion" not in vocabulary
     with pytest.raises(UnknownClassError, match="did you mean 'zebra'"):

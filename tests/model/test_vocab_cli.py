@@ -35,7 +35,8 @@ def encode_text():
 
 
 def test_show_describes_a_vocabulary_file(tmp_path, encode_text, capsys):
-    vocabulary = load_vocabulary(["red circle", "cat/kitten", "dog"], encode_text, model_key="tiny:abc", use_cache=False, progress=False)
+    vocabulary = load_vocabulary(["red circle", "cat/kitten", "dog"], encode_text, model_key="tiny:abc",
+                                 use_cache=False, progress=False)
     path = save_vocabulary(vocabulary, tmp_path / "shapes.pt")
     assert main(["vocab", "show", str(path), "--find", "dog"]) == 0
     out = capsys.readouterr().out
@@ -108,6 +109,7 @@ def test_build_reports_a_bad_class_list(tmp_path, capsys):
     checkpoint.save_official_layout(build_model("ovsam-tiny"), weights)
     classes = tmp_path / "classes.txt"
     classes.write_text("cat\ncat\n", encoding="utf-8")
-    argv = ["vocab", "build", "--model", "ovsam-tiny", "--weights", str(weights), "--classes", str(classes), "--no-cache"]
+    argv = ["vocab", "build", "--model", "ovsam-tiny", "--weights", str(weights), "--classes", str(classes),
+            "--no-cache"]
     assert main(argv) == 1
     assert "appears twice (line 1 and line 2)" in capsys.readouterr().err

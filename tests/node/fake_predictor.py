@@ -2,15 +2,15 @@
 
 Every prompt gets the mask of its box (or a 9x9 square around its first point), labelled with the
 first vocabulary class; text queries find one instance per queried name. Each model call can take
-a fixed time and is recorded with the thread it ran on, so tests can check who called the model
-and when, without torch.
+a fixed time (slept, or added to a test's virtual clock through `sleep`) and is recorded with the
+thread it ran on, so tests can check who called the model and when, without torch.
 """
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass
-from typing import Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -29,8 +29,9 @@ class FakeVocabulary:
 
 class FakePredictor:
     def __init__(self, classes: Sequence[str] = ("red star", "blue cross"), *, encode_s: float = 0.0,
-                 decode_s_per_prompt: float = 0.0) -> None:
+                 decode_s_per_prompt: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self.encode_s, self.decode_s_per_prompt = encode_s, decode_s_per_prompt
+        self._sleep = sleep
         self.device = "fake"
         self.default_vocabulary = "fake-default"
         self.vocabulary = FakeVocabulary(tuple(classes))
@@ -44,7 +45,7 @@ class FakePredictor:
 
     def set_image(self, image: np.ndarray, key: Hashable | None = None) -> Hashable:
         self._record("set_image")
-        time.sleep(self.encode_s)
+        self._sleep(self.encode_s)
         key = key if key is not None else id(image)
         self._images[key] = (int(image.shape[0]), int(image.shape[1]))
         return key
@@ -56,7 +57,7 @@ class FakePredictor:
     def predict(self, prompts: Sequence[PromptSpec], key: Hashable | None = None, *,
                 top_k: int = 5) -> list[InstancePrediction]:
         self._record("predict")
-        time.sleep(self.decode_s_per_prompt * len(prompts))
+        self._sleep(self.decode_s_per_prompt * len(prompts))
         height, width = self._images[key]
         return [self._instance(prompt.prompt_id, self._box(prompt, height, width), height, width) for prompt in prompts]
 

@@ -49,3 +49,12 @@ def test_format_stamp_pads_nanoseconds():
     assert format_stamp(5_000_000_007) == "5.000000007"
     with pytest.raises(ValueError):
         FrameBuffer(0)
+
+
+def test_only_a_stamp_newer_than_every_buffered_frame_may_still_come():
+    buffer = FrameBuffer(2)
+    assert buffer.is_future(5) and not buffer.is_future(0)  # nothing yet: any stamped frame may come
+    for stamp in (10, 20, 30):
+        buffer.add(frame(stamp))
+    assert buffer.is_future(31)
+    assert not buffer.is_future(30) and not buffer.is_future(25) and not buffer.is_future(10)  # held, lost, evicted

@@ -84,6 +84,7 @@ def test_answers_match_the_predictor_in_this_process(remote):
         assert (theirs.label, theirs.box, theirs.top_labels) == (mine.label, mine.box, mine.top_labels)
         assert theirs.score == pytest.approx(mine.score, abs=1e-6)
     assert remote.vocabulary.size == len(CLASSES) and remote.device == "cpu"
+    assert tuple(remote.vocabulary.names) == tuple(CLASSES)  # the names cross the pipe (for `labels`)
     assert remote.pid != os.getpid()
 
 

@@ -12,7 +12,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
-from ovsam_ros.tools.harness import NodeExited, NodeProcess, ToolClient
+from ovsam_ros.tools.harness import DiagnosticsReader, NodeExited, NodeProcess, ToolClient
 
 from .ros_env import apply_to_this_process, isolated_ros_environment
 
@@ -73,6 +73,9 @@ class NodeUnderTest:
         self.prompts_pub = self.node.create_publisher(PromptArray, "prompts", 10)
         self.text_pub = self.node.create_publisher(String, "text_query", 10)
         self.node.create_subscription(InstanceMaskArray, "instances", self.results.append, 50)
+        # What the node counts (images_received, depth_received, ...): tests wait on these, not on sleeps.
+        self.diagnostics = DiagnosticsReader(self.node)
+        self.frames_published = 0
 
     def wait_ready(self) -> None:
         self.spin_until(lambda: self.prompts_pub.get_subscription_count() > 0 and
@@ -92,6 +95,16 @@ class NodeUnderTest:
 
     def publish_frame(self, rgb: np.ndarray, stamp_ns: int) -> None:
         self.image_pub.publish(image_msg(rgb, stamp_ns))
+        self.frames_published += 1
+
+    def wait_counted(self, key: str, count: int, timeout: float = TIMEOUT) -> None:
+        """Wait until the node's diagnostics report `key` (one of its counters) at `count` or more."""
+        self.spin_until(lambda: (self.diagnostics.number(key) or 0) >= count,
+                        f"the node to count {key} >= {count}", timeout)
+
+    def wait_frames_received(self, timeout: float = TIMEOUT) -> None:
+        """Wait until the node has received every frame published with publish_frame (reliable QoS)."""
+        self.wait_counted("images_received", self.frames_published, timeout)
 
     def send_prompts(self, prompts: list[Prompt], stamp_ns: int = 0) -> None:
         msg = PromptArray(prompts=prompts, header=Header())

@@ -6,13 +6,10 @@ import array
 import cv2
 import numpy as np
 import pytest
+from sensor_msgs.msg import CompressedImage, Image
 
 from ovsam_model.image_input import as_rgb_uint8
-
-pytest.importorskip("sensor_msgs")
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-from ovsam_ros.image_conversion import (  # noqa: E402
+from ovsam_ros.image_conversion import (
     ImageConversionError,
     array_to_image,
     compressed_to_rgb,

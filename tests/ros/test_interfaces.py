@@ -5,16 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image
 
-rclpy = pytest.importorskip("rclpy")
-
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
-from ovsam_ros.msg import Prompt  # noqa: E402
-from ovsam_ros.srv import Segment, SetVocabulary  # noqa: E402
-from tests.ros import interface_samples as samples  # noqa: E402
-from tests.ros.ros_env import apply_to_this_process, spin_until, start_python, stop  # noqa: E402
+from ovsam_ros.msg import Prompt
+from ovsam_ros.srv import Segment, SetVocabulary
+from tests.ros import interface_samples as samples
+from tests.ros.ros_env import apply_to_this_process, spin_until, start_python, stop
 
 pytestmark = pytest.mark.ros
 TIMEOUT = 30.0

@@ -6,16 +6,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import PointField
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
 
-pytest.importorskip("rclpy")
-
-from sensor_msgs.msg import PointField  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
-
-from ovsam_ros.depth_fusion import DepthFusion  # noqa: E402
-from ovsam_ros.depth_image import depth_from_array  # noqa: E402
-from ovsam_ros.instances3d_conversion import (  # noqa: E402
+from ovsam_ros.depth_fusion import DepthFusion
+from ovsam_ros.depth_image import depth_from_array
+from ovsam_ros.instances3d_conversion import (
     BOXES_NAMESPACE,
     LABELS_2D_NAMESPACE,
     LABELS_3D_NAMESPACE,
@@ -24,7 +21,7 @@ from ovsam_ros.instances3d_conversion import (  # noqa: E402
     labelled_cloud,
     with_3d_markers,
 )
-from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene  # noqa: E402
+from tests.node.depth_scenes import CX, CY, FX, FY, HEIGHT, WIDTH, default_scene
 
 pytestmark = pytest.mark.ros
 SECOND = 1_000_000_000

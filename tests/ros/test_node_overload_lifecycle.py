@@ -5,20 +5,17 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
 
-pytest.importorskip("rclpy")
-
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import Point  # noqa: E402
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-
-from ovsam_ros.msg import Prompt  # noqa: E402
-from ovsam_ros.srv import Segment  # noqa: E402
+from ovsam_ros.msg import Prompt
+from ovsam_ros.srv import Segment
 from ovsam_ros.tools.soak import rss_kib  # noqa: E402 - the node and its inference process
-from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights  # noqa: E402
+from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg, make_tiny_weights
 
 pytestmark = pytest.mark.ros
 CLASSES = ["red star", "blue cross", "green circle"]
@@ -39,7 +36,7 @@ def test_overload_drops_frames_but_answers_every_prompt(tiny_weights):
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(8)]
         node.publish_frame(frames[0], 1)
-        node.spin_for(0.5)
+        node.wait_frames_received()
         node.send_prompts([box_prompt("tracked", [20, 20, 90, 80], track=True)])
         node.answers_for({"tracked"})
         rss_after_warmup = rss_kib(node.process.pid)
@@ -104,7 +101,7 @@ def test_lifecycle_failed_configure_keeps_the_node_up_then_recovers(tiny_weights
         assert transition(Transition.TRANSITION_ACTIVATE) is True
         node.spin_until(lambda: node.prompts_pub.get_subscription_count() > 0, "activate to subscribe")
         node.publish_frame(np.zeros((40, 50, 3), np.uint8), 5)
-        node.spin_for(0.5)
+        node.wait_frames_received()
         node.send_prompts([box_prompt("active", [5, 5, 30, 30])])
         assert "active" in node.answers_for({"active"})
         assert transition(Transition.TRANSITION_DEACTIVATE) is True
@@ -129,7 +126,7 @@ def test_model_faults_become_prompt_errors_and_the_node_recovers(tiny_weights, m
         reasons: list[str] = []
         for round_index in range(6):  # a new frame each round: every third encoding fails
             node.publish_frame(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), 100 + round_index)
-            node.spin_for(0.3)
+            node.wait_frames_received()
             ids = {f"r{round_index}-{k}" for k in range(3)}  # a batch of 3 fails and is retried one by one
             node.send_prompts([box_prompt(pid, [5, 5, 30, 30]) for pid in sorted(ids)])
             answers = node.answers_for(ids)
@@ -163,26 +160,29 @@ def test_corrupt_checkpoint_fails_configure_with_the_file_named(tiny_weights, tm
     assert "configure failed" in output and victim.name in output
 
 
-def test_a_slow_service_call_does_not_hold_up_prompts(tiny_weights, monkeypatch):
+def test_a_slow_service_call_does_not_hold_up_prompts(tiny_weights, monkeypatch, tmp_path):
     """The segment service awaits the inference thread instead of blocking the (single-threaded)
-    executor: while a call waits on a slow image encoding, prompts are still taken and answered."""
-    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "3.0")
+    executor: while a call waits on an image encoding, prompts are still taken and answered. The
+    encoding waits at a gate the test opens only after the prompt was answered, so the order is
+    certain however slow the machine is."""
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "0")
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_GATE", str(tmp_path))
     node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(tiny_weights), "image_qos": "reliable"},
                          module="tests.ros.slow_node")
     try:
         node.wait_ready()
         client = node.node.create_client(Segment, "segment")
         node.spin_until(client.service_is_ready, "the segment service")
-        node.spin_for(0.3)
         frame = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
         request = Segment.Request(image=image_msg(frame, 7), prompts=[box_prompt("svc", [5, 5, 40, 40])])
         pending = client.call_async(request)
-        node.spin_for(0.5)  # the call is now waiting on the 3 s encoding
+        node.spin_until(lambda: (tmp_path / "encoding").exists(), "the call to reach the image encoding")
         # Refused as it is converted (too many points), so answered by the callback itself.
         node.send_prompts([Prompt(id="bad", points=[Point(x=1.0, y=1.0)] * 65)])
-        answers = node.answers_for({"bad"}, timeout=2.5)
-        assert isinstance(answers["bad"][0], str)
-        assert not pending.done(), "the service answered before the prompt: the test proves nothing"
+        answers = node.answers_for({"bad"})
+        assert answers["bad"][0] == "prompt 'bad' has 65 points; at most 64 are allowed"
+        assert not pending.done(), "the service answered while its encoding was held: the gate did not hold"
+        (tmp_path / "open").touch()
         node.spin_until(pending.done, "the segment call")
         response = pending.result()
         assert response.success, response.message

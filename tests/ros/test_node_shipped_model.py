@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from geometry_msgs.msg import Point
+from std_msgs.msg import String
 
-pytest.importorskip("rclpy")
-
-from geometry_msgs.msg import Point  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from ovsam_model.synthetic.classes import CLASS_NAMES  # noqa: E402
-from ovsam_model.synthetic.motion import MovingWorld  # noqa: E402
-from ovsam_model.synthetic.prompts import mask_centre_point  # noqa: E402
-from ovsam_ros.msg import Prompt  # noqa: E402
-from ovsam_ros.tools.demo import iou, mask_from_instance  # noqa: E402
-from tests.ros.node_harness import NodeUnderTest, box_prompt  # noqa: E402
+from ovsam_model.synthetic.classes import CLASS_NAMES
+from ovsam_model.synthetic.motion import MovingWorld
+from ovsam_model.synthetic.prompts import mask_centre_point
+from ovsam_ros.msg import Prompt
+from ovsam_ros.tools.demo import iou, mask_from_instance
+from tests.ros.node_harness import NodeUnderTest, box_prompt
 
 pytestmark = pytest.mark.ros
 STAMP0 = 5_000_000_000
@@ -33,7 +30,7 @@ def node(world):
         harness.wait_ready()
         for i in range(3):
             harness.publish_frame(world.render(i).image, STAMP0 + i)
-        harness.spin_for(1.0)
+        harness.wait_frames_received()
         yield harness
     finally:
         harness.close()
@@ -70,37 +67,46 @@ def test_clicks_and_boxes_are_segmented_and_named(node, world):
     assert correct >= 0.5 * len(ious)
 
 
-def test_text_query_publishes_only_the_queried_classes(node, world):
-    from ovsam_ros.srv import Segment
-    from tests.ros.node_harness import image_msg
-
+def test_text_query_finds_the_queried_object_and_only_queried_classes(node, world):
+    """A standing text query for the class of one object in a still scene, and a class absent from it:
+    what the node publishes is checked against the world's truth (that object's mask and class), and
+    nothing of another class is published."""
     scene = world.render(2)
-    everything = node.call(Segment, "segment", Segment.Request(image=image_msg(scene.image, 77),
-                                                                text_queries=list(CLASS_NAMES)))
-    assert everything.success, everything.message
-    found = everything.result.instances
-    # How well segment-everything finds objects is the model's business (ovsam-model eval); here the
-    # node's text-query path must publish exactly the queried classes of what the model finds.
-    assert found, "segment everything found nothing in a four-object scene"
-    wanted = found[0].label
-    absent = next(name for name in CLASS_NAMES if name not in {i.label for i in found})
+    present = [CLASS_NAMES[int(label)] for label in scene.labels]
+    # The blue square of this seeded scene: its one object of that class. Chosen because the shipped
+    # model's segment-everything finds it here (measured: it does not find the other three by name,
+    # which is the model's business, measured by `ovsam-model eval`); the node's part is checked here.
+    wanted = "blue square"
+    assert present.count(wanted) == 1
+    truth = scene.instance_map == present.index(wanted) + 1
+    absent = next(name for name in CLASS_NAMES if name not in present)
     seen = len(node.results)
     node.text_pub.publish(String(data=f"{wanted}, {absent}"))
-    for i in range(3, 8):
-        node.publish_frame(scene.image, STAMP0 + i)  # a still scene
-        node.spin_for(0.4)
-    node.spin_until(lambda: any(not inst.prompt_id for m in node.results[seen:] for inst in m.instances),
-                    "text-query instances")
+
+    def text_instances() -> list:
+        return [inst for m in node.results[seen:] for inst in m.instances if not inst.prompt_id]
+
+    for i in range(3, 300):  # a still scene at ~5 Hz until the standing query has run on it (300: a hang)
+        node.publish_frame(scene.image, STAMP0 + i)
+        node.spin_for(0.2)
+        if any(inst.label == wanted for inst in text_instances()):
+            break
     node.text_pub.publish(String(data=""))
-    published = [inst for m in node.results[seen:] for inst in m.instances if not inst.prompt_id]
+    published = text_instances()
     assert {inst.label for inst in published} <= {wanted, absent}
-    assert wanted in {inst.label for inst in published}
+    matches = [inst for inst in published if inst.label == wanted]
+    assert matches, f"no '{wanted}' found; published: {[inst.label for inst in published]}"
+    best = max(iou(mask_from_instance(inst, 256, 256), truth) for inst in matches)
+    print(f"text query '{wanted}' through the node: best IoU with the object's true mask {best:.3f}")
+    # Measured on this scene: IoU 0.877 (deterministic on a CPU); the bound leaves 0.08 for other
+    # torch builds and BLAS libraries.
+    assert best >= 0.8
 
 
 def test_tracked_object_keeps_its_id(node, world):
     scene = world.render(10)
     node.publish_frame(scene.image, STAMP0 + 10)
-    node.spin_for(0.5)
+    node.wait_frames_received()
     index = max(visible_objects(scene), key=lambda i: (scene.instance_map == i + 1).sum())
     ys, xs = np.nonzero(scene.instance_map == index + 1)
     seen = len(node.results)
@@ -108,9 +114,14 @@ def test_tracked_object_keeps_its_id(node, world):
                                   stamp_ns=STAMP0 + 10, track=True)])
     node.answers_for({"tracked"})
     ids, ious = set(), []
-    for frame in range(11, 17):
+    def answered_on(stamp_ns: int) -> bool:  # the track's answer (an instance or "lost") on that frame
+        return any((m.header.stamp.sec, m.header.stamp.nanosec) == divmod(stamp_ns, 1_000_000_000)
+                   and "tracked" in [i.prompt_id for i in m.instances] + list(m.failed_prompt_ids)
+                   for m in node.results[seen:])
+
+    for frame in range(11, 17):  # each frame once the track was answered on the one before: none skipped
         node.publish_frame(world.render(frame).image, STAMP0 + frame)
-        node.spin_for(0.6)
+        node.spin_until(lambda: answered_on(STAMP0 + frame), f"the track's answer on frame {frame}")
     for msg in node.results[seen:]:
         frame = msg.header.stamp.nanosec - STAMP0 % 1_000_000_000
         for inst in msg.instances:
@@ -118,4 +129,4 @@ def test_tracked_object_keeps_its_id(node, world):
                 ids.add(inst.id)
                 ious.append(iou(mask_from_instance(inst, 256, 256), world.render(frame).instance_map == index + 1))
     assert len(ids) == 1 and 0 not in ids
-    assert len(ious) >= 2 and np.mean(ious) >= 0.6, ious
+    assert len(ious) == 6 and np.mean(ious) >= 0.6, ious

@@ -50,7 +50,6 @@ def test_camera_frames_have_the_requested_size_and_a_box_on_an_object() -> None:
 @pytest.mark.slow
 @pytest.mark.ros
 def test_short_node_latency_run(tmp_path) -> None:
-    pytest.importorskip("rclpy")
     out = tmp_path / "ros_bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "ovsam_ros.tools.bench", "--model", "ovsam-tiny", "--device", "cpu", "--rate", "10",

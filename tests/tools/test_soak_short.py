@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("rclpy")
-
-from ovsam_ros.tools import soak  # noqa: E402
-from tests.ros.node_harness import make_tiny_weights  # noqa: E402
-from tests.ros.ros_env import apply_to_this_process  # noqa: E402
+from ovsam_ros.tools import soak
+from tests.ros.node_harness import make_tiny_weights
+from tests.ros.ros_env import apply_to_this_process
 
 pytestmark = pytest.mark.ros
 
@@ -28,8 +26,12 @@ def test_short_soak_holds(tmp_path, capsys):
     kinds = report["answers_by_kind"]
     assert kinds.get("expired stamp", 0) > 0 and kinds.get("invalid prompt", 0) > 0
     assert not any(kind.startswith(("other", "model error")) for kind in kinds), kinds
-    # The queue policy bounds how long a prompt waits in the node's queue (1 s here, plus the round in
-    # progress), and end to end the answer follows within that bound: the executor keeps up with the
-    # messages (with a multi-threaded executor and the model on a thread, p95 was ~27 s).
-    assert report["node_counts"]["prompt_wait_ms_p95"] <= 1_000 + 1_500, report
-    assert report["latency_ms_p95"] <= 1_000 + 1_500, report
+    # Bounds from measured figures. Measured p95 end to end: 71 ms on an idle machine (README), and
+    # 137, 178 and 269 ms in three runs with a load average of 5-6 on 2 cores (a training run, other
+    # test runs and this project's fuzz module beside it); p95 wait in the node's queue: 83, 84, 13 ms.
+    # Margin for noise: about 3.7x the worst loaded figure end to end, 6x in the queue. Both stay under
+    # max_prompt_wait_s (1 s here), so they fail when the node falls back on its overload policy for
+    # more than 5 % of prompts, or when the executor stops keeping up (with a multi-threaded executor
+    # and the model on a thread, p95 was ~27 s).
+    assert report["node_counts"]["prompt_wait_ms_p95"] <= 500, report
+    assert report["latency_ms_p95"] <= 1_000, report
