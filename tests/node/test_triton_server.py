@@ -157,7 +157,7 @@ def test_two_nodes_share_the_server_publish_the_local_answers_and_survive_its_re
 
     from ovsam_ros.msg import InstanceMaskArray, Prompt, PromptArray
     from ovsam_ros.tools.demo import mask_from_instance
-    from ovsam_ros.tools.harness import REPO_ROOT, DiagnosticsReader, stop_process
+    from ovsam_ros.tools.harness import REPO_ROOT, stop_process
     from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg
     from tests.ros.ros_env import isolated_ros_environment
 
@@ -182,14 +182,18 @@ def test_two_nodes_share_the_server_publish_the_local_answers_and_survive_its_re
 
     thread = threading.Thread(target=other_client, daemon=True)
     thread.start()
-    node = NodeUnderTest({"image_qos": "reliable", "inference_server": server.url})
+    # Prompts wait for their frame (future_stamp_wait_s) however late DDS delivers it to either node;
+    # the two nodes' diagnostics share a name, so their image counters cannot be told apart.
+    waits = {"future_stamp_wait_s": 30.0, "max_prompt_wait_s": 60.0}
+    node = NodeUnderTest({"image_qos": "reliable", "inference_server": server.url, **waits})
     # A second ovsam_node on the same server, in its own namespace (its topics under /second).
     second = subprocess.Popen(
         [sys.executable, "-m", "ovsam_ros.node", "--ros-args", "-r", "__ns:=/second", "-p", "image_qos:=reliable",
-         "-p", f"inference_server:={server.url}"],
+         "-p", f"inference_server:={server.url}",
+         *[arg for name, value in waits.items() for arg in ("-p", f"{name}:={value}")]],
         cwd=REPO_ROOT, env=isolated_ros_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        diagnostics = DiagnosticsReader(node.node)
+        diagnostics = node.diagnostics
         second_image = node.node.create_publisher(Image, "/second/image", QoSProfile(depth=10))
         second_prompts = node.node.create_publisher(PromptArray, "/second/prompts", 10)
         second_results: list = []
@@ -199,7 +203,6 @@ def test_two_nodes_share_the_server_publish_the_local_answers_and_survive_its_re
                         second_image.get_subscription_count() > 0, "the second node to subscribe", timeout=120)
         node.publish_frame(image, stamp)
         second_image.publish(image_msg(image, stamp))
-        node.spin_for(1.0)
         prompts = []
         for spec in specs:
             if spec.has_box:
@@ -234,7 +237,7 @@ def test_two_nodes_share_the_server_publish_the_local_answers_and_survive_its_re
         # failure with the reason for every prompt, keeps running, and answers after a restart.
         server.kill()
         node.publish_frame(image, stamp + 1)
-        node.spin_for(1.0)
+        node.wait_frames_received()
         for prompt in prompts:
             prompt.header.stamp.nanosec += 1
             prompt.id = f"{prompt.id}-down"
