@@ -1,102 +1,56 @@
-"""The paper's evaluation on a held-out synthetic set: prompted-mask mIoU (box and point prompts)
-and recognition accuracy, each for base and novel classes, beside the naive baseline the paper
-beats (the teacher SAM's mask, then the small CLIP on the mask's crop)."""
+"""The paper's comparison on a held-out synthetic set, in one run: prompted-mask mIoU (box and point
+prompts) and recognition accuracy, each for base and novel classes, of
+
+- OV-SAM as configured, and both with and without the evaluation-time CLIP-branch mixing
+  (`classify_with_clip_branch`, alpha/beta from the config, as the released evaluation);
+- the image-crop baseline (the teacher SAM's mask, a crop of the image, CLIP's image tower);
+- the feature-crop baseline (the teacher SAM's mask, RoIAlign on CLIP's last stage of the whole
+  image, CLIP's attention pool),
+all on the same prompts and the same class text embeddings, with 95 % bootstrap intervals."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
 from ovsam_model.checkpoint import read_state_dict
 from ovsam_model.config import OVSAMConfig
+from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes, mask_box
+from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes, mask_iou
+from ovsam_model.evaluation.records import MethodRecord, bootstrap_interval
 from ovsam_model.model import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
-from ovsam_model.synthetic.crops import crop_square
 from ovsam_model.synthetic.prompts import mask_centre_point
-from ovsam_model.synthetic.scenes import SceneSet, generate_scene_set
+from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.teacher import TeacherSAM
 
-# Training derives its streams from (run seed, stream id) pairs; this single integer seeds no
-# training stream, so the held-out scenes are never seen in training.
-HELD_OUT_SEED = 20_241_125
-DEFAULT_HELD_OUT_SCENES = 400
+__all__ = ["DEFAULT_HELD_OUT_SCENES", "HELD_OUT_SEED", "MethodRecord", "bootstrap_interval", "evaluate",
+           "format_table", "held_out_scenes", "load_teacher_file", "mask_iou"]
 
-
-def held_out_scenes(num_scenes: int = DEFAULT_HELD_OUT_SCENES, seed: int = HELD_OUT_SEED) -> SceneSet:
-    """Fresh scenes over all 42 classes (base and novel), 256x256."""
-    return generate_scene_set(num_scenes, seed=seed, size=256)
-
-
-def mask_iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """IoU per instance of boolean masks [N, H, W]."""
-    inter = (predicted & target).sum(axis=(1, 2))
-    union = (predicted | target).sum(axis=(1, 2))
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
-@dataclass
-class MethodRecord:
-    box_iou: list[float] = field(default_factory=list)
-    point_iou: list[float] = field(default_factory=list)
-    correct: list[bool] = field(default_factory=list)
-    seconds: float = 0.0  # time of the box-prompt path: image encoding, masks and naming
-    prompt_seconds: float = 0.0  # of which per-prompt work (everything after the image encoding)
-    images: int = 0
-    prompts: int = 0
-
-    def add(self, box_iou: np.ndarray, point_iou: np.ndarray | None, correct: np.ndarray, seconds: float,
-            prompt_seconds: float) -> None:
-        self.box_iou += box_iou.tolist()
-        if point_iou is not None:
-            self.point_iou += point_iou.tolist()
-        self.correct += correct.tolist()
-        self.seconds += seconds
-        self.prompt_seconds += prompt_seconds
-        self.images += 1
-        self.prompts += len(box_iou)
-
-    def summary(self, novel: np.ndarray) -> dict[str, float]:
-        def mean(values: list, which: np.ndarray | None = None) -> float:
-            array = np.asarray(values, dtype=np.float64)
-            if which is not None:
-                array = array[which]
-            return float(array.mean()) if len(array) else float("nan")
-
-        out = {
-            "box_miou": mean(self.box_iou),
-            "box_miou_base": mean(self.box_iou, ~novel),
-            "box_miou_novel": mean(self.box_iou, novel),
-            "acc_base": mean(self.correct, ~novel),
-            "acc_novel": mean(self.correct, novel),
-            "accuracy": mean(self.correct),
-            "ms_per_prompt": 1000.0 * self.seconds / max(self.prompts, 1),
-            # The split: per-image encoding, and the cost of each further prompt on an encoded image.
-            "encode_ms_per_image": 1000.0 * (self.seconds - self.prompt_seconds) / max(self.images, 1),
-            "marginal_ms_per_prompt": 1000.0 * self.prompt_seconds / max(self.prompts, 1),
-        }
-        if self.point_iou:
-            out.update({
-                "point_miou": mean(self.point_iou),
-                "point_miou_base": mean(self.point_iou, ~novel),
-                "point_miou_novel": mean(self.point_iou, novel),
-            })
-        return out
+# Keys of the JSON kept stable for tooling (the issue's list), besides the blocks named below.
+HEAD_ONLY, CLIP_BRANCH = "head_only", "clip_branch"
+IMAGE_CROP, FEATURE_CROP = "image_crop", "feature_crop"
 
 
 def _masks_at(model: OVSAM, mask_logits: Tensor, size: tuple[int, int]) -> np.ndarray:
     return (model.postprocess_masks(mask_logits, size)[:, 0] > 0).cpu().numpy()
 
 
-def class_logits(model: OVSAM, features, output, text: Tensor, base_mask: Tensor) -> Tensor:
-    """The model's class scores [N, K] (background column dropped), with the CLIP branch when enabled."""
-    if model.config.use_clip_branch:
+def base_class_mask() -> Tensor:
+    novel = set(NOVEL_INDICES)
+    return torch.tensor([i not in novel for i in range(len(CLASS_NAMES))])
+
+
+def class_logits(model: OVSAM, features, output, text: Tensor, base_mask: Tensor, clip_branch: bool | None = None) -> Tensor:
+    """The model's class scores [N, K] (background column dropped), with the CLIP branch when asked
+    (by default when the config enables it)."""
+    use_branch = model.config.use_clip_branch if clip_branch is None else clip_branch
+    if use_branch:
         scores = model.classify_with_clip_branch(features, output, text, base_classes=base_mask)
     else:
         scores = model.classify(output.region_embedding, text)
@@ -106,23 +60,24 @@ def class_logits(model: OVSAM, features, output, text: Tensor, base_mask: Tensor
 @torch.no_grad()
 def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: TeacherSAM | None = None,
              progress: bool = True) -> dict[str, Any]:
-    """Figures of the model (and of the baseline when a teacher is given) on `scenes`.
+    """Figures of OV-SAM (and of both baselines when a teacher is given) on `scenes`.
 
     `text_embeddings` (42, P, D) are the class embeddings in CLASS_NAMES order. Accuracy is the
-    top-1 class of each box prompt's region among all 42 classes."""
+    top-1 class of each prompt's region among all 42 classes; `acc_*` are for box prompts,
+    `point_acc_*` for the point at the distance-transform centre of the ground-truth mask."""
     model.eval()
-    novel_set = set(NOVEL_INDICES)
-    base_mask = torch.tensor([i not in novel_set for i in range(len(CLASS_NAMES))])
-    ours, baseline = MethodRecord(), MethodRecord()
+    base_mask = base_class_mask()
+    methods = {name: MethodRecord() for name in (HEAD_ONLY, CLIP_BRANCH, IMAGE_CROP, FEATURE_CROP)}
     labels_all: list[int] = []
-    crop = int(model.config.clip["model_cfg"]["vision_cfg"]["image_size"]) if "model_cfg" in model.config.clip else 224
-    text_flat = F.normalize(text_embeddings[:, 0].float(), dim=-1)
+    scene_of: list[int] = []
     for i in tqdm(range(len(scenes)), desc="held-out scenes", disable=not progress):
         scene = scenes.scene(i)
         if len(scene.labels) == 0:
             continue
         masks, size = scene.masks, scene.image.shape[:2]
         labels_all += scene.labels.tolist()
+        scene_of += [i] * len(scene.labels)
+        truth = scene.labels
 
         started = time.perf_counter()
         pixels, scale = model.preprocess(scene.image)
@@ -130,42 +85,68 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         encoded = time.perf_counter()
         boxes = torch.from_numpy(scene.boxes) * scale
         output = model.decode(features, boxes=boxes)
-        predicted_class = class_logits(model, features, output, text_embeddings, base_mask).argmax(1).numpy()
+        head_class = class_logits(model, features, output, text_embeddings, base_mask, clip_branch=False).argmax(1).numpy()
         box_masks = _masks_at(model, output.mask_logits, size)
         finished = time.perf_counter()
+        branch_class = class_logits(model, features, output, text_embeddings, base_mask, clip_branch=True).argmax(1).numpy()
         points = torch.from_numpy(np.stack([mask_centre_point(m) for m in masks]))[:, None] * scale
         point_output = model.decode(features, points=points, point_labels=torch.ones(points.shape[:2]))
-        ours.add(mask_iou(box_masks, masks), mask_iou(_masks_at(model, point_output.mask_logits, size), masks),
-                 predicted_class == scene.labels, finished - started, finished - encoded)
+        point_head = class_logits(model, features, point_output, text_embeddings, base_mask, clip_branch=False).argmax(1).numpy()
+        point_branch = class_logits(model, features, point_output, text_embeddings, base_mask, clip_branch=True).argmax(1).numpy()
+        box_iou = mask_iou(box_masks, masks)
+        point_iou = mask_iou(_masks_at(model, point_output.mask_logits, size), masks)
+        methods[HEAD_ONLY].add(box_iou, point_iou, head_class == truth, point_head == truth,
+                               finished - started, finished - encoded)
+        methods[CLIP_BRANCH].add(box_iou, point_iou, branch_class == truth, point_branch == truth)
 
-        if teacher is not None:
-            started = time.perf_counter()
-            teacher_pixels, _ = model.preprocess(scene.image)  # the same input preparation, timed for both
-            embedding = teacher.image_encoder(teacher_pixels)
-            encoded = time.perf_counter()
-            teacher_masks = _masks_at(model, teacher.decode(embedding, boxes=boxes), size)
-            crops = np.stack([crop_square(scene.image, _mask_box(m, b), crop) for m, b in zip(teacher_masks, scene.boxes)])
-            crop_pixels = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - model.pixel_mean) / model.pixel_std
-            image_features = F.normalize(model.clip.encode_image(crop_pixels), dim=-1)
-            clip_class = (image_features @ text_flat.t()).argmax(1).numpy()
-            finished = time.perf_counter()
-            teacher_point_masks = _masks_at(model, teacher.decode(embedding, points=points), size)
-            baseline.add(mask_iou(teacher_masks, masks), mask_iou(teacher_point_masks, masks),
-                         clip_class == scene.labels, finished - started, finished - encoded)
+        if teacher is None:
+            continue
+        # Both baselines start from the teacher SAM's masks for the same prompts.
+        started = time.perf_counter()
+        teacher_pixels, _ = model.preprocess(scene.image)  # the same input preparation, timed for both
+        embedding = teacher.image_encoder(teacher_pixels)
+        encoded = time.perf_counter()
+        teacher_box_masks = _masks_at(model, teacher.decode(embedding, boxes=boxes), size)
+        box_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_box_masks, scene.boxes)])
+        masks_done = time.perf_counter()
+        image_crop_class = image_crop_classes(model, scene.image, box_crops, text_embeddings)
+        image_crop_done = time.perf_counter()
+        clip_last = clip_last_stage(model, teacher_pixels)
+        trunk_done = time.perf_counter()
+        feature_crop_class = feature_crop_classes(model, clip_last, torch.from_numpy(box_crops) * scale, text_embeddings)
+        feature_crop_done = time.perf_counter()
 
-    novel = np.isin(np.asarray(labels_all), NOVEL_INDICES)
-    result: dict[str, Any] = {**ours.summary(novel), "n_instances": len(labels_all),
-                              "n_novel": int(novel.sum()), "n_scenes": len(scenes)}
+        teacher_point_masks = _masks_at(model, teacher.decode(embedding, points=points), size)
+        point_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_point_masks, scene.boxes)])
+        point_image_crop = image_crop_classes(model, scene.image, point_crops, text_embeddings)
+        point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * scale, text_embeddings)
+        teacher_box_iou = mask_iou(teacher_box_masks, masks)
+        teacher_point_iou = mask_iou(teacher_point_masks, masks)
+        masks_seconds = masks_done - started
+        methods[IMAGE_CROP].add(teacher_box_iou, teacher_point_iou, image_crop_class == truth, point_image_crop == truth,
+                                masks_seconds + image_crop_done - masks_done, image_crop_done - encoded)
+        # The feature crop runs CLIP's trunk once per image: that is image encoding, not per-prompt work.
+        trunk_seconds = trunk_done - image_crop_done
+        methods[FEATURE_CROP].add(teacher_box_iou, teacher_point_iou, feature_crop_class == truth,
+                                  point_feature_crop == truth,
+                                  masks_seconds + trunk_seconds + feature_crop_done - trunk_done,
+                                  masks_done - encoded + feature_crop_done - trunk_done)
+
+    novel = np.isin(np.asarray(labels_all, dtype=np.int64), NOVEL_INDICES)
+    scene_index = np.asarray(scene_of, dtype=np.int64)
+    configured = CLIP_BRANCH if model.config.use_clip_branch else HEAD_ONLY
+    head_only = methods[HEAD_ONLY].summary(novel, scene_index)
+    clip_branch = methods[CLIP_BRANCH].summary(novel, scene_index, timed=False)
+    result: dict[str, Any] = {
+        **(clip_branch if configured == CLIP_BRANCH else head_only),
+        "recognition": configured,
+        "n_instances": len(labels_all), "n_novel": int(novel.sum()), "n_scenes": len(scenes),
+        HEAD_ONLY: head_only,
+        CLIP_BRANCH: {**clip_branch, "alpha": model.config.clip_branch_alpha, "beta": model.config.clip_branch_beta},
+    }
     if teacher is not None:
-        result["baseline"] = baseline.summary(novel)
+        result["baselines"] = {name: methods[name].summary(novel, scene_index) for name in (IMAGE_CROP, FEATURE_CROP)}
     return result
-
-
-def _mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return fallback
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
 
 
 def load_teacher_file(config: OVSAMConfig, path: str | Path) -> TeacherSAM:
@@ -177,18 +158,31 @@ def load_teacher_file(config: OVSAMConfig, path: str | Path) -> TeacherSAM:
     return teacher.eval()
 
 
+def _with_interval(figures: dict[str, Any], key: str) -> str:
+    value = figures.get(key, float("nan"))
+    low, high = figures.get("intervals", {}).get(key, [float("nan"), float("nan")])
+    return f"{value:.3f} [{low:.3f},{high:.3f}]"
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """The figures as a plain-text table: ours, and the baseline when present."""
-    rows = [("OV-SAM (ours)", result)]
-    if "baseline" in result:
-        rows.append(("teacher SAM + CLIP crop", result["baseline"]))
-    header = f"{'method':<26}{'box mIoU':>9}{'(base/novel)':>14}{'point mIoU':>11}{'acc base':>9}{'acc novel':>10}{'ms/prompt':>10}{'(image+prompt)':>16}"
+    """The figures as a plain-text table: OV-SAM with and without the CLIP branch, and the baselines
+    when present; accuracies with their 95 % intervals."""
+    rows = [("OV-SAM (RoI head)", result[HEAD_ONLY]),
+            (f"OV-SAM + CLIP branch (a={result[CLIP_BRANCH]['alpha']:g}, b={result[CLIP_BRANCH]['beta']:g})",
+             result[CLIP_BRANCH])]
+    baselines = result.get("baselines", {})
+    if IMAGE_CROP in baselines:
+        rows.append(("teacher SAM + CLIP image crop", baselines[IMAGE_CROP]))
+    if FEATURE_CROP in baselines:
+        rows.append(("teacher SAM + CLIP feature crop", baselines[FEATURE_CROP]))
+    header = (f"{'method':<36}{'box mIoU':>9}{'point mIoU':>11}{'box acc base':>22}{'box acc novel':>22}"
+              f"{'point acc base':>22}{'point acc novel':>22}{'ms/prompt':>10}")
     lines = [header, "-" * len(header)]
     for name, r in rows:
-        lines.append(
-            f"{name:<26}{r['box_miou']:>9.3f}{r['box_miou_base']:>7.3f}/{r['box_miou_novel']:<6.3f}"
-            f"{r.get('point_miou', float('nan')):>11.3f}{r['acc_base']:>9.3f}{r['acc_novel']:>10.3f}{r['ms_per_prompt']:>10.1f}"
-            f"{r['encode_ms_per_image']:>9.1f}+{r['marginal_ms_per_prompt']:<6.1f}"
-        )
-    lines.append(f"{result['n_instances']} instances ({result['n_novel']} novel) in {result['n_scenes']} held-out scenes")
+        ms = f"{r['ms_per_prompt']:>10.1f}" if "ms_per_prompt" in r else f"{'-':>10}"
+        lines.append(f"{name:<36}{r['box_miou']:>9.3f}{r.get('point_miou', float('nan')):>11.3f}"
+                     f"{_with_interval(r, 'acc_base'):>22}{_with_interval(r, 'acc_novel'):>22}"
+                     f"{_with_interval(r, 'point_acc_base'):>22}{_with_interval(r, 'point_acc_novel'):>22}{ms}")
+    lines.append(f"{result['n_instances']} instances ({result['n_novel']} novel) in {result['n_scenes']} held-out scenes; "
+                 f"[95 % bootstrap interval over scenes]; top-level JSON figures are '{result['recognition']}'")
     return "\n".join(lines)

@@ -97,7 +97,12 @@ def test_eval_command_prints_the_table_and_writes_the_issues_json_keys(tmp_path,
     import json
 
     result = json.loads(out.read_text())
-    for key in ("box_miou", "point_miou", "acc_base", "acc_novel"):
+    for key in ("box_miou", "point_miou", "acc_base", "acc_novel", "point_acc_base", "point_acc_novel"):
         assert 0.0 <= result[key] <= 1.0 or result[key] != result[key]  # NaN when a split is empty
-    assert result["n_instances"] >= 4 and "baseline" in result
-    assert "teacher SAM + CLIP crop" in capsys.readouterr().out
+    for baseline in ("image_crop", "feature_crop"):
+        for key in ("acc_base", "acc_novel", "box_miou"):
+            assert 0.0 <= result["baselines"][baseline][key] <= 1.0 or result["baselines"][baseline][key] != result["baselines"][baseline][key]
+    assert result["n_instances"] >= 4 and result["n_novel"] >= 1
+    assert {"head_only", "clip_branch", "intervals"} <= set(result)
+    out = capsys.readouterr().out
+    assert "teacher SAM + CLIP image crop" in out and "teacher SAM + CLIP feature crop" in out
