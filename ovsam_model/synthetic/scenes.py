@@ -154,6 +154,11 @@ class SceneSet:
         labels = self.labels[i]
         return Scene(self.images[i], self.instance_maps[i], labels[labels >= 0])
 
+    def subset(self, indices: Sequence[int]) -> "SceneSet":
+        """The scenes at `indices`, in that order."""
+        index = np.asarray(list(indices), dtype=np.int64)
+        return SceneSet(self.images[index], self.instance_maps[index], self.labels[index])
+
     def save(self, path: str | Path) -> None:
         np.savez(path, images=self.images, instance_maps=self.instance_maps, labels=self.labels)
 
