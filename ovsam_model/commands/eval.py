@@ -40,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ovsam_model.build import shipped_weights_dir
     from ovsam_model.checkpoint import CheckpointError, load_weights
     from ovsam_model.config import ConfigError, get_config
     from ovsam_model.evaluation import evaluate, format_table, held_out_scenes, load_teacher_file
     from ovsam_model.modeling.ovsam import build_model
-    from ovsam_model.build import shipped_weights_dir
     from ovsam_model.synthetic.classes import CLASS_NAMES
     from ovsam_model.vocabulary import load_vocabulary_file
 

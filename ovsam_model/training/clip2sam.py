@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
-from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import augment, normalise, sample_prompts

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.config import OVSAMConfig
+from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES
 from ovsam_model.synthetic.crops import CropSet, caption, object_crops
 from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop
@@ -23,7 +23,6 @@ from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import CROPS_STREAM, augment, normalise
 from ovsam_model.training.losses import multi_positive_contrastive
-
 
 SCENE_LEVEL, OBJECT_CROPS = "scenes", "object_crops"
 

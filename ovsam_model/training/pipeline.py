@@ -8,9 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ovsam_model.modeling.clip_backbone import build_clip
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.training.clip2sam import Clip2SamStageSettings, train_clip2sam

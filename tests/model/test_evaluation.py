@@ -7,13 +7,18 @@ import numpy as np
 import pytest
 import torch
 
+from ovsam_model.build import shipped_weights_dir
 from ovsam_model.checkpoint import load_weights
 from ovsam_model.config import get_config
 from ovsam_model.evaluation import (
-    HELD_OUT_SEED, bootstrap_interval, evaluate, held_out_scenes, load_teacher_file, mask_iou,
+    HELD_OUT_SEED,
+    bootstrap_interval,
+    evaluate,
+    held_out_scenes,
+    load_teacher_file,
+    mask_iou,
 )
 from ovsam_model.modeling.ovsam import build_model
-from ovsam_model.build import shipped_weights_dir
 from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES, NOVEL_INDICES
 
 CONFIG = get_config("ovsam-shapes")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ovsam_model.build import shipped_weights_dir
 from ovsam_model.checkpoint import load_weights, read_state_dict
 from ovsam_model.config import get_config
 from ovsam_model.evaluation import HELD_OUT_SEED, evaluate, held_out_scenes, load_teacher_file
 from ovsam_model.modeling.ovsam import build_model
-from ovsam_model.build import shipped_weights_dir
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.vocabulary import load_vocabulary_file
 from ovsam_model.weight_files import ROLE_LAYOUTS

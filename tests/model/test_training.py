@@ -9,17 +9,20 @@ import pytest
 import torch
 
 from ovsam_model.checkpoint import load_weights
-from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.config import get_config
+from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.synthetic import generate_scene_set
-from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES, NOVEL_CLASSES
 from ovsam_model.synthetic.crops import object_crops
-from ovsam_model.training.clip2sam import (
-    class_text_embeddings, clip2sam_loss, freeze_for_clip2sam, init_from_teacher, trainable_parameters,
-)
-from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_CLASSES
 from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop
+from ovsam_model.training.clip2sam import (
+    class_text_embeddings,
+    clip2sam_loss,
+    freeze_for_clip2sam,
+    init_from_teacher,
+    trainable_parameters,
+)
 from ovsam_model.training.clip_stage import clip_loss, scene_clip_loss
 from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher, teacher_embeddings
 from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
