@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from ovsam_model.clip_backbone import attention_pool_grid, trunk_features
+from ovsam_model.modeling.clip_backbone import attention_pool_grid, trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.crops import crop_square
 
