@@ -30,9 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", default=None, help="weights directory (default: the shipped weights)")
     parser.add_argument("--scenes", type=int, default=DEFAULT_HELD_OUT_SCENES,
                         help=f"held-out scenes (default {DEFAULT_HELD_OUT_SCENES})")
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="held-out seed (default: never used in training)")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED,
+                        help="held-out seed (default: never used in training)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the two baselines (image crop, feature crop) on the teacher SAM's masks")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the two baselines (image crop, feature crop) on the teacher SAM's masks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.set_defaults(handler=run)
 

@@ -46,7 +46,8 @@ def base_class_mask() -> Tensor:
     return torch.tensor([i not in novel for i in range(len(CLASS_NAMES))])
 
 
-def class_logits(model: OVSAM, features, output, text: Tensor, base_mask: Tensor, clip_branch: bool | None = None) -> Tensor:
+def class_logits(model: OVSAM, features, output, text: Tensor, base_mask: Tensor,
+                 clip_branch: bool | None = None) -> Tensor:
     """The model's class scores [N, K] (background column dropped), with the CLIP branch when asked
     (by default when the config enables it)."""
     use_branch = model.config.use_clip_branch if clip_branch is None else clip_branch
@@ -85,14 +86,18 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         encoded = time.perf_counter()
         boxes = torch.from_numpy(scene.boxes) * scale
         output = model.decode(features, boxes=boxes)
-        head_class = class_logits(model, features, output, text_embeddings, base_mask, clip_branch=False).argmax(1).numpy()
+        head_class = class_logits(model, features, output, text_embeddings, base_mask,
+                                  clip_branch=False).argmax(1).numpy()
         box_masks = _masks_at(model, output.mask_logits, size)
         finished = time.perf_counter()
-        branch_class = class_logits(model, features, output, text_embeddings, base_mask, clip_branch=True).argmax(1).numpy()
+        branch_class = class_logits(model, features, output, text_embeddings, base_mask,
+                                    clip_branch=True).argmax(1).numpy()
         points = torch.from_numpy(np.stack([mask_centre_point(m) for m in masks]))[:, None] * scale
         point_output = model.decode(features, points=points, point_labels=torch.ones(points.shape[:2]))
-        point_head = class_logits(model, features, point_output, text_embeddings, base_mask, clip_branch=False).argmax(1).numpy()
-        point_branch = class_logits(model, features, point_output, text_embeddings, base_mask, clip_branch=True).argmax(1).numpy()
+        point_head = class_logits(model, features, point_output, text_embeddings, base_mask,
+                                  clip_branch=False).argmax(1).numpy()
+        point_branch = class_logits(model, features, point_output, text_embeddings, base_mask,
+                                    clip_branch=True).argmax(1).numpy()
         box_iou = mask_iou(box_masks, masks)
         point_iou = mask_iou(_masks_at(model, point_output.mask_logits, size), masks)
         methods[HEAD_ONLY].add(box_iou, point_iou, head_class == truth, point_head == truth,
@@ -113,17 +118,20 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         image_crop_done = time.perf_counter()
         clip_last = clip_last_stage(model, teacher_pixels)
         trunk_done = time.perf_counter()
-        feature_crop_class = feature_crop_classes(model, clip_last, torch.from_numpy(box_crops) * scale, text_embeddings)
+        feature_crop_class = feature_crop_classes(model, clip_last, torch.from_numpy(box_crops) * scale,
+                                                  text_embeddings)
         feature_crop_done = time.perf_counter()
 
         teacher_point_masks = _masks_at(model, teacher.decode(embedding, points=points), size)
         point_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_point_masks, scene.boxes)])
         point_image_crop = image_crop_classes(model, scene.image, point_crops, text_embeddings)
-        point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * scale, text_embeddings)
+        point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * scale,
+                                                  text_embeddings)
         teacher_box_iou = mask_iou(teacher_box_masks, masks)
         teacher_point_iou = mask_iou(teacher_point_masks, masks)
         masks_seconds = masks_done - started
-        methods[IMAGE_CROP].add(teacher_box_iou, teacher_point_iou, image_crop_class == truth, point_image_crop == truth,
+        methods[IMAGE_CROP].add(teacher_box_iou, teacher_point_iou, image_crop_class == truth,
+                                point_image_crop == truth,
                                 masks_seconds + image_crop_done - masks_done, image_crop_done - encoded)
         # The feature crop runs CLIP's trunk once per image: that is image encoding, not per-prompt work.
         trunk_seconds = trunk_done - image_crop_done
@@ -183,6 +191,7 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{name:<36}{r['box_miou']:>9.3f}{r.get('point_miou', float('nan')):>11.3f}"
                      f"{_with_interval(r, 'acc_base'):>22}{_with_interval(r, 'acc_novel'):>22}"
                      f"{_with_interval(r, 'point_acc_base'):>22}{_with_interval(r, 'point_acc_novel'):>22}{ms}")
-    lines.append(f"{result['n_instances']} instances ({result['n_novel']} novel) in {result['n_scenes']} held-out scenes; "
+    lines.append(f"{result['n_instances']} instances ({result['n_novel']} novel) "
+                 f"in {result['n_scenes']} held-out scenes; "
                  f"[95 % bootstrap interval over scenes]; top-level JSON figures are '{result['recognition']}'")
     return "\n".join(lines)

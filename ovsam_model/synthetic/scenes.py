@@ -168,7 +168,8 @@ class SceneSet:
             return cls(data["images"], data["instance_maps"], data["labels"])
 
 
-def generate_scene_set(num_scenes: int, seed: int | Sequence[int], size: int = 256, classes: Sequence[int] | None = None,
+def generate_scene_set(num_scenes: int, seed: int | Sequence[int], size: int = 256,
+                       classes: Sequence[int] | None = None,
                        max_objects: int = 6, progress: bool = False) -> SceneSet:
     """`num_scenes` scenes from `seed` (an int or a tuple of ints: numpy's SeedSequence entropy, so
     (run_seed, stream) pairs give independent streams); the same arguments give the same arrays."""

@@ -111,7 +111,6 @@ def freeze_for_clip2sam(model: OVSAM) -> None:
 def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
                    settings: Clip2SamStageSettings) -> dict[str, Any]:
     seed_everything(seed)
-    config = model.config
     with torch.no_grad():
         init_from_teacher(model, teacher)
     freeze_for_clip2sam(model)

@@ -116,7 +116,8 @@ def test_eval_command_prints_the_table_and_writes_the_issues_json_keys(tmp_path,
         assert 0.0 <= result[key] <= 1.0 or result[key] != result[key]  # NaN when a split is empty
     for baseline in ("image_crop", "feature_crop"):
         for key in ("acc_base", "acc_novel", "box_miou"):
-            assert 0.0 <= result["baselines"][baseline][key] <= 1.0 or result["baselines"][baseline][key] != result["baselines"][baseline][key]
+            assert (0.0 <= result["baselines"][baseline][key] <= 1.0
+                    or result["baselines"][baseline][key] != result["baselines"][baseline][key])
     assert result["n_instances"] >= 4 and result["n_novel"] >= 1
     assert {"head_only", "clip_branch", "intervals"} <= set(result)
     out = capsys.readouterr().out

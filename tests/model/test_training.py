@@ -128,14 +128,16 @@ def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
     assert after < before
     # Frozen parts stay frozen: CLIP (weights and BatchNorm statistics), adapter, prompt encoder.
     assert all(torch.equal(v, model.clip.state_dict()[k]) for k, v in clip_before.items())
-    assert torch.equal(model.prompt_encoder.point_embeddings[0].weight, teacher.prompt_encoder.point_embeddings[0].weight)
+    assert torch.equal(model.prompt_encoder.point_embeddings[0].weight,
+                       teacher.prompt_encoder.point_embeddings[0].weight)
 
 
 def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path) -> None:
     out = tmp_path / "run"
     logs = run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam"}
-    finals = {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in ("clip", "teacher", "distill", "clip2sam")}
+    finals = {stage: (out / stage / "final.pt").stat().st_mtime_ns
+              for stage in ("clip", "teacher", "distill", "clip2sam")}
     run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert finals == {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in finals}
 
