@@ -82,6 +82,13 @@ class Pipeline:
         """The first camera's engine (the only one's in a single-camera node)."""
         return self.worker.engine
 
+    @property
+    def outputs(self) -> AnswerOutputs:
+        """The first camera's outputs (the only one's in a single-camera node)."""
+        outputs = self.channels[0].outputs
+        assert outputs is not None, "released"
+        return outputs
+
     def release(self) -> None:
         # Services first (no new calls); the worker answers what is still queued through the outputs,
         # so they go last.
@@ -285,20 +292,21 @@ class NodeWiring:
         for channel in self.channels:
             if channel.outputs is not None:
                 channel.outputs.publish_labels()
-            topic, bound = channel.topic, functools.partial
-            self._subscriptions += [
-                node.create_subscription(image_topic[1], topic(image_topic[0]), bound(self._on_image, channel), qos),
-                node.create_subscription(CameraInfo, topic("camera_info"), bound(self._on_camera_info, channel), qos),
-                node.create_subscription(Image, topic("depth"), bound(self._on_depth, channel), qos),
-                node.create_subscription(PromptArray, topic("prompts"), bound(self._on_prompts, channel), PROMPT_QOS),
-                node.create_subscription(PointStamped, topic("clicked_point"), bound(self._on_clicked_point, channel),
-                                         PROMPT_QOS),
-                node.create_subscription(Point, topic("image_click"), bound(self._on_image_click, channel), PROMPT_QOS),
-                node.create_subscription(String, topic("text_query"), bound(self._on_text_query, channel), 10),
+            inputs: list[tuple[Any, str, Callable, Any]] = [
+                (image_topic[1], image_topic[0], self._on_image, qos),
+                (CameraInfo, "camera_info", self._on_camera_info, qos),
+                (Image, "depth", self._on_depth, qos),
+                (PromptArray, "prompts", self._on_prompts, PROMPT_QOS),
+                (PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QOS),
+                (Point, "image_click", self._on_image_click, PROMPT_QOS),
+                (String, "text_query", self._on_text_query, 10),
             ]
             if Detection2DArray is not None:
-                self._subscriptions.append(node.create_subscription(
-                    Detection2DArray, topic("detections"), bound(self._on_detections, channel), PROMPT_QOS))
+                inputs.append((Detection2DArray, "detections", self._on_detections, PROMPT_QOS))
+            self._subscriptions += [
+                node.create_subscription(msg_type, channel.topic(name), functools.partial(handler, channel=channel),
+                                         topic_qos)
+                for msg_type, name, handler, topic_qos in inputs]
 
     def deactivate(self) -> None:
         for subscription in self._subscriptions:
@@ -314,9 +322,10 @@ class NodeWiring:
     def _image_qos(self) -> QoSProfile:
         return qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else QoSProfile(depth=5)
 
-    # -- inputs (each bound to its camera's channel) -----------------------------------------------
+    # -- inputs (each subscription binds its camera's channel; None: the first camera) ---------------
     @guarded
-    def _on_image(self, channel: CameraChannel, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None or channel.engine is None:
             return
@@ -340,12 +349,14 @@ class NodeWiring:
             pipeline.worker.submit_frame(frame, queries, channel.name)
 
     @guarded
-    def _on_camera_info(self, channel: CameraChannel, msg: CameraInfo) -> None:
+    def _on_camera_info(self, msg: CameraInfo, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         channel.health.count("camera_info_received")
         channel.inputs.info = msg
 
     @guarded
-    def _on_depth(self, channel: CameraChannel, msg: Image) -> None:
+    def _on_depth(self, msg: Image, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         channel.health.count("depth_received")
         try:
             channel.inputs.depth.add(depth_from_msg(msg))
@@ -354,7 +365,8 @@ class NodeWiring:
             channel.health.problem(f"depth rejected: {error}")
 
     @guarded
-    def _on_prompts(self, channel: CameraChannel, msg: PromptArray) -> None:
+    def _on_prompts(self, msg: PromptArray, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -380,7 +392,8 @@ class NodeWiring:
             channel.outputs.publish_answer(Answer(frame=None, failures=[failure]))
 
     @guarded
-    def _on_image_click(self, channel: CameraChannel, msg: Point) -> None:
+    def _on_image_click(self, msg: Point, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -391,7 +404,8 @@ class NodeWiring:
             self._publish_failure(channel, PromptFailure(prompt_id, str(error)))
 
     @guarded
-    def _on_clicked_point(self, channel: CameraChannel, msg: PointStamped) -> None:
+    def _on_clicked_point(self, msg: PointStamped, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -406,7 +420,8 @@ class NodeWiring:
         pipeline.worker.submit_prompts([request], channel.name)
 
     @guarded
-    def _on_detections(self, channel: CameraChannel, msg: Any) -> None:
+    def _on_detections(self, msg: Any, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -414,7 +429,8 @@ class NodeWiring:
                      requests_from_detections(msg.detections, stamp_to_ns(msg.header.stamp), "detection"), msg.header)
 
     @guarded
-    def _on_text_query(self, channel: CameraChannel, msg: String) -> None:
+    def _on_text_query(self, msg: String, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         try:
             channel.text_queries = tuple(parse_text_query(msg.data, allow_empty=True))
         except ValueError as error:
