@@ -111,3 +111,8 @@ def test_invalid_settings_name_the_parameter():
         NodeSettings(depth_trim="median").validate()
     with pytest.raises(ValueError, match=r"depth range \[2.0, 1.0\] m is empty"):
         NodeSettings(depth_min_m=2.0, depth_max_m=1.0).validate()
+    with pytest.raises(ValueError, match="'cameras': 'front/left' is not a camera name"):
+        NodeSettings(cameras=["front/left"]).validate()
+    with pytest.raises(ValueError, match="'cameras' names a camera twice"):
+        NodeSettings(cameras=["front", "front"]).validate()
+    NodeSettings(cameras=["front", "rear_2"]).validate()
