@@ -4,7 +4,8 @@
   Past `max_pending_prompts` new prompts are failed at once with "overloaded" rather than queued, and
   before each round of work every prompt that has waited longer than `max_prompt_wait_s` is failed
   with "overloaded". Prompts are taken `PROMPTS_PER_ROUND` at a time, so the node answers a prompt at
-  most about max_prompt_wait_s + one round of work after it arrived, however large the backlog.
+  most about max_prompt_wait_s + one round of work after it arrived, however large the backlog (with
+  several cameras, + one round of each other camera with work: see below).
 - A prompt stamped with a frame that has not arrived yet (newer than every buffered frame: a small
   prompt message can overtake its image through DDS) waits for that frame, apart from the queue, up to
   `future_stamp_wait_s` after it arrived; it rejoins the front of the queue when the frame arrives
@@ -19,7 +20,8 @@
 - Synchronous calls (the Segment service) run on the same thread, between the other jobs.
 - Several cameras share the one thread: each camera has its own queue (its prompts, the prompts
   waiting for its frames, its newest frame's work), its own engine (frame buffer, tracks) and its own
-  statistics, and the policy above holds per camera. The thread serves the cameras with work in turn
+  statistics, and the policy above holds per camera (max_pending_prompts counts that camera's pending
+  prompts; the Segment service's calls are shared by all). The thread serves the cameras with work in turn
   (round-robin, one round or one frame job each), so a flood of prompts on one camera delays another
   camera's prompt by at most one round per camera, never by its backlog; overdue prompts are failed on
   every camera before each round, so max_prompt_wait_s bounds every camera's queue.
