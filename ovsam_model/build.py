@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ovsam_model.backends import create_backend
+from ovsam_model.backends import InferenceBackend, create_backend
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.predictor import DEFAULT_VOCABULARY, OVSAMPredictor
@@ -52,6 +52,8 @@ def build_predictor(
     backend: str = "torch",
     precision: str = "fp32",
     verify_digests: bool = True,
+    inference_server: str = "",
+    server_timeout_s: float = 10.0,
 ) -> OVSAMPredictor:
     """A predictor for a named model configuration with its weights loaded.
 
@@ -62,6 +64,9 @@ def build_predictor(
     ovsam_model.backends.create_backend (tensorrt without TensorRT or a GPU falls back, logged).
     verify_digests: files whose role has a released SHA-256 in the configuration must match it;
     False loads your own weights saved under the released file names (still strictly by keys).
+    inference_server: a Triton server's host:port; when given, the image and prompt halves run
+    there (ovsam_model.backends.triton_backend; `backend` and `precision` are then the server
+    repository's business) and only preprocessing, upsampling and naming run here.
     """
     from ovsam_model.checkpoint import load_weights
 
@@ -81,8 +86,13 @@ def build_predictor(
                 f"fetch the weights with `ovsam-model download {config.name}`")
     network = build_model(config, device=resolve_device(device))
     load_weights(network, weights_path, clip_weights=clip_weights, verify_digests=verify_digests)
-    predictor = OVSAMPredictor(network, None, cache_size=cache_size,
-                               backend=create_backend(network, backend, precision))
+    if inference_server:
+        from ovsam_model.backends.triton_backend import TritonBackend
+
+        runner: InferenceBackend = TritonBackend(network, inference_server, timeout_s=server_timeout_s)
+    else:
+        runner = create_backend(network, backend, precision)
+    predictor = OVSAMPredictor(network, None, cache_size=cache_size, backend=runner)
     predictor.default_vocabulary = default_vocabulary_spec(config, weights_path)
     if vocabulary is not None:
         predictor.set_vocabulary(vocabulary)

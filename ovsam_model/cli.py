@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "export",
     "train": "train",
     "eval": "eval",
+    "triton-repo": "triton_repo",
+    "triton-serve": "triton_serve",
 }
 
 

@@ -82,6 +82,8 @@ class OVSAMPredictor:
         backend: str = "torch",
         precision: str = "fp32",
         verify_digests: bool = True,
+        inference_server: str = "",
+        server_timeout_s: float = 10.0,
     ) -> "OVSAMPredictor":
         """A predictor for a named model configuration with its weights loaded (see
         ovsam_model.build.build_predictor for the arguments)."""
@@ -89,7 +91,8 @@ class OVSAMPredictor:
 
         return build_predictor(model, weights_dir, device=device, vocabulary=vocabulary, cache_size=cache_size,
                                clip_weights=clip_weights, backend=backend, precision=precision,
-                               verify_digests=verify_digests)
+                               verify_digests=verify_digests, inference_server=inference_server,
+                               server_timeout_s=server_timeout_s)
 
     @property
     def device(self) -> torch.device:

@@ -29,6 +29,7 @@ from std_msgs.msg import String
 
 from ovsam_model.predictor_protocol import Predictor
 from ovsam_model.text_query import parse_text_query
+from ovsam_model.triton.health_probe import ServerHealthProbe
 from ovsam_ros.msg import PromptArray
 
 from .camera_channel import CameraChannel
@@ -130,6 +131,7 @@ class NodeWiring:
         self.channels = self._camera_channels()
         self._clicked_points = ClickedPointProjector(node)
         self.pipeline: Pipeline | None = None   # built on configure, released on cleanup
+        self._server_probe: ServerHealthProbe | None = None  # with inference_server: its facts for diagnostics
         self._model_info: dict[str, str] = {}
         self._click_ids = itertools.count(1)
         self._subscriptions: list[Any] = []
@@ -278,7 +280,10 @@ class NodeWiring:
             raise
         self.pipeline = Pipeline(predictor, worker, channels, services)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
-                            "backend": settings.backend}
+                            "backend": f"triton at {settings.inference_server}" if settings.inference_server
+                            else settings.backend}
+        if settings.inference_server:
+            self._server_probe = ServerHealthProbe(settings.inference_server).start()
         cameras = f" for cameras {', '.join(settings.cameras)}" if settings.cameras else ""
         self.logger.info(f"model {settings.model} ready on {self._model_info['device']} "
                          f"({first.engine.vocabulary_size} classes){cameras}")
@@ -318,6 +323,9 @@ class NodeWiring:
         pipeline, self.pipeline = self.pipeline, None
         if pipeline is not None:
             pipeline.release()
+        probe, self._server_probe = self._server_probe, None
+        if probe is not None:
+            probe.stop()
 
     def _image_qos(self) -> QoSProfile:
         return qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else QoSProfile(depth=5)
@@ -451,6 +459,8 @@ class NodeWiring:
         if pipeline is None:
             return InferenceFacts(hardware_id=hardware_id, info=info, camera_timeout_s=self.settings.camera_timeout_s)
         info["vocabulary_size"] = str(pipeline.engine.vocabulary_size)
+        if self._server_probe is not None:
+            info.update(self._server_probe.facts())
         predictor = pipeline.predictor
         if isinstance(predictor, PredictorProcess):
             info["inference"] = f"child process {predictor.pid}"
@@ -477,4 +487,5 @@ def default_predictor_factory(settings: NodeSettings) -> Predictor:
     return OVSAMPredictor.from_pretrained(
         settings.model, settings.weights_dir or None, device=settings.device,
         vocabulary=settings.vocabulary or None, cache_size=settings.feature_cache_size,
-        backend=settings.backend, precision=settings.precision)
+        backend=settings.backend, precision=settings.precision,
+        inference_server=settings.inference_server, server_timeout_s=settings.inference_server_timeout_s)

@@ -30,6 +30,8 @@ class NodeSettings:
     precision: str = "fp32"
     inference_process: bool = True   # the model in a child process: message handling never waits on its GIL
     inference_timeout_s: float = 300.0  # a model call running longer is taken as hung: the child is restarted
+    inference_server: str = ""       # empty = the local model; else a Triton server's host:port (HTTP)
+    inference_server_timeout_s: float = 10.0  # one call to the server answering later fails its prompts
     vocabulary: str = ""             # empty = the model's own; "lvis", "coco" or a file with one class per line
     vocabulary_dirs: str = ""        # os.pathsep-separated directories SetVocabulary may read files from
     score_threshold: float = 0.0     # text-query instances below this label probability are not published
@@ -79,6 +81,7 @@ class NodeSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"parameter '{name}' must be at least 1, got {getattr(self, name)}")
         for name in ("text_rate_hz", "max_prompt_wait_s", "service_timeout_s", "inference_timeout_s",
+                     "inference_server_timeout_s",
                      "camera_timeout_s",
                      "depth_stamp_tolerance_s"):
             if not getattr(self, name) > 0:
@@ -111,6 +114,11 @@ DESCRIPTIONS = {
     "inference_timeout_s": "with inference_process: a model call that runs longer is taken as hung; its prompts "
                            "fail and the child process is restarted (allow for the slowest call, e.g. a text query "
                            "with the full-size model on a CPU)",
+    "inference_server": "empty = run the model here; else the address (host:port) of a Triton Inference Server "
+                        "serving `ovsam-model triton-repo`'s repository for the same model: the image and prompt "
+                        "halves run there, preprocessing, masks and labels here (docs/triton.md)",
+    "inference_server_timeout_s": "with inference_server: a call the server has not answered by then fails its "
+                                  "prompts (the next call reconnects)",
     "vocabulary": "empty = the model's own; lvis, coco, or a file with one class per line",
     "vocabulary_dirs": "directories (separated by ':') from which the set_vocabulary service may read class files",
     "score_threshold": "text-query instances below this label probability are not published",

@@ -1,12 +1,17 @@
-"""`ovsam-model eval`: the paper's metrics on a fresh held-out synthetic set, beside the naive baseline.
+"""`ovsam-model eval`: the paper's comparison on a fresh held-out synthetic set, in one run.
 
     ovsam-model eval [--model ovsam-shapes] [--weights DIR] [--scenes N] [--seed S] [--json OUT]
                      [--no-baseline] [--threads N]
 
 Box-prompt and point-prompt mIoU (point = distance-transform centre of the ground-truth mask) and
-recognition accuracy, each for base and novel classes; the baseline is the teacher SAM's mask
-followed by the small CLIP on the mask's crop. Prints a table; --json writes the figures with the
-keys box_miou, point_miou, acc_base, acc_novel (fractions) and n_instances.
+recognition accuracy, each for base and novel classes, with 95 % bootstrap intervals, of OV-SAM
+with and without the CLIP-branch mixing, and of the paper's two baselines on the teacher SAM's
+masks: the image crop (CLIP's image tower on a crop) and the feature crop (RoIAlign on CLIP's last
+stage of the whole image, CLIP's attention pool). Prints a table; --json writes the figures with the
+stable keys box_miou, point_miou, acc_base, acc_novel, point_acc_base, point_acc_novel (fractions,
+OV-SAM as configured), n_instances, n_novel, intervals, head_only / clip_branch (both OV-SAM
+variants) and baselines.image_crop / baselines.feature_crop (each with acc_base, acc_novel,
+box_miou, ...).
 """
 from __future__ import annotations
 
@@ -25,9 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", default=None, help="weights directory (default: the shipped weights)")
     parser.add_argument("--scenes", type=int, default=DEFAULT_HELD_OUT_SCENES,
                         help=f"held-out scenes (default {DEFAULT_HELD_OUT_SCENES})")
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="held-out seed (default: never used in training)")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED,
+                        help="held-out seed (default: never used in training)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the teacher SAM + CLIP-crop baseline")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the two baselines (image crop, feature crop) on the teacher SAM's masks")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.set_defaults(handler=run)
 
@@ -35,11 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ovsam_model.build import shipped_weights_dir
     from ovsam_model.checkpoint import CheckpointError, load_weights
     from ovsam_model.config import ConfigError, get_config
     from ovsam_model.evaluation import evaluate, format_table, held_out_scenes, load_teacher_file
     from ovsam_model.modeling.ovsam import build_model
-    from ovsam_model.build import shipped_weights_dir
     from ovsam_model.synthetic.classes import CLASS_NAMES
     from ovsam_model.vocabulary import load_vocabulary_file
 

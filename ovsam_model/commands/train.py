@@ -1,7 +1,7 @@
 """`ovsam-model train`: the shipped model's training, stage by stage (see ovsam_model.training).
 
     ovsam-model train --out DIR [--stage all|clip|teacher|distill|clip2sam] [--seed N] [--force]
-                      [--ship-to DIR] [--threads N] [--quick]
+                      [--ship-to DIR] [--threads N] [--quick] [--clip-data scenes|object_crops]
 
 A stage whose result exists in DIR is skipped unless --force; an interrupted stage resumes from
 its last checkpoint. With --ship-to, the finished model is written there in the released files'
@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ship-to", default=None, help="write the trained model here as shipped weight files")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: a smoke test, not a model")
+    parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
+                        help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
+                             "real CLIP) or one crop and caption per object (the earlier recipe, an ablation)")
     parser.set_defaults(handler=run)
 
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     stages = STAGES if args.stage == "all" else (args.stage,)
     settings = PipelineSettings.quick() if args.quick else PipelineSettings()
+    settings.clip.data = args.clip_data
     started = time.monotonic()
     try:
         logs = run_pipeline(config, args.out, seed=args.seed, stages=stages, force=args.force, settings=settings)

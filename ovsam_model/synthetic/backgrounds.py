@@ -83,7 +83,8 @@ def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
     elif kind == 2:
         image = texture_background(rng, size)
     else:
-        image = add_clutter(rng, [noise_background, gradient_background, texture_background][rng.integers(3)](rng, size))
+        image = add_clutter(rng, [noise_background, gradient_background,
+                                  texture_background][rng.integers(3)](rng, size))
     if rng.random() < 0.3 and kind != 3:
         image = add_clutter(rng, image)
     return np.clip(image, 0, 255)

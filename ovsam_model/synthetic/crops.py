@@ -30,7 +30,8 @@ def crop_square(image: np.ndarray, box: Sequence[float], crop_size: int, context
     cy = (y0 + y1) / 2 + shift[1] * (y1 - y0)
     scale = crop_size / side
     matrix = np.array([[scale, 0, crop_size / 2 - cx * scale], [0, scale, crop_size / 2 - cy * scale]])
-    return cv2.warpAffine(image, matrix, (crop_size, crop_size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    return cv2.warpAffine(image, matrix, (crop_size, crop_size),
+                          flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -154,6 +154,11 @@ class SceneSet:
         labels = self.labels[i]
         return Scene(self.images[i], self.instance_maps[i], labels[labels >= 0])
 
+    def subset(self, indices: Sequence[int]) -> "SceneSet":
+        """The scenes at `indices`, in that order."""
+        index = np.asarray(list(indices), dtype=np.int64)
+        return SceneSet(self.images[index], self.instance_maps[index], self.labels[index])
+
     def save(self, path: str | Path) -> None:
         np.savez(path, images=self.images, instance_maps=self.instance_maps, labels=self.labels)
 
@@ -163,7 +168,8 @@ class SceneSet:
             return cls(data["images"], data["instance_maps"], data["labels"])
 
 
-def generate_scene_set(num_scenes: int, seed: int | Sequence[int], size: int = 256, classes: Sequence[int] | None = None,
+def generate_scene_set(num_scenes: int, seed: int | Sequence[int], size: int = 256,
+                       classes: Sequence[int] | None = None,
                        max_objects: int = 6, progress: bool = False) -> SceneSet:
     """`num_scenes` scenes from `seed` (an int or a tuple of ints: numpy's SeedSequence entropy, so
     (run_seed, stream) pairs give independent streams); the same arguments give the same arrays."""

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
-from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import augment, normalise, sample_prompts
@@ -111,7 +111,6 @@ def freeze_for_clip2sam(model: OVSAM) -> None:
 def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
                    settings: Clip2SamStageSettings) -> dict[str, Any]:
     seed_everything(seed)
-    config = model.config
     with torch.no_grad():
         init_from_teacher(model, teacher)
     freeze_for_clip2sam(model)

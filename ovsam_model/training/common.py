@@ -121,7 +121,10 @@ def train_loop(
             last_save = now
     bar.close()
     window = max(1, min(50, len(history) // 5))
-    summary = lambda part: {k: float(np.mean([h[k] for h in part])) for k in part[0]} if part else {}
+
+    def summary(part):
+        return {k: float(np.mean([h[k] for h in part])) for k in part[0]} if part else {}
+
     return {
         "stage": name,
         "steps": steps,

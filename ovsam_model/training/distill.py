@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.config import OVSAMConfig
+from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop

@@ -8,9 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ovsam_model.modeling.clip_backbone import build_clip
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.training.clip2sam import Clip2SamStageSettings, train_clip2sam
@@ -67,7 +64,8 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
     settings = settings or PipelineSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "settings.json").write_text(json.dumps({"config": config.name, "seed": seed, **asdict(settings)}, indent=2))
+    (out_dir / "settings.json").write_text(json.dumps({"config": config.name, "seed": seed, **asdict(settings)},
+                                                      indent=2))
     data_dir = out_dir / "data"
     logs: dict[str, Any] = {}
     started = time.monotonic()
@@ -99,6 +97,7 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
             model = assemble_model(config, out_dir, upto="distill")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
             logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam)
-        print(f"[{stage}] {logs[stage].get('wall_time_s', 0):.0f} s; loss {logs[stage].get('loss_first')} -> {logs[stage].get('loss_last')}")
+        print(f"[{stage}] {logs[stage].get('wall_time_s', 0):.0f} s; "
+              f"loss {logs[stage].get('loss_first')} -> {logs[stage].get('loss_last')}")
     (out_dir / "training_log.json").write_text(json.dumps(logs, indent=2))
     return logs

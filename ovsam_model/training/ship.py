@@ -50,7 +50,8 @@ def ship(model: OVSAM, teacher: TeacherSAM, out_dir: str | Path) -> dict[str, Pa
             state = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
             student = role_state_dict(model, "prompt_encoder")
             if any(not torch.equal(student[k], state[k]) for k in student):
-                raise RuntimeError("the model's prompt encoder differs from the teacher's; it must be the frozen teacher's")
+                raise RuntimeError("the model's prompt encoder differs from the teacher's; "
+                                   "it must be the frozen teacher's")
         else:
             state = role_state_dict(model, layout.role)
         state = _compact(state)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+from torch import Tensor, nn
 
 from ovsam_model.config import OVSAMConfig
 from ovsam_model.synthetic.scenes import SceneSet

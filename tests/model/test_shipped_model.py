@@ -1,31 +1,35 @@
 """The shipped default model `ovsam-shapes`: its files load through the released-weights loader,
-and its figures on a small held-out set of the synthetic world stay at (a little under) what the
-model card reports for the large held-out set."""
+and its figures on a small held-out set of the synthetic world stay at (a little under) what was
+measured, with OV-SAM naming base objects better than both crop baselines."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from ovsam_model.build import shipped_weights_dir
 from ovsam_model.checkpoint import load_weights, read_state_dict
 from ovsam_model.config import get_config
 from ovsam_model.evaluation import HELD_OUT_SEED, evaluate, held_out_scenes, load_teacher_file
 from ovsam_model.modeling.ovsam import build_model
-from ovsam_model.build import shipped_weights_dir
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.vocabulary import load_vocabulary_file
 from ovsam_model.weight_files import ROLE_LAYOUTS
 
 CONFIG = get_config("ovsam-shapes")
 WEIGHTS = shipped_weights_dir("ovsam-shapes")
-SMALL_SET = 60  # scenes: a few hundred instances, ~20 s on one core
+SMALL_SET = 60  # scenes: 197 instances (101 novel), ~20 s on one core
 
-# Bounds a little under the figures measured on the 400-scene held-out set (docs/model-card-ovsam-shapes.md:
-# box 0.846, point 0.824, base 0.809, novel 0.618); this 60-scene set measured 0.857, 0.849, 0.819 and
-# 0.600 (20 novel instances, hence the wider margin on novel).
-MIN_BOX_MIOU = 0.80
-MIN_POINT_MIOU = 0.78
-MIN_ACC_BASE = 0.76
-MIN_ACC_NOVEL = 0.40
+# Measured on this 60-scene set (HELD_OUT_SEED + 1) with the shipped weights: box mIoU 0.851, point
+# mIoU 0.823, OV-SAM accuracy base 0.625 / novel 0.297; image crop 0.542 / 0.327, feature crop
+# 0.406 / 0.158 (the model card's 640-scene set: 0.615 / 0.334, 0.460 / 0.287, 0.365 / 0.216).
+# The figures are deterministic for these weights; the margins below are for a retrain of the same
+# recipe: about 1.5 binomial standard errors of ~100 instances for the accuracies (0.05 at 0.6), and
+# the CLIP2SAM seed moved novel accuracy by 0.10 on the large set (seeds in the model card), which a
+# bound on 101 instances cannot follow.
+MIN_BOX_MIOU = 0.82     # measured 0.851, margin 0.03
+MIN_POINT_MIOU = 0.79   # measured 0.823, margin 0.03
+MIN_ACC_BASE = 0.55     # measured 0.625, margin 0.075
+MIN_ACC_NOVEL = 0.22    # measured 0.297, margin 0.077
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,17 @@ def test_recognition_of_base_and_novel_classes(figures) -> None:
     assert figures["acc_novel"] >= MIN_ACC_NOVEL
 
 
+def test_ovsam_names_base_objects_better_than_both_crop_baselines(figures) -> None:
+    """The paper's central result, on base classes where this small set separates the methods
+    (measured gaps 0.08 and 0.22); on novel classes OV-SAM is above the feature crop here and level
+    with the image crop (the 640-scene comparison with intervals is in the model card)."""
+    baselines = figures["baselines"]
+    assert figures["acc_base"] > baselines["image_crop"]["acc_base"]
+    assert figures["acc_base"] > baselines["feature_crop"]["acc_base"] + 0.1
+    assert figures["acc_novel"] > baselines["feature_crop"]["acc_novel"]
+    assert figures["box_miou"] >= baselines["image_crop"]["box_miou"]  # not below the teacher's masks
+
+
 def test_eval_command_prints_the_table_and_writes_the_issues_json_keys(tmp_path, capsys) -> None:
     from ovsam_model.cli import main
 
@@ -97,7 +112,13 @@ def test_eval_command_prints_the_table_and_writes_the_issues_json_keys(tmp_path,
     import json
 
     result = json.loads(out.read_text())
-    for key in ("box_miou", "point_miou", "acc_base", "acc_novel"):
+    for key in ("box_miou", "point_miou", "acc_base", "acc_novel", "point_acc_base", "point_acc_novel"):
         assert 0.0 <= result[key] <= 1.0 or result[key] != result[key]  # NaN when a split is empty
-    assert result["n_instances"] >= 4 and "baseline" in result
-    assert "teacher SAM + CLIP crop" in capsys.readouterr().out
+    for baseline in ("image_crop", "feature_crop"):
+        for key in ("acc_base", "acc_novel", "box_miou"):
+            assert (0.0 <= result["baselines"][baseline][key] <= 1.0
+                    or result["baselines"][baseline][key] != result["baselines"][baseline][key])
+    assert result["n_instances"] >= 4 and result["n_novel"] >= 1
+    assert {"head_only", "clip_branch", "intervals"} <= set(result)
+    out = capsys.readouterr().out
+    assert "teacher SAM + CLIP image crop" in out and "teacher SAM + CLIP feature crop" in out

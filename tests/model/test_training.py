@@ -9,16 +9,21 @@ import pytest
 import torch
 
 from ovsam_model.checkpoint import load_weights
-from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.config import get_config
+from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.synthetic import generate_scene_set
-from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES, NOVEL_CLASSES
 from ovsam_model.synthetic.crops import object_crops
+from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop
 from ovsam_model.training.clip2sam import (
-    class_text_embeddings, clip2sam_loss, freeze_for_clip2sam, init_from_teacher, trainable_parameters,
+    class_text_embeddings,
+    clip2sam_loss,
+    freeze_for_clip2sam,
+    init_from_teacher,
+    trainable_parameters,
 )
-from ovsam_model.training.clip_stage import clip_loss
+from ovsam_model.training.clip_stage import clip_loss, scene_clip_loss
 from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher, teacher_embeddings
 from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
 from ovsam_model.training.teacher import TeacherSAM, teacher_loss
@@ -54,6 +59,37 @@ def test_clip_step_lowers_the_contrastive_loss(scenes) -> None:
     before, after = lowered_by_one_step(
         lambda rng: clip_loss(clip, tokenizer, CONFIG, crops.images[:32], crops.labels[:32], rng), clip.parameters())
     assert after < before
+
+
+def test_scene_level_clip_step_lowers_the_contrastive_loss(scenes) -> None:
+    torch.manual_seed(0)
+    clip = build_clip(CONFIG.clip).train()
+    tokenizer = build_tokenizer(CONFIG.clip)
+    index = np.array([0, 1, 2, 3, 4, 5, 0, 1])
+    before, after = lowered_by_one_step(
+        lambda rng: scene_clip_loss(clip, tokenizer, CONFIG, scenes, index, rng, (0.25, 1.0)), clip.parameters())
+    assert after < before
+
+
+def test_scene_crops_and_captions_name_only_the_base_objects_they_show(scenes) -> None:
+    tokenizer = build_tokenizer(CONFIG.clip)
+    rng = np.random.default_rng(0)
+    for i in range(len(scenes)):
+        labels = scenes.labels[i][scenes.labels[i] >= 0]
+        whole, shown_whole = scene_crop(scenes.images[i], scenes.instance_maps[i], labels, rng, 64, (1.0, 1.0))
+        # The whole scene (area share 1) shows every object it holds.
+        assert whole.shape == (64, 64, 3) and set(shown_whole.tolist()) == set(labels.tolist())
+        _, shown = scene_crop(scenes.images[i], scenes.instance_maps[i], labels, rng, 64, (0.1, 0.3))
+        assert set(shown.tolist()) <= set(labels.tolist())
+        text, named = scene_caption(shown_whole, rng, lambda t: len(tokenizer.encode(t)), 14)
+        assert len(tokenizer.encode(text)) <= 14 and set(named) <= set(labels.tolist()) and named
+        assert all(CLASS_NAMES[c] in text for c in named)
+        assert not any(novel in text for novel in NOVEL_CLASSES)
+    # A crop of empty background shows nothing: the caption of a drawn crop always names something,
+    # because crops that show no object are redrawn (and the whole scene taken at last).
+    empty_map = np.zeros((32, 32), np.uint8)
+    crop, shown = scene_crop(np.zeros((32, 32, 3), np.uint8), empty_map, np.zeros(0, np.int64), rng, 16, (0.5, 1.0))
+    assert crop.shape == (16, 16, 3) and len(shown) == 0
 
 
 def test_teacher_step_lowers_the_mask_loss(scenes) -> None:
@@ -92,14 +128,16 @@ def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
     assert after < before
     # Frozen parts stay frozen: CLIP (weights and BatchNorm statistics), adapter, prompt encoder.
     assert all(torch.equal(v, model.clip.state_dict()[k]) for k, v in clip_before.items())
-    assert torch.equal(model.prompt_encoder.point_embeddings[0].weight, teacher.prompt_encoder.point_embeddings[0].weight)
+    assert torch.equal(model.prompt_encoder.point_embeddings[0].weight,
+                       teacher.prompt_encoder.point_embeddings[0].weight)
 
 
 def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path) -> None:
     out = tmp_path / "run"
     logs = run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam"}
-    finals = {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in ("clip", "teacher", "distill", "clip2sam")}
+    finals = {stage: (out / stage / "final.pt").stat().st_mtime_ns
+              for stage in ("clip", "teacher", "distill", "clip2sam")}
     run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert finals == {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in finals}
 
