@@ -13,7 +13,8 @@ from .worker import WorkerStats
 
 def build_status(*, name: str, hardware_id: str, stats: WorkerStats | None, queue_depth: int,
                  counters: dict[str, int], info: dict[str, str], last_image_time: float | None,
-                 camera_timeout_s: float, problems: list[str]) -> DiagnosticStatus:
+                 camera_timeout_s: float, problems: list[str], watches_camera: bool = True) -> DiagnosticStatus:
+    """`watches_camera` false: the status of a node whose cameras have statuses of their own (no image age)."""
     values: list[KeyValue] = [KeyValue(key=k, value=str(v)) for k, v in info.items()]
     values += [KeyValue(key=k, value=str(v)) for k, v in counters.items()]
     values.append(KeyValue(key="queue_depth", value=str(queue_depth)))
@@ -30,7 +31,9 @@ def build_status(*, name: str, hardware_id: str, stats: WorkerStats | None, queu
                 values.append(KeyValue(key=f"{stage}_ms_p95", value=f"{summary['p95_ms']:.1f}"))
         if stats.last_error:
             values.append(KeyValue(key="last_error", value=stats.last_error))
-    if last_image_time is None:
+    if not watches_camera:
+        pass
+    elif last_image_time is None:
         level, message = DiagnosticStatus.WARN, "no image received yet"
     else:
         age = time.monotonic() - last_image_time
@@ -43,7 +46,7 @@ def build_status(*, name: str, hardware_id: str, stats: WorkerStats | None, queu
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=values)
 
 
-def diagnostic_array(status: DiagnosticStatus, stamp: Any) -> DiagnosticArray:
-    array = DiagnosticArray(status=[status])
+def diagnostic_array(statuses: list[DiagnosticStatus], stamp: Any) -> DiagnosticArray:
+    array = DiagnosticArray(status=statuses)
     array.header.stamp = stamp
     return array

@@ -4,6 +4,9 @@ with depth the 3D instances (`instances_3d`, the labelled cloud `instances_cloud
 `detections_3d` where vision_msgs is installed); and on every vocabulary change the latched `labels`
 (and `label_info` where vision_msgs is installed).
 
+One set per camera: with the `cameras` parameter each camera's outputs are under its name
+(`front/instances`, `front/labels`, ...); a single-camera node's carry no prefix.
+
 Created when the node configures and destroyed on cleanup; in the managed node they are lifecycle
 publishers, which publish only while the node is active. Answers are published on the inference
 thread, the labels on the executor's.
@@ -29,7 +32,7 @@ from .image_conversion import array_to_image
 from .instances3d_conversion import detections_3d, fusion_to_msg, labelled_cloud, with_3d_markers
 from .label_images import instance_id_image, semantic_image
 from .label_markers import label_markers
-from .node_health import NodeHealth
+from .node_health import HealthRecord
 from .result_conversion import answer_to_msg
 from .settings import NodeSettings
 from .vocabulary_labels import LabelInfo, VocabularyLabels, label_info, labels_json
@@ -47,26 +50,29 @@ LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, r
 
 
 class AnswerOutputs:
-    def __init__(self, node: Any, *, managed: bool, camera: CameraInputs, health: NodeHealth,
-                 settings: Callable[[], NodeSettings]) -> None:
+    def __init__(self, node: Any, *, managed: bool, camera: CameraInputs, health: HealthRecord,
+                 settings: Callable[[], NodeSettings], topic: Callable[[str], str] = str) -> None:
+        """`topic(name)`: the camera's name for each output topic (unchanged for the single camera)."""
         self.node = node
         self.logger = node.get_logger()
         self.camera, self.health, self._settings = camera, health, settings
         create = node.create_lifecycle_publisher if managed else node.create_publisher
         self._destroy = node.destroy_lifecycle_publisher if managed else node.destroy_publisher
-        self.instances_pub = create(InstanceMaskArray, "instances", RESULT_QUEUE_DEPTH)
-        self.overlay_pub = create(Image, "overlay", 2)
-        self.markers_pub = create(MarkerArray, "markers", 2)
+        self.instances_pub = create(InstanceMaskArray, topic("instances"), RESULT_QUEUE_DEPTH)
+        self.overlay_pub = create(Image, topic("overlay"), 2)
+        self.markers_pub = create(MarkerArray, topic("markers"), 2)
         # Shallow histories: each 3D message carries point clouds, and only the newest matters.
-        self.instances_3d_pub = create(Instance3DArray, "instances_3d", 10)
-        self.cloud_pub = create(PointCloud2, "instances_cloud", 2)
-        self.detections_3d_pub = create(Detection3DArray, "detections_3d", 10) if Detection3DArray is not None else None
-        self.instance_ids_pub = create(Image, "instance_ids", LABEL_IMAGE_QUEUE_DEPTH)
-        self.semantic_pub = create(Image, "semantic", LABEL_IMAGE_QUEUE_DEPTH)
+        self.instances_3d_pub = create(Instance3DArray, topic("instances_3d"), 10)
+        self.cloud_pub = create(PointCloud2, topic("instances_cloud"), 2)
+        self.detections_3d_pub = (create(Detection3DArray, topic("detections_3d"), 10)
+                                  if Detection3DArray is not None else None)
+        self.instance_ids_pub = create(Image, topic("instance_ids"), LABEL_IMAGE_QUEUE_DEPTH)
+        self.semantic_pub = create(Image, topic("semantic"), LABEL_IMAGE_QUEUE_DEPTH)
         # Not `detections`: that is an input (prompts from a detector) of this node.
-        self.detections_2d_pub = create(Detection2DArray, "detections_2d", 10) if Detection2DArray is not None else None
-        self.labels_pub = create(String, "labels", LATCHED_QOS)
-        self.label_info_pub = create(LabelInfo, "label_info", LATCHED_QOS) if LabelInfo is not None else None
+        self.detections_2d_pub = (create(Detection2DArray, topic("detections_2d"), 10)
+                                  if Detection2DArray is not None else None)
+        self.labels_pub = create(String, topic("labels"), LATCHED_QOS)
+        self.label_info_pub = create(LabelInfo, topic("label_info"), LATCHED_QOS) if LabelInfo is not None else None
         self.labels: VocabularyLabels | None = None
         self._labels_lock = threading.Lock()  # the service and the parameter callback may switch at once
 

@@ -5,6 +5,10 @@ Created when the node configures (an unconfigured node offers neither) and destr
 Both are coroutines that await the inference thread (inference_bridge), so a call in progress never
 holds up the executor's images and prompts. A failed call is an answer (success false and why),
 and every prompt of a Segment request is answered under its id.
+
+With several cameras, a Segment request names its camera (`camera`; empty is allowed only when the
+node has one): the latest frame, the depth and the calibration are that camera's, and its tracks and
+frame buffer are untouched by the call.
 """
 from __future__ import annotations
 
@@ -17,8 +21,7 @@ from ovsam_model.text_query import parse_text_query
 from ovsam_ros.msg import InstanceMaskArray
 from ovsam_ros.srv import Segment, SetVocabulary
 
-from .camera_inputs import CameraInputs
-from .engine import PerceptionEngine
+from .camera_channel import CameraChannel
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import image_to_rgb
 from .inference_bridge import on_inference_thread
@@ -33,14 +36,14 @@ from .worker import InferenceWorker
 
 
 class NodeServices:
-    def __init__(self, node: Any, engine: PerceptionEngine, worker: InferenceWorker, *, camera: CameraInputs,
+    def __init__(self, node: Any, worker: InferenceWorker, channels: list[CameraChannel], *,
                  health: NodeHealth, settings: Callable[[], NodeSettings],
                  on_vocabulary_changed: Callable[[str | list[str] | None], None]) -> None:
         """`on_vocabulary_changed(spec)` follows every successful switch (spec None: the model's own)."""
         self.node = node
         self._on_vocabulary_changed = on_vocabulary_changed
-        self.engine, self.worker = engine, worker
-        self.camera, self.health, self._settings = camera, health, settings
+        self.worker, self.channels = worker, {channel.name: channel for channel in channels}
+        self.health, self._settings = health, settings
         self._image_ids = itertools.count(1)
         # The services' coroutines stay pending while they await the inference thread, and a pending
         # task holds its callback group: in the node's default (mutually exclusive) group it would
@@ -59,9 +62,13 @@ class NodeServices:
     async def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         try:
             settings = self._settings()
+            channel = self._channel(request.camera)
+            engine = channel.engine
+            if engine is None:
+                raise RuntimeError("the node is not configured")
             queries = parse_text_query(list(request.text_queries), allow_empty=True)
             if request.image.width == 0 or request.image.height == 0:
-                frame = self.engine.latest_frame()
+                frame = engine.latest_frame()
                 if frame is None:
                     raise RuntimeError("no image in the request and no frame received yet")
             else:
@@ -69,12 +76,11 @@ class NodeServices:
                               header=request.image.header, source=f"service-{next(self._image_ids)}")
             # Every prompt on the request's frame, whatever its own stamp says.
             converted = requests_from_prompt_msgs(request.prompts, lambda _: frame.stamp_ns)
-            engine = self.engine
             answer = await self._on_inference_thread(lambda: engine.segment_image(frame, converted.requests, queries))
             answer.failures = converted.failures + answer.failures
             response.result = answer_to_msg(answer)
-            fusion = locate_segment_answer(answer, request.depth, request.camera_info, self.camera.depth,
-                                           self.camera.info, settings.depth_stamp_tolerance_s)
+            fusion = locate_segment_answer(answer, request.depth, request.camera_info, channel.inputs.depth,
+                                           channel.inputs.info, settings.depth_stamp_tolerance_s)
             response.result_3d.header = response.result.header
             if fusion is not None:
                 response.result_3d = fusion_to_msg(fusion, response.result.header)
@@ -94,7 +100,7 @@ class NodeServices:
         try:
             spec = resolve_vocabulary_request(request.name, list(request.classes), self._settings().vocabulary_dirs)
             # "default": the model's own vocabulary (None to the engine).
-            engine, model_spec = self.engine, None if spec == "default" else spec
+            engine, model_spec = self.worker.engine, None if spec == "default" else spec
             response.size = await self._on_inference_thread(lambda: engine.set_vocabulary(model_spec))
             response.success, response.message = True, f"vocabulary has {response.size} classes"
             self._on_vocabulary_changed(model_spec)
@@ -103,8 +109,20 @@ class NodeServices:
             outcome = ("the switch may still take effect later" if isinstance(error, TimeoutError)
                        else "the previous vocabulary stays")
             response.success, response.message = False, f"{type(error).__name__}: {error}; {outcome}"
-            response.size = self.engine.vocabulary_size
+            response.size = self.worker.engine.vocabulary_size
         return response
+
+    def _channel(self, camera: str) -> CameraChannel:
+        """The request's camera: named, or the only one; an unknown or missing name is an error that
+        lists the cameras."""
+        if camera in self.channels:
+            return self.channels[camera]
+        names = ", ".join(name for name in self.channels if name)
+        if not camera:
+            raise ValueError(f"the node has several cameras; name one in the request's 'camera': {names}")
+        if "" in self.channels:
+            raise ValueError(f"camera '{camera}' unknown: the node has one camera (leave 'camera' empty)")
+        raise ValueError(f"camera '{camera}' unknown; the node's cameras: {names}")
 
     async def _on_inference_thread(self, function: Callable[[], Any]) -> Any:
         return await on_inference_thread(self.worker, self.node.executor, function, self._settings().service_timeout_s)

@@ -6,6 +6,11 @@ unsubscribes, on_cleanup releases all of it). The input handlers only convert me
 to the inference thread; every error in one is reported (log + diagnostics, and per prompt in
 failed_prompt_ids) and never escapes. The services are in node_services.py, what is published in
 node_outputs.py, the diagnostics in node_health.py.
+
+Cameras: the `cameras` parameter names them (empty: one camera, topics without a prefix). Each camera
+(camera_channel.py) has its own subscriptions and outputs under its name, its own engine (frame
+buffer, tracks) and text query; all share the one predictor and the one inference thread, whose queue
+per camera (worker.py) every handler names.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import Any, Callable
 
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
@@ -26,6 +32,7 @@ from ovsam_model.text_query import parse_text_query
 from ovsam_model.triton.health_probe import ServerHealthProbe
 from ovsam_ros.msg import PromptArray
 
+from .camera_channel import CameraChannel
 from .camera_geometry import ProjectionError
 from .camera_inputs import CameraInputs
 from .clicked_point import ClickedPointProjector
@@ -34,7 +41,7 @@ from .depth_image import DepthError, depth_from_msg
 from .engine import Answer, EngineSettings, PerceptionEngine
 from .frame_buffer import Frame, stamp_to_ns
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
-from .node_health import InferenceFacts, NodeHealth
+from .node_health import CameraFacts, HealthRecord, InferenceFacts, NodeHealth
 from .node_outputs import AnswerOutputs
 from .node_services import NodeServices
 from .predictor_process import PredictorProcess
@@ -63,14 +70,25 @@ PROMPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityP
 
 @dataclass
 class Pipeline:
-    """What configure builds and cleanup releases: the model, the engine and its inference thread,
-    the outputs and the services."""
+    """What configure builds and cleanup releases: the model, the inference thread, each camera's
+    engine and outputs (in its channel), and the services."""
 
     predictor: Predictor
-    engine: PerceptionEngine
     worker: InferenceWorker
-    outputs: AnswerOutputs
+    channels: list[CameraChannel]
     services: NodeServices
+
+    @property
+    def engine(self) -> PerceptionEngine:
+        """The first camera's engine (the only one's in a single-camera node)."""
+        return self.worker.engine
+
+    @property
+    def outputs(self) -> AnswerOutputs:
+        """The first camera's outputs (the only one's in a single-camera node)."""
+        outputs = self.channels[0].outputs
+        assert outputs is not None, "released"
+        return outputs
 
     def release(self) -> None:
         # Services first (no new calls); the worker answers what is still queued through the outputs,
@@ -79,7 +97,10 @@ class Pipeline:
         self.worker.stop()
         if isinstance(self.predictor, PredictorProcess):
             self.predictor.close()
-        self.outputs.destroy()
+        for channel in self.channels:
+            if channel.outputs is not None:
+                channel.outputs.destroy()
+            channel.engine, channel.outputs = None, None
 
 
 def guarded(method: Callable) -> Callable:
@@ -107,24 +128,50 @@ class NodeWiring:
         self._predictor_factory = predictor_factory or default_predictor_factory
         self.settings = self._declare_parameters()
         self.health = NodeHealth(node, self._inference_facts)
-        self.camera = CameraInputs(depth=DepthFusion(self.settings.geometry()))
+        self.channels = self._camera_channels()
         self._clicked_points = ClickedPointProjector(node)
         self.pipeline: Pipeline | None = None   # built on configure, released on cleanup
         self._server_probe: ServerHealthProbe | None = None  # with inference_server: its facts for diagnostics
         self._model_info: dict[str, str] = {}
-        self.text_queries: tuple[str, ...] = ()
-        self._last_text_submit = 0.0
         self._click_ids = itertools.count(1)
         self._subscriptions: list[Any] = []
         node.add_on_set_parameters_callback(self._on_parameters)
 
+    def _camera_channels(self) -> list[CameraChannel]:
+        """One channel per camera in `cameras`, or the single unnamed one; the single camera's health is
+        the node's (one diagnostic status, as before cameras existed)."""
+        geometry = self.settings.geometry()
+        if not self.settings.cameras:
+            return [CameraChannel("", CameraInputs(depth=DepthFusion(geometry)), self.health)]
+        return [CameraChannel(name, CameraInputs(depth=DepthFusion(geometry)), HealthRecord(self.logger, name))
+                for name in self.settings.cameras]
+
+    # The single camera's state, by the names it had before cameras existed.
+    @property
+    def camera(self) -> CameraInputs:
+        return self.channels[0].inputs
+
+    @property
+    def text_queries(self) -> tuple[str, ...]:
+        return self.channels[0].text_queries
+
+    @text_queries.setter
+    def text_queries(self, queries: tuple[str, ...]) -> None:
+        self.channels[0].text_queries = queries
+
     # -- parameters ----------------------------------------------------------------------------
     def _declare_parameters(self) -> NodeSettings:
         defaults = NodeSettings()
-        values = {}
+        values: dict[str, Any] = {}
         for name, default in vars(defaults).items():
             descriptor = ParameterDescriptor(description=DESCRIPTIONS.get(name, ""))
-            values[name] = self.node.declare_parameter(name, default, descriptor).value
+            if isinstance(default, list):
+                # A list parameter is declared by type: ROS cannot infer the type of an empty list, and
+                # a parameter file cannot state one either; unset reads as the default (None -> []).
+                value = self.node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor).value
+                values[name] = list(value) if value is not None else list(default)
+            else:
+                values[name] = self.node.declare_parameter(name, default, descriptor).value
         settings = NodeSettings(**values)
         settings.validate()
         return settings
@@ -156,8 +203,9 @@ class NodeWiring:
         return SetParametersResult(successful=True)
 
     def _apply_engine_settings(self, pipeline: Pipeline) -> None:
-        pipeline.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
-                                   max_instances=self.settings.max_instances)
+        for queue in pipeline.worker.cameras.values():
+            queue.engine.set_limits(top_k=self.settings.top_k, score_threshold=self.settings.score_threshold,
+                                    max_instances=self.settings.max_instances)
         pipeline.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
         pipeline.worker.future_stamp_wait_s = self.settings.future_stamp_wait_s
 
@@ -167,14 +215,18 @@ class NodeWiring:
         # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
         engine, model_spec = pipeline.engine, spec or None
         size = pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
-        self._vocabulary_changed(pipeline.outputs, pipeline.predictor, model_spec)
+        self._vocabulary_changed(pipeline.channels, pipeline.predictor, model_spec)
         return size
 
     @staticmethod
-    def _vocabulary_changed(outputs: AnswerOutputs, predictor: Predictor, spec: str | list[str] | None, *,
+    def _vocabulary_changed(channels: list[CameraChannel], predictor: Predictor, spec: str | list[str] | None, *,
                             publish: bool = True) -> None:
-        """The new vocabulary's names on the latched `labels` (spec None: the model's own)."""
-        outputs.vocabulary_changed(predictor.vocabulary.names, vocabulary_name(spec), publish=publish)
+        """The new vocabulary's names on every camera's latched `labels` (spec None: the model's own):
+        one model, so one vocabulary for all cameras."""
+        for channel in channels:
+            if channel.outputs is not None:
+                channel.outputs.vocabulary_changed(predictor.vocabulary.names, vocabulary_name(spec),
+                                                   publish=publish)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def configure(self) -> None:
@@ -190,59 +242,76 @@ class NodeWiring:
                                          max_instances=settings.max_instances,
                                          frame_buffer_size=settings.frame_buffer_size,
                                          track_lost_after=settings.track_lost_after)
-        outputs: AnswerOutputs | None = None
+        self.channels = channels = self._camera_channels()
         worker: InferenceWorker | None = None
         try:
-            engine = PerceptionEngine(predictor, engine_settings)
-            outputs = AnswerOutputs(self.node, managed=self.managed, camera=self.camera, health=self.health,
-                                    settings=self.current_settings)
-            worker = InferenceWorker(engine, outputs.publish_answer, max_pending_prompts=settings.max_pending_prompts,
+            for channel in channels:
+                # Per camera: its frame buffer and tracks (the engine), its outputs; the predictor is shared.
+                channel.engine = PerceptionEngine(predictor, engine_settings)
+                channel.outputs = AnswerOutputs(self.node, managed=self.managed, camera=channel.inputs,
+                                                health=channel.health, settings=self.current_settings,
+                                                topic=channel.topic)
+            first = channels[0]
+            assert first.engine is not None and first.outputs is not None
+            worker = InferenceWorker(first.engine, first.outputs.publish_answer,
+                                     max_pending_prompts=settings.max_pending_prompts,
                                      max_prompt_wait_s=settings.max_prompt_wait_s,
-                                     future_stamp_wait_s=settings.future_stamp_wait_s, log_error=self.logger.error)
+                                     future_stamp_wait_s=settings.future_stamp_wait_s, log_error=self.logger.error,
+                                     camera=first.name)
+            for channel in channels[1:]:
+                assert channel.engine is not None and channel.outputs is not None
+                worker.add_camera(channel.name, channel.engine, channel.outputs.publish_answer)
             worker.start()
-            labelled_outputs = outputs  # not None from here on: the callback keeps this one
-            services = NodeServices(self.node, engine, worker, camera=self.camera, health=self.health,
+            services = NodeServices(self.node, worker, channels, health=self.health,
                                     settings=self.current_settings,
                                     on_vocabulary_changed=lambda spec: self._vocabulary_changed(
-                                        labelled_outputs, predictor, spec))
+                                        channels, predictor, spec))
             # Published on activate: the managed node's publishers are not active yet.
-            self._vocabulary_changed(outputs, predictor, settings.vocabulary or None, publish=False)
+            self._vocabulary_changed(channels, predictor, settings.vocabulary or None, publish=False)
         except BaseException:
             if worker is not None:
                 worker.stop()
-            if outputs is not None:
-                outputs.destroy()
+            for channel in channels:
+                if channel.outputs is not None:
+                    channel.outputs.destroy()
+                channel.engine, channel.outputs = None, None
             if isinstance(predictor, PredictorProcess):
                 predictor.close()
             raise
-        self.pipeline = Pipeline(predictor, engine, worker, outputs, services)
+        self.pipeline = Pipeline(predictor, worker, channels, services)
         self._model_info = {"model": settings.model, "device": str(getattr(predictor, "device", settings.device)),
                             "backend": f"triton at {settings.inference_server}" if settings.inference_server
                             else settings.backend}
         if settings.inference_server:
             self._server_probe = ServerHealthProbe(settings.inference_server).start()
+        cameras = f" for cameras {', '.join(settings.cameras)}" if settings.cameras else ""
         self.logger.info(f"model {settings.model} ready on {self._model_info['device']} "
-                         f"({engine.vocabulary_size} classes)")
+                         f"({first.engine.vocabulary_size} classes){cameras}")
 
     def activate(self) -> None:
-        """Subscribe to the inputs and publish the labels in force (the managed node calls this once
-        its publishers are active)."""
+        """Subscribe to every camera's inputs and publish the labels in force (the managed node calls
+        this once its publishers are active)."""
         node, qos = self.node, self._image_qos()
-        if self.pipeline is not None:
-            self.pipeline.outputs.publish_labels()
         image_topic = ("image/compressed", CompressedImage) if self.settings.use_compressed else ("image", Image)
-        self._subscriptions = [
-            node.create_subscription(image_topic[1], image_topic[0], self._on_image, qos),
-            node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos),
-            node.create_subscription(Image, "depth", self._on_depth, qos),
-            node.create_subscription(PromptArray, "prompts", self._on_prompts, PROMPT_QOS),
-            node.create_subscription(PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QOS),
-            node.create_subscription(Point, "image_click", self._on_image_click, PROMPT_QOS),
-            node.create_subscription(String, "text_query", self._on_text_query, 10),
-        ]
-        if Detection2DArray is not None:
-            self._subscriptions.append(node.create_subscription(
-                Detection2DArray, "detections", self._on_detections, PROMPT_QOS))
+        self._subscriptions = []
+        for channel in self.channels:
+            if channel.outputs is not None:
+                channel.outputs.publish_labels()
+            inputs: list[tuple[Any, str, Callable, Any]] = [
+                (image_topic[1], image_topic[0], self._on_image, qos),
+                (CameraInfo, "camera_info", self._on_camera_info, qos),
+                (Image, "depth", self._on_depth, qos),
+                (PromptArray, "prompts", self._on_prompts, PROMPT_QOS),
+                (PointStamped, "clicked_point", self._on_clicked_point, PROMPT_QOS),
+                (Point, "image_click", self._on_image_click, PROMPT_QOS),
+                (String, "text_query", self._on_text_query, 10),
+            ]
+            if Detection2DArray is not None:
+                inputs.append((Detection2DArray, "detections", self._on_detections, PROMPT_QOS))
+            self._subscriptions += [
+                node.create_subscription(msg_type, channel.topic(name), functools.partial(handler, channel=channel),
+                                         topic_qos)
+                for msg_type, name, handler, topic_qos in inputs]
 
     def deactivate(self) -> None:
         for subscription in self._subscriptions:
@@ -261,119 +330,135 @@ class NodeWiring:
     def _image_qos(self) -> QoSProfile:
         return qos_profile_sensor_data if self.settings.image_qos == "sensor_data" else QoSProfile(depth=5)
 
-    # -- inputs --------------------------------------------------------------------------------
+    # -- inputs (each subscription binds its camera's channel; None: the first camera) ---------------
     @guarded
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
-        if pipeline is None:
+        if pipeline is None or channel.engine is None:
             return
-        self.health.count("images_received")
+        channel.health.count("images_received")
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
         except ImageConversionError as error:
-            self.health.count("images_rejected")
-            self.health.problem(f"image rejected: {error}")
+            channel.health.count("images_rejected")
+            channel.health.problem(f"image rejected: {error}")
             return
         now = time.monotonic()
-        self.health.last_image_time = now
-        self.camera.image_frame_id = msg.header.frame_id
-        frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now)
-        pipeline.worker.add_frame(frame)  # wakes prompts that wait for this frame
+        channel.health.last_image_time = now
+        channel.inputs.image_frame_id = msg.header.frame_id
+        frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now,
+                      source=channel.source)
+        pipeline.worker.add_frame(frame, channel.name)  # wakes prompts that wait for this frame
         queries: tuple[str, ...] = ()
-        if self.text_queries and now - self._last_text_submit >= 1.0 / self.settings.text_rate_hz:
-            queries, self._last_text_submit = self.text_queries, now
-        if queries or pipeline.engine.tracking:
-            pipeline.worker.submit_frame(frame, queries)
+        if channel.text_queries and now - channel.last_text_submit >= 1.0 / self.settings.text_rate_hz:
+            queries, channel.last_text_submit = channel.text_queries, now
+        if queries or channel.engine.tracking:
+            pipeline.worker.submit_frame(frame, queries, channel.name)
 
     @guarded
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.health.count("camera_info_received")
-        self.camera.info = msg
+    def _on_camera_info(self, msg: CameraInfo, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
+        channel.health.count("camera_info_received")
+        channel.inputs.info = msg
 
     @guarded
-    def _on_depth(self, msg: Image) -> None:
-        self.health.count("depth_received")
+    def _on_depth(self, msg: Image, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
+        channel.health.count("depth_received")
         try:
-            self.camera.depth.add(depth_from_msg(msg))
+            channel.inputs.depth.add(depth_from_msg(msg))
         except (DepthError, ImageConversionError) as error:
-            self.health.count("depth_rejected")
-            self.health.problem(f"depth rejected: {error}")
+            channel.health.count("depth_rejected")
+            channel.health.problem(f"depth rejected: {error}")
 
     @guarded
-    def _on_prompts(self, msg: PromptArray) -> None:
+    def _on_prompts(self, msg: PromptArray, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
-        self.health.count("prompt_messages")
+        channel.health.count("prompt_messages")
         array_stamp = stamp_to_ns(msg.header.stamp)
         # A prompt without a stamp of its own refers to the array's.
         converted = requests_from_prompt_msgs(msg.prompts,
                                               lambda prompt: stamp_to_ns(prompt.header.stamp) or array_stamp)
-        self._submit(pipeline, converted, msg.header)
+        self._submit(pipeline, channel, converted, msg.header)
 
     @staticmethod
-    def _submit(pipeline: Pipeline, converted: ConvertedPrompts, header: Any = None) -> None:
-        """Prompts that failed conversion are answered at once (with the message's header), the rest queued."""
-        if converted.failures:
-            pipeline.outputs.publish_answer(Answer(frame=None, failures=converted.failures), header=header)
+    def _submit(pipeline: Pipeline, channel: CameraChannel, converted: ConvertedPrompts, header: Any = None) -> None:
+        """Prompts that failed conversion are answered at once (with the message's header) on the
+        camera's outputs, the rest queued on its frames."""
+        if converted.failures and channel.outputs is not None:
+            channel.outputs.publish_answer(Answer(frame=None, failures=converted.failures), header=header)
         if converted.requests:
-            pipeline.worker.submit_prompts(converted.requests)
+            pipeline.worker.submit_prompts(converted.requests, channel.name)
+
+    @staticmethod
+    def _publish_failure(channel: CameraChannel, failure: PromptFailure) -> None:
+        if channel.outputs is not None:
+            channel.outputs.publish_answer(Answer(frame=None, failures=[failure]))
 
     @guarded
-    def _on_image_click(self, msg: Point) -> None:
+    def _on_image_click(self, msg: Point, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
         prompt_id = f"image_click-{next(self._click_ids)}"
         try:
-            pipeline.worker.submit_prompts([click_request(prompt_id, msg.x, msg.y)])
+            pipeline.worker.submit_prompts([click_request(prompt_id, msg.x, msg.y)], channel.name)
         except PromptConversionError as error:
-            pipeline.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
+            self._publish_failure(channel, PromptFailure(prompt_id, str(error)))
 
     @guarded
-    def _on_clicked_point(self, msg: PointStamped) -> None:
+    def _on_clicked_point(self, msg: PointStamped, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
         prompt_id = f"clicked_point-{next(self._click_ids)}"
         try:
-            u, v = self._clicked_points.to_pixel(msg, self.camera.info, self.camera.image_frame_id)
+            u, v = self._clicked_points.to_pixel(msg, channel.inputs.info, channel.inputs.image_frame_id)
             request = click_request(prompt_id, u, v)
         except (ProjectionError, PromptConversionError) as error:
-            self.health.problem(f"clicked_point rejected: {error}")
-            pipeline.outputs.publish_answer(Answer(frame=None, failures=[PromptFailure(prompt_id, str(error))]))
+            channel.health.problem(f"clicked_point rejected: {error}")
+            self._publish_failure(channel, PromptFailure(prompt_id, str(error)))
             return
-        pipeline.worker.submit_prompts([request])
+        pipeline.worker.submit_prompts([request], channel.name)
 
     @guarded
-    def _on_detections(self, msg: Any) -> None:
+    def _on_detections(self, msg: Any, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         pipeline = self.pipeline
         if pipeline is None:
             return
-        self._submit(pipeline, requests_from_detections(msg.detections, stamp_to_ns(msg.header.stamp), "detection"),
-                     msg.header)
+        self._submit(pipeline, channel,
+                     requests_from_detections(msg.detections, stamp_to_ns(msg.header.stamp), "detection"), msg.header)
 
     @guarded
-    def _on_text_query(self, msg: String) -> None:
+    def _on_text_query(self, msg: String, channel: CameraChannel | None = None) -> None:
+        channel = channel or self.channels[0]
         try:
-            self.text_queries = tuple(parse_text_query(msg.data, allow_empty=True))
+            channel.text_queries = tuple(parse_text_query(msg.data, allow_empty=True))
         except ValueError as error:
-            self.health.count("text_queries_rejected")
-            self.health.problem(f"text query rejected: {error}")
+            channel.health.count("text_queries_rejected")
+            channel.health.problem(f"text query rejected: {error}")
             return
-        self._last_text_submit = 0.0
-        self.logger.info(f"text query: {', '.join(self.text_queries) or '(cleared)'}")
+        channel.last_text_submit = 0.0
+        where = f" on camera {channel.name}" if channel.name else ""
+        self.logger.info(f"text query{where}: {', '.join(channel.text_queries) or '(cleared)'}")
 
     # -- diagnostics -----------------------------------------------------------------------------
     def _inference_facts(self) -> InferenceFacts:
-        """The model's static facts plus what changes while it runs (vocabulary, inference process)."""
+        """The model's static facts plus what changes while it runs (vocabulary, inference process);
+        with `cameras`, each camera's queue and statistics apart."""
         pipeline = self.pipeline
         info = dict(self._model_info)
+        hardware_id = self._model_info.get("device", "unconfigured")
         if pipeline is None:
-            return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"), info=info,
-                                  camera_timeout_s=self.settings.camera_timeout_s)
+            return InferenceFacts(hardware_id=hardware_id, info=info, camera_timeout_s=self.settings.camera_timeout_s)
         info["vocabulary_size"] = str(pipeline.engine.vocabulary_size)
-        info["prompts_awaiting_frame"] = str(pipeline.worker.prompts_awaiting_frame)
         if self._server_probe is not None:
             info.update(self._server_probe.facts())
         predictor = pipeline.predictor
@@ -382,9 +467,18 @@ class NodeWiring:
             info["inference_restarts"] = str(predictor.restarts)
         else:
             info["inference"] = "thread"
-        return InferenceFacts(hardware_id=self._model_info.get("device", "unconfigured"), stats=pipeline.worker.stats,
-                              queue_depth=pipeline.worker.queue_depth, info=info,
-                              camera_timeout_s=self.settings.camera_timeout_s)
+        worker = pipeline.worker
+        if not self.settings.cameras:
+            info["prompts_awaiting_frame"] = str(worker.prompts_awaiting_frame)
+            return InferenceFacts(hardware_id=hardware_id, stats=worker.stats, queue_depth=worker.queue_depth,
+                                  info=info, camera_timeout_s=self.settings.camera_timeout_s)
+        info["cameras"] = ", ".join(self.settings.cameras)
+        cameras = [CameraFacts(name=channel.name, health=channel.health, stats=worker.cameras[channel.name].stats,
+                               queue_depth=worker.queue_depth_of(channel.name),
+                               info={"prompts_awaiting_frame": str(worker.awaiting_frame_of(channel.name))})
+                   for channel in pipeline.channels]
+        return InferenceFacts(hardware_id=hardware_id, info=info, camera_timeout_s=self.settings.camera_timeout_s,
+                              cameras=cameras)
 
 
 def default_predictor_factory(settings: NodeSettings) -> Predictor:

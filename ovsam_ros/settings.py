@@ -5,13 +5,16 @@ without the parameter test noticing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 
 from ovsam_model.runtime_choices import BACKEND_NAMES, DEVICES, PRECISIONS
 
 from .depth_geometry import GeometrySettings
 
 IMAGE_QOS = ("sensor_data", "reliable")
+# A camera's name is one segment of its topics' names (`front/image`).
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 # Parameters that take effect while the node runs; the others are read when the node configures.
 RUNTIME_PARAMETERS = ("vocabulary", "score_threshold", "max_instances", "top_k", "text_rate_hz", "publish_overlay",
@@ -55,6 +58,10 @@ class NodeSettings:
     depth_cluster_gap_m: float = 0.05
     depth_min_points: int = 10
     box_orientation: str = "upright"
+    # Names of the cameras this node serves, each with its topics under its name; empty = one camera
+    # with the topics unprefixed. Not in config/ovsam.yaml's defaults: a ROS parameter file cannot
+    # state an empty list.
+    cameras: list[str] = field(default_factory=list)
 
     def geometry(self) -> GeometrySettings:
         """The 3D geometry settings these parameters describe."""
@@ -84,6 +91,12 @@ class NodeSettings:
                              f"{self.max_prompt_wait_s:g}), got {self.future_stamp_wait_s}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"parameter 'score_threshold' must lie in [0, 1], got {self.score_threshold}")
+        for name in self.cameras:
+            if not CAMERA_NAME.fullmatch(name):
+                raise ValueError(f"parameter 'cameras': '{name}' is not a camera name (a letter, then letters, "
+                                 "digits or '_')")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"parameter 'cameras' names a camera twice: {self.cameras}")
         try:
             self.geometry().validate()
         except ValueError as error:
@@ -133,6 +146,8 @@ DESCRIPTIONS = {
     "depth_trim": "cluster: keep each instance's largest depth cluster | percentile: keep the 2nd-98th percentile",
     "depth_cluster_gap_m": "an empty depth band this wide separates an object from what is behind it",
     "depth_min_points": "fewest valid depth pixels an instance needs for a 3D answer",
+    "cameras": "names of the cameras one node serves with one model (e.g. [front, rear]): camera c's topics are "
+               "c/image, c/prompts, c/instances, ...; empty = one camera, topics without a prefix",
     "box_orientation": "upright: 3D boxes turn about the camera's up axis only | pca: full principal axes",
 }
 

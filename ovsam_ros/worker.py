@@ -4,7 +4,8 @@
   Past `max_pending_prompts` new prompts are failed at once with "overloaded" rather than queued, and
   before each round of work every prompt that has waited longer than `max_prompt_wait_s` is failed
   with "overloaded". Prompts are taken `PROMPTS_PER_ROUND` at a time, so the node answers a prompt at
-  most about max_prompt_wait_s + one round of work after it arrived, however large the backlog.
+  most about max_prompt_wait_s + one round of work after it arrived, however large the backlog (with
+  several cameras, + one round of each other camera with work: see below).
 - A prompt stamped with a frame that has not arrived yet (newer than every buffered frame: a small
   prompt message can overtake its image through DDS) waits for that frame, apart from the queue, up to
   `future_stamp_wait_s` after it arrived; it rejoins the front of the queue when the frame arrives
@@ -17,6 +18,13 @@
   slower than the camera, older frames are skipped and counted, so latency stays bounded. It takes
   turns with prompt rounds.
 - Synchronous calls (the Segment service) run on the same thread, between the other jobs.
+- Several cameras share the one thread: each camera has its own queue (its prompts, the prompts
+  waiting for its frames, its newest frame's work), its own engine (frame buffer, tracks) and its own
+  statistics, and the policy above holds per camera (max_pending_prompts counts that camera's pending
+  prompts; the Segment service's calls are shared by all). The thread serves the cameras with work in turn
+  (round-robin, one round or one frame job each), so a flood of prompts on one camera delays another
+  camera's prompt by at most one round per camera, never by its backlog; overdue prompts are failed on
+  every camera before each round, so max_prompt_wait_s bounds every camera's queue.
 - Every call into the model (the engine's answer/step/segment_image/set_vocabulary, hence the
   predictor's set_image/predict/find/set_vocabulary) runs on this one thread: the engine relies on it
   and holds no lock of its own around the model.
@@ -57,55 +65,102 @@ class WorkerStats:
             self.stage_ms.setdefault(stage, deque(maxlen=200)).append(value)
 
 
+class CameraQueue:
+    """One camera's share of the worker: its engine, where its answers go, its queues and statistics.
+    The queues are guarded by the worker's lock."""
+
+    def __init__(self, name: str, engine: PerceptionEngine, publish: Callable[[Answer], None]) -> None:
+        self.name = name
+        self.engine = engine
+        self.publish = publish
+        self.stats = WorkerStats()
+        self.prompts: deque[PromptRequest] = deque()
+        self.awaiting_frame: deque[PromptRequest] = deque()  # stamped with a frame not yet arrived
+        self.frame: tuple[Frame, tuple[str, ...]] | None = None
+        self.prompt_round_last = False
+
+    @property
+    def pending(self) -> int:
+        return len(self.prompts) + len(self.awaiting_frame)
+
+    def has_work(self) -> bool:
+        return bool(self.prompts) or self.frame is not None
+
+
 class InferenceWorker:
     def __init__(self, engine: PerceptionEngine, publish: Callable[[Answer], None], *,
                  max_pending_prompts: int = 1000, max_prompt_wait_s: float = 2.0,
-                 future_stamp_wait_s: float = 0.0, log_error: Callable[[str], None] = print) -> None:
-        self.engine = engine
-        self._publish = publish
+                 future_stamp_wait_s: float = 0.0, log_error: Callable[[str], None] = print,
+                 camera: str = "") -> None:
+        """`engine` and `publish` are the first camera's (named `camera`); add_camera adds more."""
         self._log_error = log_error
         self.max_pending_prompts = max_pending_prompts
         self.max_prompt_wait_s = max_prompt_wait_s
         self.future_stamp_wait_s = future_stamp_wait_s
-        self.stats = WorkerStats()
-        self._prompts: deque[PromptRequest] = deque()
-        self._awaiting_frame: deque[PromptRequest] = deque()  # stamped with a frame not yet arrived
+        self.cameras: dict[str, CameraQueue] = {camera: CameraQueue(camera, engine, publish)}
         self._calls: deque[tuple[Callable[[], Any], Future]] = deque()
-        self._frame: tuple[Frame, tuple[str, ...]] | None = None
         self._wake = threading.Condition()
         self._running = False
-        self._prompt_round_last = False
+        self._next_camera = 0  # round-robin position among the cameras
         self._thread: threading.Thread | None = None
 
+    def add_camera(self, name: str, engine: PerceptionEngine, publish: Callable[[Answer], None]) -> None:
+        """Another camera served by this thread (before start)."""
+        if name in self.cameras:
+            raise ValueError(f"camera '{name}' added twice")
+        with self._wake:
+            self.cameras = {**self.cameras, name: CameraQueue(name, engine, publish)}
+
+    @property
+    def engine(self) -> PerceptionEngine:
+        """The first camera's engine (the only one in a single-camera node)."""
+        return self._first.engine
+
+    @property
+    def stats(self) -> WorkerStats:
+        """The first camera's statistics (the only one's in a single-camera node)."""
+        return self._first.stats
+
+    @property
+    def _first(self) -> CameraQueue:
+        return next(iter(self.cameras.values()))
+
+    def _queue(self, camera: str | None) -> CameraQueue:
+        return self._first if camera is None else self.cameras[camera]
+
     # -- producers (any thread) ------------------------------------------------------------------
-    def submit_prompts(self, requests: Sequence[PromptRequest]) -> None:
+    def submit_prompts(self, requests: Sequence[PromptRequest], camera: str | None = None) -> None:
+        """Queue prompts on `camera`'s frames (None: the first camera)."""
+        queue = self._queue(camera)
         rejected: list[PromptRequest] = []
         with self._wake:
-            self.stats.prompts_received += len(requests)
+            queue.stats.prompts_received += len(requests)
             for request in requests:
-                if len(self._prompts) + len(self._awaiting_frame) >= self.max_pending_prompts:
+                if queue.pending >= self.max_pending_prompts:
                     rejected.append(request)
                 else:
-                    self._prompts.append(request)
+                    queue.prompts.append(request)
             self._wake.notify()
         if rejected:
-            self.stats.prompts_rejected_overload += len(rejected)
+            queue.stats.prompts_rejected_overload += len(rejected)
             reason = f"overloaded: {self.max_pending_prompts} prompts already pending"
-            self._emit_failures([PromptFailure(r.prompt_id, reason) for r in rejected])
+            self._emit_failures(queue, [PromptFailure(r.prompt_id, reason) for r in rejected])
 
-    def add_frame(self, frame: Frame) -> None:
+    def add_frame(self, frame: Frame, camera: str | None = None) -> None:
         """A camera frame arrived: buffer it, and wake the thread if a prompt waits for a frame."""
-        self.engine.add_frame(frame)
+        queue = self._queue(camera)
+        queue.engine.add_frame(frame)
         with self._wake:
-            if self._awaiting_frame:
+            if queue.awaiting_frame:
                 self._wake.notify()
 
-    def submit_frame(self, frame: Frame, text_queries: Sequence[str] = ()) -> None:
+    def submit_frame(self, frame: Frame, text_queries: Sequence[str] = (), camera: str | None = None) -> None:
         """Offer a new frame for tracks / text queries; replaces (and counts) one not yet started."""
+        queue = self._queue(camera)
         with self._wake:
-            if self._frame is not None:
-                self.stats.frames_dropped += 1
-            self._frame = (frame, tuple(text_queries))
+            if queue.frame is not None:
+                queue.stats.frames_dropped += 1
+            queue.frame = (frame, tuple(text_queries))
             self._wake.notify()
 
     def submit_call(self, function: Callable[[], Any]) -> Future:
@@ -121,17 +176,24 @@ class InferenceWorker:
         """submit_call, and wait for the result (raises its exception)."""
         return self.submit_call(function).result(timeout=timeout)
 
+    def awaiting_frame_of(self, camera: str | None = None) -> int:
+        """Prompts of `camera` set aside until the frame they are stamped with arrives."""
+        with self._wake:
+            return len(self._queue(camera).awaiting_frame)
+
+    def queue_depth_of(self, camera: str | None = None) -> int:
+        """`camera`'s pending prompts and frame job, plus the synchronous calls every camera shares."""
+        queue = self._queue(camera)
+        with self._wake:
+            return queue.pending + len(self._calls) + (1 if queue.frame else 0)
+
     @property
     def prompts_awaiting_frame(self) -> int:
-        """Prompts set aside until the frame they are stamped with arrives."""
-        with self._wake:
-            return len(self._awaiting_frame)
+        return self.awaiting_frame_of()
 
     @property
     def queue_depth(self) -> int:
-        with self._wake:
-            return (len(self._prompts) + len(self._awaiting_frame) + len(self._calls)
-                    + (1 if self._frame else 0))
+        return self.queue_depth_of()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,12 +212,15 @@ class InferenceWorker:
             self._thread = None
         # Whatever is still queued gets an explicit answer: nothing is dropped silently.
         with self._wake:
-            pending = list(self._awaiting_frame) + list(self._prompts)
-            self._prompts, self._awaiting_frame = deque(), deque()
+            pending = {}
+            for queue in self.cameras.values():
+                pending[queue.name] = list(queue.awaiting_frame) + list(queue.prompts)
+                queue.prompts, queue.awaiting_frame, queue.frame = deque(), deque(), None
             calls, self._calls = list(self._calls), deque()
-            self._frame = None
-        if pending:
-            self._emit(Answer(frame=None, failures=[PromptFailure(r.prompt_id, "node shutting down") for r in pending]))
+        for name, requests in pending.items():
+            if requests:
+                self._emit(self.cameras[name], Answer(
+                    frame=None, failures=[PromptFailure(r.prompt_id, "node shutting down") for r in requests]))
         for _, future in calls:
             future.set_exception(RuntimeError("node shutting down"))
 
@@ -164,128 +229,153 @@ class InferenceWorker:
         while True:
             with self._wake:
                 while True:
-                    self._release_awaiting(time.monotonic())
-                    if not self._running or self._prompts or self._calls or self._frame:
+                    now = time.monotonic()
+                    for queue in self.cameras.values():
+                        self._release_awaiting(queue, now)
+                    if not self._running or self._calls or any(q.has_work() for q in self.cameras.values()):
                         break
                     self._wake.wait(timeout=self._idle_wait_s(time.monotonic()))
                 if not self._running:
                     return
                 calls, self._calls = list(self._calls), deque()
-                overdue = self._take_overdue()
-                # Prompts and per-frame work take turns, so a steady stream of prompts cannot stop
-                # tracks and the text query, nor the other way round.
-                frame_turn = self._frame is not None and (self._prompt_round_last or not self._prompts)
-                if frame_turn:
-                    frame_job, self._frame, prompts = self._frame, None, []
-                else:
-                    frame_job = None
-                    prompts = self._take_round(time.monotonic())
-                self._prompt_round_last = bool(prompts)
+                # Every camera's overdue prompts, before any camera's round: the wait bound holds per camera.
+                overdue = [(queue, self._take_overdue(queue)) for queue in self.cameras.values()]
+                serving = self._next_with_work()
+                frame_job: tuple[Frame, tuple[str, ...]] | None = None
+                prompts: list[PromptRequest] = []
+                if serving is not None:
+                    queue = serving
+                    # Prompts and per-frame work take turns, so a steady stream of prompts cannot stop
+                    # tracks and the text query, nor the other way round.
+                    if queue.frame is not None and (queue.prompt_round_last or not queue.prompts):
+                        frame_job, queue.frame = queue.frame, None
+                    else:
+                        prompts = self._take_round(queue, time.monotonic())
+                    queue.prompt_round_last = bool(prompts)
             for function, future in calls:
                 # A failing call (e.g. a bad vocabulary) is the caller's answer, not a worker fault.
                 try:
                     future.set_result(function())
                 except Exception as error:  # noqa: BLE001
                     future.set_exception(error)
-            self._fail_overdue(overdue)
+            for overdue_queue, expired in overdue:
+                self._fail_overdue(overdue_queue, expired)
+            if serving is None:
+                continue
+            served = serving
             if prompts:
-                self._guard("prompts", lambda: self._answer_prompts(prompts),
-                            fail_prompts=prompts)
+                self._guard(served, "prompts", lambda: self._answer_prompts(served, prompts), fail_prompts=prompts)
             if frame_job is not None:
-                self._guard("frame", lambda: self._step(*frame_job))
+                job = frame_job
+                self._guard(served, "frame", lambda: self._step(served, *job))
 
-    def _waits_for_frame(self, request: PromptRequest, now: float) -> bool:
+    def _next_with_work(self) -> CameraQueue | None:
+        """The next camera with work after the one served last (round-robin); call under the lock."""
+        queues = list(self.cameras.values())
+        for offset in range(len(queues)):
+            index = (self._next_camera + offset) % len(queues)
+            if queues[index].has_work():
+                self._next_camera = index + 1
+                return queues[index]
+        return None
+
+    def _waits_for_frame(self, queue: CameraQueue, request: PromptRequest, now: float) -> bool:
         """Whether this prompt's frame may still come and its wait for it is not over."""
         return (now - request.received_at < self.future_stamp_wait_s
-                and self.engine.frames.is_future(request.stamp_ns))
+                and queue.engine.frames.is_future(request.stamp_ns))
 
-    def _release_awaiting(self, now: float) -> None:
-        """Prompts whose frame arrived, or whose wait for it is over, rejoin the front of the queue (in
-        their order). Call under the lock."""
-        if not self._awaiting_frame:
+    def _release_awaiting(self, queue: CameraQueue, now: float) -> None:
+        """Prompts whose frame arrived, or whose wait for it is over, rejoin the front of their camera's
+        queue (in their order). Call under the lock."""
+        if not queue.awaiting_frame:
             return
         waiting: deque[PromptRequest] = deque()
         released: list[PromptRequest] = []
-        for request in self._awaiting_frame:
-            (waiting if self._waits_for_frame(request, now) else released).append(request)
-        self._awaiting_frame = waiting
-        self._prompts.extendleft(reversed(released))
+        for request in queue.awaiting_frame:
+            (waiting if self._waits_for_frame(queue, request, now) else released).append(request)
+        queue.awaiting_frame = waiting
+        queue.prompts.extendleft(reversed(released))
 
     def _idle_wait_s(self, now: float) -> float:
         """How long the idle thread may sleep: until the first waiting prompt's wait for its frame ends."""
-        if not self._awaiting_frame:
+        waiting = [r.received_at for queue in self.cameras.values() for r in queue.awaiting_frame]
+        if not waiting:
             return 0.5
-        ends = min(r.received_at for r in self._awaiting_frame) + self.future_stamp_wait_s
+        ends = min(waiting) + self.future_stamp_wait_s
         return min(0.5, max(0.001, ends - now))
 
-    def _take_round(self, now: float) -> list[PromptRequest]:
-        """Up to PROMPTS_PER_ROUND prompts to answer now; those whose frame is still to come are set
-        aside to wait for it. Call under the lock."""
+    def _take_round(self, queue: CameraQueue, now: float) -> list[PromptRequest]:
+        """Up to PROMPTS_PER_ROUND of the camera's prompts to answer now; those whose frame is still to
+        come are set aside to wait for it. Call under the lock."""
         prompts: list[PromptRequest] = []
-        while self._prompts and len(prompts) < PROMPTS_PER_ROUND:
-            request = self._prompts.popleft()
-            if self._waits_for_frame(request, now):
-                self._awaiting_frame.append(request)
+        while queue.prompts and len(prompts) < PROMPTS_PER_ROUND:
+            request = queue.prompts.popleft()
+            if self._waits_for_frame(queue, request, now):
+                queue.awaiting_frame.append(request)
             else:
                 prompts.append(request)
         return prompts
 
-    def _take_overdue(self) -> list[tuple[PromptRequest, float]]:
-        """Remove the prompts that waited past max_prompt_wait_s (the oldest are first); call under the lock."""
+    def _take_overdue(self, queue: CameraQueue) -> list[tuple[PromptRequest, float]]:
+        """Remove the camera's prompts that waited past max_prompt_wait_s (the oldest are first); call
+        under the lock."""
         now, limit = time.monotonic(), self.max_prompt_wait_s
         overdue = []
-        while self._prompts and now - self._prompts[0].received_at > limit:
-            request = self._prompts.popleft()
+        while queue.prompts and now - queue.prompts[0].received_at > limit:
+            request = queue.prompts.popleft()
             overdue.append((request, now - request.received_at))
-        if self._prompts:
-            self.stats.record({"prompt_wait": (now - self._prompts[0].received_at) * 1e3})
+        if queue.prompts:
+            queue.stats.record({"prompt_wait": (now - queue.prompts[0].received_at) * 1e3})
         return overdue
 
-    def _fail_overdue(self, overdue: list[tuple[PromptRequest, float]]) -> None:
+    def _fail_overdue(self, queue: CameraQueue, overdue: list[tuple[PromptRequest, float]]) -> None:
         if not overdue:
             return
-        self.stats.prompts_expired_in_queue += len(overdue)
+        queue.stats.prompts_expired_in_queue += len(overdue)
         limit = self.max_prompt_wait_s
-        self._emit_failures([
+        self._emit_failures(queue, [
             PromptFailure(r.prompt_id, f"overloaded: waited {w:.1f} s in the queue (max_prompt_wait_s {limit:g})")
             for r, w in overdue])
 
-    def _answer_prompts(self, prompts: list[PromptRequest]) -> None:
-        for answer in self.engine.answer(prompts):
-            self._emit(answer)
+    def _answer_prompts(self, queue: CameraQueue, prompts: list[PromptRequest]) -> None:
+        for answer in queue.engine.answer(prompts):
+            self._emit(queue, answer)
 
-    def _step(self, frame: Frame, text_queries: tuple[str, ...]) -> None:
-        answer = self.engine.step(frame, text_queries)
-        self.stats.frames_processed += 1
+    def _step(self, queue: CameraQueue, frame: Frame, text_queries: tuple[str, ...]) -> None:
+        answer = queue.engine.step(frame, text_queries)
+        queue.stats.frames_processed += 1
         if answer is not None:
-            self._emit(answer)
+            self._emit(queue, answer)
 
-    def _emit_failures(self, failures: list[PromptFailure]) -> None:
-        """Prompts answered with a failure outside any frame's work: attached to the latest frame."""
-        self._emit(Answer(frame=self.engine.latest_frame(), failures=failures))
+    def _emit_failures(self, queue: CameraQueue, failures: list[PromptFailure]) -> None:
+        """Prompts answered with a failure outside any frame's work: attached to the camera's latest frame."""
+        self._emit(queue, Answer(frame=queue.engine.latest_frame(), failures=failures))
 
-    def _emit(self, answer: Answer) -> None:
-        self.stats.prompts_answered += len({i.prediction.prompt_id for i in answer.instances if i.prediction.prompt_id})
-        self.stats.prompts_failed += len(answer.failures)
-        self.stats.record(answer.timings_ms)
+    def _emit(self, queue: CameraQueue, answer: Answer) -> None:
+        stats = queue.stats
+        stats.prompts_answered += len({i.prediction.prompt_id for i in answer.instances if i.prediction.prompt_id})
+        stats.prompts_failed += len(answer.failures)
+        stats.record(answer.timings_ms)
         started = time.perf_counter()
         try:
-            self._publish(answer)
+            queue.publish(answer)
         except Exception as error:  # noqa: BLE001 - a publishing problem must not stop inference
-            self._note_error(f"publishing failed: {error}")
-        self.stats.record({"convert_publish": (time.perf_counter() - started) * 1e3})
+            self._note_error(queue, f"publishing failed: {error}")
+        stats.record({"convert_publish": (time.perf_counter() - started) * 1e3})
 
-    def _guard(self, what: str, action: Callable[[], None], fail_prompts: list[PromptRequest] | None = None) -> None:
+    def _guard(self, queue: CameraQueue, what: str, action: Callable[[], None],
+               fail_prompts: list[PromptRequest] | None = None) -> None:
         try:
             action()
         except Exception as error:  # noqa: BLE001 - the worker thread must survive anything
-            self._note_error(f"{what} failed: {type(error).__name__}: {error}")
+            self._note_error(queue, f"{what} failed: {type(error).__name__}: {error}")
             if fail_prompts:
-                self._emit_failures([PromptFailure(r.prompt_id, f"internal error: {error}") for r in fail_prompts])
+                self._emit_failures(queue, [PromptFailure(r.prompt_id, f"internal error: {error}")
+                                            for r in fail_prompts])
 
-    def _note_error(self, message: str) -> None:
-        self.stats.errors += 1
-        self.stats.last_error = message
+    def _note_error(self, queue: CameraQueue, message: str) -> None:
+        queue.stats.errors += 1
+        queue.stats.last_error = message
         try:
             self._log_error(message)
         except Exception:  # noqa: BLE001

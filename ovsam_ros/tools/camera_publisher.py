@@ -45,11 +45,13 @@ class CameraPublisher:
     publish(), or a stream of frames at a rate with stream()."""
 
     def __init__(self, node: Any, *, reliable: bool = True, frame_id: str = CAMERA_FRAME,
-                 camera_info: bool = True) -> None:
+                 camera_info: bool = True, camera: str = "") -> None:
+        """`camera`: one of a multi-camera node's cameras (topics `camera/image`, ...); "" = unprefixed."""
         qos = QoSProfile(depth=5) if reliable else qos_profile_sensor_data
         self.node, self.frame_id = node, frame_id
-        self.image_pub = node.create_publisher(Image, "image", qos)
-        self.info_pub = node.create_publisher(CameraInfo, "camera_info", qos) if camera_info else None
+        prefix = f"{camera}/" if camera else ""
+        self.image_pub = node.create_publisher(Image, f"{prefix}image", qos)
+        self.info_pub = node.create_publisher(CameraInfo, f"{prefix}camera_info", qos) if camera_info else None
         self.published = 0
 
     def publish(self, rgb: np.ndarray, stamp_ns: int | None = None) -> int:

@@ -4,6 +4,10 @@
 publishes the synthetic moving world as a camera, and plays an operator who clicks objects, sends
 boxes, tracks one object and types a text query. Every answer is checked against the world's
 truth (mask IoU, label) and timed; overlay pictures are written to --out.
+
+With `--two-cameras` the node serves a front and a rear camera (`cameras: [front, rear]`), each showing
+its own world: the operator works on the front camera's topics as above, and also boxes every object
+of the rear camera's scene, answered on `rear/instances` and checked against the rear world's truth.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -90,6 +94,16 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"image_qos": "reliable", "model": args.model, "device": args.device, "text_rate_hz": 0.5}
+    front = "front" if args.two_cameras else ""
+    if args.two_cameras:
+        parameters["cameras"] = "[front, rear]"
+        # The rear boxes are stamped with a frame that must still be buffered when their turn comes
+        # after the front camera's work: on a slow CPU that can be more than 8 frames later.
+        parameters["frame_buffer_size"] = 32
+
+    def topic(name: str) -> str:
+        return f"{front}/{name}" if front else name
+
     if args.weights:
         parameters["weights_dir"] = args.weights
     log_path = out / "node.log"
@@ -97,10 +111,11 @@ def run_demo(args: argparse.Namespace) -> int:
     node_process = NodeProcess(parameters, log_path=log_path)
     operator = ToolClient("ovsam_demo_operator", node_process)
     client = operator.node
-    prompts_pub = client.create_publisher(PromptArray, "prompts", 10)
-    text_pub = client.create_publisher(String, "text_query", 10)
+    prompts_pub = client.create_publisher(PromptArray, topic("prompts"), 10)
+    text_pub = client.create_publisher(String, topic("text_query"), 10)
     results: list[tuple[float, InstanceMaskArray]] = []
-    client.create_subscription(InstanceMaskArray, "instances", lambda m: results.append((time.monotonic(), m)), 50)
+    client.create_subscription(InstanceMaskArray, topic("instances"), lambda m: results.append((time.monotonic(), m)),
+                               50)
 
     world = MovingWorld(seed=args.seed, size=args.width, height=args.height, num_objects=args.objects,
                         speed=args.speed)
@@ -116,8 +131,9 @@ def run_demo(args: argparse.Namespace) -> int:
         for old in sorted(scenes)[:-60]:
             del scenes[old], frame_numbers[old]
 
-    camera = CameraPublisher(client, reliable=True)
+    camera = CameraPublisher(client, reliable=True, camera=front)
     camera.stream(numbered_frames(), args.rate, on_published=remember)
+    rear = RearCamera(client, args) if args.two_cameras else None
 
     def spin_until(condition, timeout: float) -> bool:
         try:
@@ -245,11 +261,67 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"label accuracy {np.mean([c.label == c.truth for c in answered]):.2f}; "
                   f"mean IoU {np.mean([c.iou for c in answered]):.2f}; "
                   f"latency p50 {np.median([c.latency_ms for c in answered]):.0f} ms")
+        if rear is not None:
+            rear.check(spin_until, args.answer_timeout)
         print(f"[demo] overlay pictures in {out}/")
         return 0 if node_process.alive() else 1
     finally:
         operator.close()
         node_process.stop()
+
+
+class RearCamera:
+    """The second camera of --two-cameras: its own world on rear/image, and boxes on its objects."""
+
+    def __init__(self, client, args: argparse.Namespace) -> None:
+        from ovsam_ros.msg import InstanceMaskArray, PromptArray
+        from ovsam_ros.tools.camera_publisher import CameraPublisher
+        from ovsam_ros.tools.image_sources import world_frames
+
+        self.world = MovingWorld(seed=args.seed + 1, size=args.width, height=args.height, num_objects=args.objects,
+                                 speed=args.speed)
+        self.scenes: dict[int, object] = {}
+        self.results: list[InstanceMaskArray] = []
+        self.prompts_pub = client.create_publisher(PromptArray, "rear/prompts", 10)
+        client.create_subscription(InstanceMaskArray, "rear/instances", self.results.append, 50)
+        self.camera = CameraPublisher(client, reliable=True, camera="rear", frame_id="rear_camera")
+        self.camera.stream(world_frames(self.world), args.rate, on_published=self._remember)
+
+    def _remember(self, stamp_ns: int, scene: object) -> None:
+        self.scenes[stamp_ns] = scene
+        for old in sorted(self.scenes)[:-60]:
+            del self.scenes[old]
+
+    def check(self, spin_until, timeout: float) -> None:
+        from ovsam_ros.msg import Prompt, PromptArray
+
+        stamp_ns = max(self.scenes)
+        scene: Any = self.scenes[stamp_ns]
+        prompts, truth = [], {}
+        for index in range(len(scene.labels)):
+            mask = scene.instance_map == index + 1
+            if mask.sum() < 200:
+                continue
+            ys, xs = np.nonzero(mask)
+            prompt = Prompt(id=f"rear-box-{index}", box=[float(xs.min()), float(ys.min()), float(xs.max() + 1),
+                                                         float(ys.max() + 1)])
+            prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            prompts.append(prompt)
+            truth[prompt.id] = (mask, CLASS_NAMES[int(scene.labels[index])])
+        self.prompts_pub.publish(PromptArray(prompts=prompts))
+        spin_until(lambda: all(any(_answer_for(m, p) for m in self.results) for p in truth), timeout)
+        ious, right = [], 0
+        for prompt_id, (mask, label) in truth.items():
+            msg = next((m for m in self.results if _answer_for(m, prompt_id)), None)
+            instance = _answer_for(msg, prompt_id) if msg is not None else "no answer in time"
+            if isinstance(instance, str):
+                print(f"[demo] rear  {prompt_id}: {instance}")
+                continue
+            ious.append(iou(mask_from_instance(instance, msg.image_height, msg.image_width), mask))
+            right += instance.label == label
+            print(f"[demo] rear  {prompt_id:12s} truth={label:16s} -> {instance.label:16s} IoU={ious[-1]:.2f}")
+        print(f"[demo] rear camera: {len(ious)}/{len(truth)} boxes answered on rear/instances, "
+              f"mean IoU {np.mean(ious) if ious else 0:.2f}, labels {right}/{len(ious)}")
 
 
 def _answer_for(msg, prompt_id: str):
@@ -278,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--answer-timeout", type=float, default=30.0)
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--out", default="out/demo")
+    parser.add_argument("--two-cameras", action="store_true",
+                        help="one node for a front and a rear camera (cameras: [front, rear]), each its own world")
     return run_demo(parser.parse_args(argv))
 
 

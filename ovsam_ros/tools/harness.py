@@ -46,13 +46,15 @@ class NodeProcess:
     file (or discarded)."""
 
     def __init__(self, parameters: Mapping[str, Any] | Sequence[str], *, env: dict[str, str] | None = None,
-                 log_path: Path | None = None, module: str = "ovsam_ros.node") -> None:
-        """`parameters`: a mapping, or already formatted NAME:=VALUE strings."""
+                 log_path: Path | None = None, module: str = "ovsam_ros.node", ros_args: Sequence[str] = ()) -> None:
+        """`parameters`: a mapping, or already formatted NAME:=VALUE strings; `ros_args`: more of the
+        node's --ros-args (e.g. ["-r", "__ns:=/front"])."""
         pairs = ([f"{name}:={value}" for name, value in parameters.items()] if isinstance(parameters, Mapping)
                  else list(parameters))
         command = [sys.executable, "-m", module, "--ros-args"]
         for pair in pairs:
             command += ["-p", pair]
+        command += list(ros_args)
         self.log_path = log_path
         self._log: Any = open(log_path, "w") if log_path is not None else subprocess.DEVNULL
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env or child_environment(), stdout=self._log,

@@ -65,7 +65,7 @@ def test_a_prompt_for_a_frame_still_to_come_is_answered_on_it_when_it_arrives(st
         published_frames.append(answer.frame.stamp_ns)
         original(answer)
 
-    worker._publish = record
+    worker.cameras[""].publish = record  # the single camera's
     worker.submit_prompts([stamped("early", 5), stamped("now", 1)])
     wait_until(lambda: worker.prompts_awaiting_frame == 1 and "now" in recorder.answered, "the prompt to wait")
     assert "early" not in recorder.answered  # waiting, not failed

@@ -40,9 +40,9 @@ def install_launch_stand_ins(monkeypatch, share_dir: str) -> None:
     module("ament_index_python.packages", get_package_share_directory=lambda package: f"{share_dir}/{package}")
 
 
-def load_launch_description(monkeypatch):
+def load_launch_description(monkeypatch, file_name: str = "ovsam.launch.py"):
     install_launch_stand_ins(monkeypatch, "/opt/share")
-    spec = importlib.util.spec_from_file_location("ovsam_launch", ROOT / "launch" / "ovsam.launch.py")
+    spec = importlib.util.spec_from_file_location("ovsam_launch", ROOT / "launch" / file_name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.generate_launch_description()
@@ -68,9 +68,30 @@ def test_launch_builds_the_node_with_parameters_and_remappings(monkeypatch):
     assert rviz and rviz[0].kwargs["arguments"] == ["-d", "/opt/share/ovsam_ros/config/ovsam.rviz"]
 
 
+def test_the_two_camera_launch_names_the_cameras_of_the_parameters_file(monkeypatch):
+    description = load_launch_description(monkeypatch, "ovsam_cameras.launch.py")
+    entities = description.args[0]
+    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if "default_value" in e.kwargs}
+    assert declared == {"model": "ovsam-shapes", "weights": "", "device": "auto",
+                        "front_image": "front/image", "front_camera_info": "front/camera_info",
+                        "rear_image": "rear/image", "rear_camera_info": "rear/camera_info"}
+    (node,) = [e for e in entities if e.kwargs.get("package") == "ovsam_ros"]
+    assert node.kwargs["executable"] == "ovsam_node"
+    params_file, _ = node.kwargs["parameters"]
+    assert params_file == "/opt/share/ovsam_ros/config/ovsam.yaml"
+    section = yaml.safe_load((ROOT / "config" / "ovsam.yaml").read_text())[node.kwargs["name"]]
+    cameras = section["ros__parameters"]["cameras"]
+    assert cameras == ["front", "rear"]
+    NodeSettings(cameras=cameras).validate()
+    assert [(topic, target.args[0]) for topic, target in node.kwargs["remappings"]] == [
+        (f"{camera}/{topic}", f"{camera}_{topic}") for camera in cameras for topic in ("image", "camera_info")]
+
+
 def test_parameters_file_matches_the_node_defaults():
     params = yaml.safe_load((ROOT / "config" / "ovsam.yaml").read_text())["ovsam_node"]["ros__parameters"]
-    assert set(params) == set(PARAMETER_NAMES)
+    # `cameras` (default: empty) is the one exception: a ROS parameter file cannot state an empty list,
+    # so the file shows it in a comment and in the two-camera node's section.
+    assert set(params) == set(PARAMETER_NAMES) - {"cameras"}
     defaults = vars(NodeSettings())
     for name, value in params.items():
         assert value == defaults[name], f"config/ovsam.yaml '{name}' = {value!r}, node default {defaults[name]!r}"
@@ -90,3 +111,8 @@ def test_invalid_settings_name_the_parameter():
         NodeSettings(depth_trim="median").validate()
     with pytest.raises(ValueError, match=r"depth range \[2.0, 1.0\] m is empty"):
         NodeSettings(depth_min_m=2.0, depth_max_m=1.0).validate()
+    with pytest.raises(ValueError, match="'cameras': 'front/left' is not a camera name"):
+        NodeSettings(cameras=["front/left"]).validate()
+    with pytest.raises(ValueError, match="'cameras' names a camera twice"):
+        NodeSettings(cameras=["front", "front"]).validate()
+    NodeSettings(cameras=["front", "rear_2"]).validate()
