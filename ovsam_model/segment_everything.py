@@ -15,6 +15,7 @@ probability inside the mask instead of SAM's predicted IoU.
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
@@ -129,59 +130,6 @@ def segment_everything(
     index (row-major). Filtering and de-duplication use the decoder's stride-4 masks; the
     returned mask score and area are re-checked at the original resolution.
     """
-    return _grid_instances(
-        predictor, key, points_per_side=points_per_side, batch_size=batch_size, min_mask_score=min_mask_score,
-        stability_threshold=stability_threshold, stability_offset=stability_offset, nms_iou=nms_iou,
-        min_area=min_area, max_instances=max_instances, top_k=top_k, vocabulary=vocabulary)
-
-
-def find(
-    predictor: "OVSAMPredictor",
-    queries: Sequence[str] | str,
-    key: Hashable | None = None,
-    *,
-    score_threshold: float = 0.0,
-    vocabulary: Vocabulary | None = None,
-    **everything_options,
-) -> list[InstancePrediction]:
-    """Instances of the queried classes ("mug, bottle" or a list of names) in an image.
-
-    Runs segment_everything with the vocabulary (the predictor's, or `vocabulary`) plus the
-    queried names it lacks (encoded with the model's text tower, for this call only: the
-    predictor's vocabulary is unchanged), and keeps instances whose label is a queried class
-    with score >= score_threshold. Queries match vocabulary names ignoring case and '_' vs ' '
-    ("tennis racket" finds LVIS's "tennis_racket"). max_instances (default 100) applies after
-    that filter. The query is read by ovsam_model.text_query.parse_text_query.
-    """
-    names = parse_text_query(queries)
-    base = predictor.vocabulary_for(vocabulary)
-    existing: dict[str, str] = {}
-    for name in base.names:
-        existing.setdefault(canonical_class_name(name), name)
-    wanted = [existing.get(canonical_class_name(name), name) for name in names]
-    missing = [name for name in wanted if name not in base]
-    extended = base.extend(missing, predictor.encode_text) if missing else base
-    return _grid_instances(predictor, key, vocabulary=extended, wanted_labels=set(wanted),
-                           score_threshold=score_threshold, **everything_options)
-
-
-def _grid_instances(
-    predictor: "OVSAMPredictor",
-    key: Hashable | None,
-    *,
-    points_per_side: int = 16,
-    batch_size: int = 64,
-    min_mask_score: float = 0.5,
-    stability_threshold: float = 0.8,
-    stability_offset: float = 1.0,
-    nms_iou: float = 0.7,
-    min_area: int = 16,
-    max_instances: int = 100,
-    top_k: int = 5,
-    vocabulary: Vocabulary | None = None,
-    wanted_labels: set[str] | None = None,
-    score_threshold: float = 0.0,
-) -> list[InstancePrediction]:
     from ovsam_model.predictor import DecodedPrompts
 
     if not 1 <= points_per_side <= 128:
@@ -235,7 +183,42 @@ def _grid_instances(
     predictions = predictor.name(entry, candidates, vocabulary, top_k)
     predictions = [p for p in predictions if p.box is not None and p.area >= min_area
                    and p.mask_score >= min_mask_score]
-    if wanted_labels is not None:
-        predictions = [p for p in predictions if p.label in wanted_labels and p.score >= score_threshold]
     predictions.sort(key=lambda p: (-p.score, -p.mask_score))
     return predictions[:max_instances]
+
+
+def find(
+    predictor: "OVSAMPredictor",
+    queries: Sequence[str] | str,
+    key: Hashable | None = None,
+    *,
+    score_threshold: float = 0.0,
+    vocabulary: Vocabulary | None = None,
+    max_instances: int = 100,
+    **everything_options,
+) -> list[InstancePrediction]:
+    """Instances of the queried classes ("mug, bottle" or a list of names) in an image.
+
+    Runs segment_everything with the vocabulary (the predictor's, or `vocabulary`) plus the
+    queried names it lacks (encoded with the model's text tower, for this call only: the
+    predictor's vocabulary is unchanged), and keeps instances whose label is a queried class
+    with score >= score_threshold. Queries match vocabulary names ignoring case and '_' vs ' '
+    ("tennis racket" finds LVIS's "tennis_racket"). max_instances (default 100) applies after
+    that filter. The query is read by ovsam_model.text_query.parse_text_query.
+    """
+    names = parse_text_query(queries)
+    base = predictor.vocabulary_for(vocabulary)
+    existing: dict[str, str] = {}
+    for name in base.names:
+        existing.setdefault(canonical_class_name(name), name)
+    wanted = [existing.get(canonical_class_name(name), name) for name in names]
+    missing = [name for name in wanted if name not in base]
+    extended = base.extend(missing, predictor.encode_text) if missing else base
+    if max_instances < 0:
+        raise ValueError(f"max_instances must be 0 or more, got {max_instances}")
+    # Every instance, best first (a grid never yields more than sys.maxsize), then the queried ones.
+    everything = segment_everything(predictor, key, vocabulary=extended, max_instances=sys.maxsize,
+                                    **everything_options)
+    wanted_labels = set(wanted)
+    found = [p for p in everything if p.label in wanted_labels and p.score >= score_threshold]
+    return found[:max_instances]
