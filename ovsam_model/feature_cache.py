@@ -4,6 +4,10 @@ OV-SAM's expensive part (CLIP backbone, SAM2CLIP adapter, FPN) depends only on t
 click, box or text query on the same image reuses it. Keeping the features of the last few images
 lets an operator go back to an earlier frame, or several cameras share one predictor, without
 re-encoding.
+
+Entries belong to groups (a camera's frames, say): each group holds up to `capacity` images and a new
+image evicts the least recently used one of its own group, so a busy camera never pushes another
+camera's frames out. Without groups (the default group "") it is a plain LRU of `capacity` images.
 """
 from __future__ import annotations
 
@@ -48,13 +52,15 @@ def image_key(image: np.ndarray) -> str:
 
 
 class FeatureCache:
-    """Up to `capacity` CachedImage entries; adding one beyond that evicts the least recently used."""
+    """Up to `capacity` CachedImage entries per group; adding one beyond that evicts the least recently
+    used entry of the same group."""
 
     def __init__(self, capacity: int = 4) -> None:
         if capacity < 1:
             raise ValueError(f"cache_size must be at least 1, got {capacity}")
         self.capacity = capacity
         self._entries: OrderedDict[Hashable, CachedImage] = OrderedDict()
+        self._group_of: dict[Hashable, str] = {}
         self._latest: Hashable | None = None
 
     def __contains__(self, key: Hashable) -> bool:
@@ -67,17 +73,29 @@ class FeatureCache:
         """Keys from least to most recently used."""
         return list(self._entries)
 
+    def groups(self) -> dict[str, int]:
+        """How many images each group holds."""
+        counts: dict[str, int] = {}
+        for key in self._entries:
+            group = self._group_of[key]
+            counts[group] = counts.get(group, 0) + 1
+        return counts
+
     @property
     def latest_key(self) -> Hashable | None:
         """The key most recently stored or touched by `put`/`touch`, if still cached."""
         return self._latest if self._latest in self._entries else None
 
-    def put(self, key: Hashable, entry: CachedImage) -> None:
+    def put(self, key: Hashable, entry: CachedImage, group: str = "") -> None:
+        """Store `entry` under `key` in `group` (a key stored again moves to the new group)."""
         self._entries[key] = entry
         self._entries.move_to_end(key)
+        self._group_of[key] = group
         self._latest = key
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        same_group = [k for k in self._entries if self._group_of[k] == group]
+        for evicted in same_group[:max(0, len(same_group) - self.capacity)]:
+            del self._entries[evicted]
+            del self._group_of[evicted]
 
     def touch(self, key: Hashable) -> None:
         """Mark a cached key as the most recent image (as set_image of a cached image does)."""
@@ -94,10 +112,11 @@ class FeatureCache:
         if entry is None:
             raise ImageNotSetError(
                 f"image {key!r} is not cached (never set, or evicted: the cache holds {self.capacity} "
-                "images); call set_image again")
+                "images per group); call set_image again")
         self._entries.move_to_end(key)
         return entry
 
     def clear(self) -> None:
         self._entries.clear()
+        self._group_of.clear()
         self._latest = None

@@ -21,7 +21,7 @@ from ovsam_model.feature_cache import CachedImage, FeatureCache, image_key
 from ovsam_model.image_input import as_rgb_uint8
 from ovsam_model.instances import InstancePrediction
 from ovsam_model.mask_postprocess import frame_masks
-from ovsam_model.modeling.ovsam import OVSAM
+from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.vocabulary import (
     Vocabulary,
@@ -44,6 +44,11 @@ class DecodedPrompts:
     prompt_ids: list[str]
     low_res_logits: torch.Tensor  # [N, 1, S/4, S/4]
     region_embedding: torch.Tensor  # [N, text_dim]
+
+
+def _own_copy(features: ImageFeatures) -> ImageFeatures:
+    return ImageFeatures(embedding=features.embedding.clone(), fpn=tuple(level.clone() for level in features.fpn),
+                         clip_last=features.clip_last.clone())
 
 
 class OVSAMPredictor:
@@ -155,31 +160,59 @@ class OVSAMPredictor:
 
     # ------------------------------------------------------------------------------ images
 
-    def set_image(self, image: np.ndarray, key: Hashable | None = None) -> Hashable:
+    def set_image(self, image: np.ndarray, key: Hashable | None = None, *, cache_group: str = "") -> Hashable:
         """Encode an image (backbone, adapter, FPN) unless its key is cached; returns the key.
 
         key None: a hash of the pixels, so the same picture is encoded once. A given key that is
         already cached is trusted without looking at `image` (that is what makes a repeated
         set_image free); use a new key for new pixels. The image becomes the default for
-        predict/segment_everything/find.
+        predict/segment_everything/find. `cache_group` (e.g. a camera's name): images of one group
+        evict only each other, up to `cache_size` per group.
         """
+        return self.set_images([image], [key], cache_groups=[cache_group])[0]
+
+    def set_images(self, images: Sequence[np.ndarray], keys: Sequence[Hashable | None] | None = None, *,
+                   cache_groups: Sequence[str] | None = None) -> list[Hashable]:
+        """set_image for several images (several cameras' frames), the ones not cached encoded as
+        batches of up to the backend's `max_image_batch`; returns their keys in order. The last image
+        becomes the default for predict. Features are those of encoding each image alone, up to float
+        noise of the batched convolutions."""
+        keys = list(keys) if keys is not None else [None] * len(images)
+        groups = list(cache_groups) if cache_groups is not None else [""] * len(images)
+        if not len(keys) == len(groups) == len(images):
+            raise ValueError(f"set_images got {len(images)} images, {len(keys)} keys and {len(groups)} cache groups")
         with self._lock:
-            if key is not None and key in self._cache:
-                self._cache.touch(key)
-                return key
-            rgb = as_rgb_uint8(image)
-            if key is None:
-                key = image_key(rgb)
+            resolved: list[Hashable] = []
+            to_encode: dict[Hashable, tuple[np.ndarray, str]] = {}
+            for image, key, group in zip(images, keys, groups):
+                rgb = None
+                if key is None:
+                    rgb = as_rgb_uint8(image)
+                    key = image_key(rgb)
+                resolved.append(key)
                 if key in self._cache:
                     self._cache.touch(key)
-                    return key
+                elif key not in to_encode:
+                    to_encode[key] = (as_rgb_uint8(image) if rgb is None else rgb, group)
+            pending = list(to_encode.items())
+            batch = max(1, int(self.backend.max_image_batch))
+            for start in range(0, len(pending), batch):
+                self._encode_batch(pending[start:start + batch])
+            if resolved:
+                self._cache.touch(resolved[-1])
+            return resolved
+
+    def _encode_batch(self, items: list[tuple[Hashable, tuple[np.ndarray, str]]]) -> None:
+        """Encode images as one batch and cache each one's features in its group."""
+        with torch.no_grad():
+            pixels = torch.cat([self.model.preprocess(rgb)[0] for _, (rgb, _) in items])
+            features = self.backend.encode_image(pixels)
+        for index, (key, (rgb, group)) in enumerate(items):
             height, width = rgb.shape[:2]
-            with torch.no_grad():
-                pixels, _ = self.model.preprocess(rgb)
-                features = self.backend.encode_image(pixels)
             resized_height, resized_width = self.model.resized_shape(height, width)
-            self._cache.put(key, CachedImage(features, height, width, resized_height, resized_width))
-            return key
+            # A copy, not a view of the batch: evicting one camera's frame must free its memory.
+            one = features if len(items) == 1 else _own_copy(features.select(index))
+            self._cache.put(key, CachedImage(one, height, width, resized_height, resized_width), group)
 
     def has_image(self, key: Hashable) -> bool:
         with self._lock:

@@ -47,8 +47,14 @@ class Predictor(Protocol):
         """The vocabulary spec that means "the model's own" (an empty `vocabulary` parameter, 'default')."""
         ...
 
-    def set_image(self, image: np.ndarray, key: Hashable | None = None) -> Hashable:
-        """Encode an image unless `key` is cached; returns its key."""
+    def set_image(self, image: np.ndarray, key: Hashable | None = None, *, cache_group: str = "") -> Hashable:
+        """Encode an image unless `key` is cached; returns its key. Images of one `cache_group` (a
+        camera) evict only each other from the feature cache."""
+        ...
+
+    def set_images(self, images: Sequence[np.ndarray], keys: Sequence[Hashable | None] | None = None, *,
+                   cache_groups: Sequence[str] | None = None) -> list[Hashable]:
+        """set_image for several images (several cameras' waiting frames), encoded as one batch."""
         ...
 
     def has_image(self, key: Hashable) -> bool:

@@ -22,7 +22,7 @@ def build_status(*, name: str, hardware_id: str, stats: WorkerStats | None, queu
     if stats is not None:
         for key in ("prompts_received", "prompts_answered", "prompts_failed", "prompts_rejected_overload",
                     "prompts_expired_in_queue",
-                    "frames_processed", "frames_dropped", "errors"):
+                    "frames_processed", "frames_dropped", "frames_encoded_together", "errors"):
             values.append(KeyValue(key=key, value=str(getattr(stats, key))))
         for stage, samples in sorted(stats.stage_ms.items()):
             summary = latency_summary(samples)

@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 
+# Images sent with a service call are each their own source ("service-1", ...), and one cache group.
+SERVICE_SOURCE_PREFIX = "service-"
+SERVICE_CACHE_GROUP = "service"
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -21,6 +25,12 @@ class Frame:
     def key(self) -> tuple[str, int]:
         # The predictor's feature cache is keyed by frame, so a second prompt on a frame costs only the decoder.
         return (self.source, self.stamp_ns)
+
+    @property
+    def cache_group(self) -> str:
+        """Its group in the predictor's feature cache: each camera's frames evict only each other, and
+        the images sent with service calls share one group."""
+        return SERVICE_CACHE_GROUP if self.source.startswith(SERVICE_SOURCE_PREFIX) else self.source
 
     @property
     def height(self) -> int:

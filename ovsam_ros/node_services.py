@@ -22,7 +22,7 @@ from ovsam_ros.msg import InstanceMaskArray
 from ovsam_ros.srv import Segment, SetVocabulary
 
 from .camera_channel import CameraChannel
-from .frame_buffer import Frame, stamp_to_ns
+from .frame_buffer import SERVICE_SOURCE_PREFIX, Frame, stamp_to_ns
 from .image_conversion import image_to_rgb
 from .inference_bridge import on_inference_thread
 from .instances3d_conversion import fusion_to_msg
@@ -73,7 +73,7 @@ class NodeServices:
                     raise RuntimeError("no image in the request and no frame received yet")
             else:
                 frame = Frame(stamp_ns=stamp_to_ns(request.image.header.stamp), rgb=image_to_rgb(request.image),
-                              header=request.image.header, source=f"service-{next(self._image_ids)}")
+                              header=request.image.header, source=f"{SERVICE_SOURCE_PREFIX}{next(self._image_ids)}")
             # Every prompt on the request's frame, whatever its own stamp says.
             converted = requests_from_prompt_msgs(request.prompts, lambda _: frame.stamp_ns)
             answer = await self._on_inference_thread(lambda: engine.segment_image(frame, converted.requests, queries))

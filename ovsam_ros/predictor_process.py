@@ -172,8 +172,13 @@ class PredictorProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def set_image(self, image: np.ndarray, key: Hashable | None = None) -> Hashable:
-        return self._call("set_image", image, key=key)
+    def set_image(self, image: np.ndarray, key: Hashable | None = None, *, cache_group: str = "") -> Hashable:
+        return self._call("set_image", image, key=key, cache_group=cache_group)
+
+    def set_images(self, images: Sequence[np.ndarray], keys: Sequence[Hashable | None] | None = None, *,
+                   cache_groups: Sequence[str] | None = None) -> list[Hashable]:
+        return self._call("set_images", list(images), keys=None if keys is None else list(keys),
+                          cache_groups=None if cache_groups is None else list(cache_groups))
 
     def has_image(self, key: Hashable) -> bool:
         return self._call("has_image", key)

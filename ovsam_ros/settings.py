@@ -125,7 +125,7 @@ DESCRIPTIONS = {
     "max_instances": "most instances published per text query",
     "top_k": "classes listed per instance in top_labels",
     "frame_buffer_size": "recent frames kept for stamped prompts",
-    "feature_cache_size": "recent frames whose image features are kept",
+    "feature_cache_size": "recent frames whose image features are kept, per camera",
     "text_rate_hz": "how often the standing text query runs on the newest frame",
     "publish_overlay": "draw the overlay image while someone subscribes",
     "image_qos": "sensor_data (best effort) | reliable",

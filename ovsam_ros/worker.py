@@ -25,6 +25,12 @@
   (round-robin, one round or one frame job each), so a flood of prompts on one camera delays another
   camera's prompt by at most one round per camera, never by its backlog; overdue prompts are failed on
   every camera before each round, so max_prompt_wait_s bounds every camera's queue.
+- One image encoder pass for several cameras: before serving a camera, the frames that its job and the
+  next job of every other camera with work will need are encoded together, as one batch
+  (`PerceptionEngine.encode_frames`; the cameras share one predictor), so when two cameras' frames
+  wait, the encoder runs once for both and each camera's turn finds its frame's features cached. A
+  failed batch is not an error of its own: each job then encodes its frame alone and answers any
+  failure on its own prompts.
 - Every call into the model (the engine's answer/step/segment_image/set_vocabulary, hence the
   predictor's set_image/predict/find/set_vocabulary) runs on this one thread: the engine relies on it
   and holds no lock of its own around the model.
@@ -39,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .engine import Answer, PerceptionEngine
-from .frame_buffer import Frame
+from .frame_buffer import Frame, FrameNotBuffered
 from .prompt_conversion import PromptFailure, PromptRequest
 
 # Small enough that one round (one image encoding + this many decodes) stays well under a second on a
@@ -56,6 +62,7 @@ class WorkerStats:
     prompts_expired_in_queue: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
+    frames_encoded_together: int = 0  # encoder passes this camera's frame shared with another camera's
     errors: int = 0
     last_error: str = ""
     stage_ms: dict[str, deque] = field(default_factory=dict)
@@ -252,6 +259,7 @@ class InferenceWorker:
                     else:
                         prompts = self._take_round(queue, time.monotonic())
                     queue.prompt_round_last = bool(prompts)
+                    ahead = self._frames_ahead(queue, frame_job, prompts) if len(self.cameras) > 1 else []
             for function, future in calls:
                 # A failing call (e.g. a bad vocabulary) is the caller's answer, not a worker fault.
                 try:
@@ -263,11 +271,53 @@ class InferenceWorker:
             if serving is None:
                 continue
             served = serving
+            if len(ahead) > 1:
+                self._encode_together(served, ahead)
             if prompts:
                 self._guard(served, "prompts", lambda: self._answer_prompts(served, prompts), fail_prompts=prompts)
             if frame_job is not None:
                 job = frame_job
                 self._guard(served, "frame", lambda: self._step(served, *job))
+
+    def _frames_ahead(self, serving: CameraQueue, frame_job: tuple[Frame, tuple[str, ...]] | None,
+                      prompts: list[PromptRequest]) -> list[tuple[CameraQueue, Frame]]:
+        """The frames the job just taken for `serving` and the next job of every other camera with work
+        will encode; call under the lock."""
+        ahead: list[tuple[CameraQueue, Frame]] = []
+        for queue in self.cameras.values():
+            if queue is serving:
+                frames = [frame_job[0]] if frame_job is not None else self._prompt_frames(queue, prompts)
+            elif queue.frame is not None and (queue.prompt_round_last or not queue.prompts):
+                frames = [queue.frame[0]]
+            else:
+                frames = self._prompt_frames(queue, list(queue.prompts)[:PROMPTS_PER_ROUND])
+            ahead.extend((queue, frame) for frame in frames)
+        return ahead
+
+    @staticmethod
+    def _prompt_frames(queue: CameraQueue, prompts: Sequence[PromptRequest]) -> list[Frame]:
+        frames: dict[int, Frame] = {}
+        for request in prompts:
+            if request.stamp_ns not in frames:
+                try:
+                    frame = queue.engine.frames.get(request.stamp_ns)
+                except FrameNotBuffered:
+                    continue
+                frames[request.stamp_ns] = frame
+        return list(frames.values())
+
+    def _encode_together(self, serving: CameraQueue, ahead: list[tuple[CameraQueue, Frame]]) -> None:
+        """Encode the cameras' next frames as one batch (see the module's docstring)."""
+        started = time.perf_counter()
+        try:
+            encoded = serving.engine.encode_frames([frame for _, frame in ahead])
+        except Exception:  # noqa: BLE001 - each job then encodes its own frame and answers its own failure
+            return
+        if encoded > 1:
+            elapsed_ms = (time.perf_counter() - started) * 1e3
+            for queue in {id(queue): queue for queue, _ in ahead}.values():
+                queue.stats.frames_encoded_together += 1
+                queue.stats.record({"encode_together": elapsed_ms})
 
     def _next_with_work(self) -> CameraQueue | None:
         """The next camera with work after the one served last (round-robin); call under the lock."""

@@ -35,6 +35,9 @@ class BackendUnavailableError(RuntimeError):
 class InferenceBackend(Protocol):
     name: str
     precision: str
+    # How many images one encode_image call may take ([B, 3, S, S]); a predictor encoding several
+    # cameras' frames at once splits them into batches of at most this many.
+    max_image_batch: int
 
     @property
     def device(self) -> torch.device: ...

@@ -42,6 +42,7 @@ def import_onnxruntime():
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    max_image_batch = 8  # the image graph is exported with a dynamic batch axis
     fallback_reason = ""  # set by create_backend when this backend stands in for another
 
     def __init__(self, model: OVSAM, precision: str = "fp32", *, onnx_dir: str | Path | None = None,

@@ -124,6 +124,7 @@ class _Engine:
 
 class TensorRTBackend:
     name = "tensorrt"
+    max_image_batch = 1  # the image engine is built for [1, 3, S, S]
     fallback_reason = ""  # set by create_backend when this backend stands in for another
 
     def __init__(self, model: OVSAM, precision: str = "fp16", *, onnx_dir: str | Path | None = None,

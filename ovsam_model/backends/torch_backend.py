@@ -31,6 +31,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 class TorchBackend:
     name = "torch"
+    max_image_batch = 8
     fallback_reason = ""  # set by create_backend when this backend stands in for another
 
     def __init__(self, model: OVSAM, precision: str = "fp32", *, channels_last: bool | None = None,

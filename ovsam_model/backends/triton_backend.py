@@ -69,6 +69,9 @@ class TritonBackend:
 
     name = "triton"
     precision = "fp32"  # what the client sees; the server's repository decides what it runs
+    # One image per request: the server's dynamic batcher already gathers the requests of every
+    # client, and the client does not know the server's max_batch_size.
+    max_image_batch = 1
 
     def __init__(self, model: OVSAM, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         try:

@@ -298,3 +298,54 @@ def test_set_vocabulary_from_names_and_dimension_check(
     with pytest.raises(VocabularyError, match="7-d"):
         predictor.set_vocabulary(wrong)
     assert predictor.vocabulary is chosen
+
+
+def test_set_images_encodes_several_frames_in_one_pass_with_the_features_of_each_alone(
+        monkeypatch: pytest.MonkeyPatch, model: OVSAM, vocabulary: Vocabulary) -> None:
+    alone = OVSAMPredictor(model, vocabulary)
+    together = OVSAMPredictor(model, vocabulary)
+    frames = {"front": scene(0), "rear": scene(1, 120, 150)}  # two sizes: different resizes and paddings
+    expected = {key: alone.predict(all_prompt_kinds()[:3], key=alone.set_image(image, key=key))
+                for key, image in frames.items()}
+    batch_sizes: list[int] = []
+    encode = together.backend.encode_image
+    monkeypatch.setattr(together.backend, "encode_image",
+                        lambda pixels: batch_sizes.append(pixels.shape[0]) or encode(pixels))
+    keys = together.set_images(list(frames.values()), list(frames), cache_groups=["front", "rear"])
+    assert keys == ["front", "rear"] and batch_sizes == [2]
+    for key in frames:
+        cached, reference = together.cached_image(key), alone.cached_image(key)
+        assert cached.features.embedding.shape[0] == 1
+        assert (cached.height, cached.width) == (reference.height, reference.width)
+        torch.testing.assert_close(cached.features.embedding, reference.features.embedding, atol=1e-4, rtol=1e-4)
+        for got, want in zip(together.predict(all_prompt_kinds()[:3], key=key), expected[key]):
+            assert got.label == want.label and got.box == want.box
+            assert (got.mask != want.mask).mean() < 0.01
+    assert together.set_images(list(frames.values()), list(frames)) == keys and batch_sizes == [2]  # cached
+    # The last image is the default for predict.
+    assert together.image_size() == (120, 150)
+
+
+def test_set_images_splits_into_batches_the_backend_can_take(monkeypatch: pytest.MonkeyPatch, model: OVSAM,
+                                                             vocabulary: Vocabulary) -> None:
+    predictor = OVSAMPredictor(model, vocabulary, cache_size=8)
+    batch_sizes: list[int] = []
+    encode = predictor.backend.encode_image
+    monkeypatch.setattr(predictor.backend, "encode_image",
+                        lambda pixels: batch_sizes.append(pixels.shape[0]) or encode(pixels))
+    monkeypatch.setattr(predictor.backend, "max_image_batch", 2)
+    keys = predictor.set_images([scene(seed) for seed in range(5)])
+    assert batch_sizes == [2, 2, 1] and len(set(keys)) == 5 and all(predictor.has_image(k) for k in keys)
+    with pytest.raises(ValueError, match="2 images, 1 keys"):
+        predictor.set_images([scene(0), scene(1)], ["only-one"])
+
+
+def test_each_cache_group_evicts_only_its_own_images(model: OVSAM, vocabulary: Vocabulary) -> None:
+    predictor = OVSAMPredictor(model, vocabulary, cache_size=2)
+    predictor.set_image(scene(0), key=("front", 1), cache_group="front")
+    for stamp in range(2, 6):  # a busy camera: four frames
+        predictor.set_image(scene(stamp), key=("rear", stamp), cache_group="rear")
+    assert predictor.has_image(("front", 1))  # the quiet camera's frame stays
+    assert [predictor.has_image(("rear", stamp)) for stamp in range(2, 6)] == [False, False, True, True]
+    predictor.set_images([scene(6), scene(7)], [("front", 6), ("front", 7)], cache_groups=["front", "front"])
+    assert not predictor.has_image(("front", 1)) and predictor.has_image(("rear", 5))

@@ -37,18 +37,33 @@ class FakePredictor:
         self.vocabulary = FakeVocabulary(tuple(classes))
         self.calls: list[tuple[str, int]] = []   # (method, thread id)
         self._images: dict[Hashable, tuple[int, int]] = {}
+        self.encoded_batches: list[list[Hashable]] = []  # the keys of each encoder pass
         self._lock = threading.Lock()   # guards the record only: tests check the model needs no lock
 
     def _record(self, method: str) -> None:
         with self._lock:
             self.calls.append((method, threading.get_ident()))
 
-    def set_image(self, image: np.ndarray, key: Hashable | None = None) -> Hashable:
+    def set_image(self, image: np.ndarray, key: Hashable | None = None, *, cache_group: str = "") -> Hashable:
         self._record("set_image")
-        self._sleep(self.encode_s)
-        key = key if key is not None else id(image)
-        self._images[key] = (int(image.shape[0]), int(image.shape[1]))
-        return key
+        return self._encode([image], [key])[0]
+
+    def set_images(self, images: Sequence[np.ndarray], keys: Sequence[Hashable | None] | None = None, *,
+                   cache_groups: Sequence[str] | None = None) -> list[Hashable]:
+        self._record("set_images")
+        return self._encode(images, keys)
+
+    def _encode(self, images: Sequence[np.ndarray], keys: Sequence[Hashable | None] | None) -> list[Hashable]:
+        """One encoder pass for the images not cached (`encode_s` per pass, as a batch would cost)."""
+        keys = list(keys) if keys is not None else [None] * len(images)
+        resolved = [key if key is not None else id(image) for image, key in zip(images, keys)]
+        new = [(key, image) for key, image in zip(resolved, images) if key not in self._images]
+        if new:
+            self._sleep(self.encode_s)
+            self.encoded_batches.append([key for key, _ in new])
+        for key, image in new:
+            self._images[key] = (int(image.shape[0]), int(image.shape[1]))
+        return resolved
 
     def has_image(self, key: Hashable) -> bool:
         self._record("has_image")

@@ -88,6 +88,18 @@ def test_answers_match_the_predictor_in_this_process(remote):
     assert remote.pid != os.getpid()
 
 
+def test_several_cameras_frames_are_encoded_in_the_child_with_their_cache_groups(remote):
+    keys = remote.set_images([image(7), image(8)], [("camera:front", 7), ("camera:rear", 7)],
+                             cache_groups=["camera:front", "camera:rear"])
+    assert keys == [("camera:front", 7), ("camera:rear", 7)]
+    assert remote.has_image(("camera:front", 7)) and remote.has_image(("camera:rear", 7))
+    local = tiny_predictor({})
+    local.set_image(image(8), key="rear")
+    expected, got = local.predict(PROMPTS, key="rear"), remote.predict(PROMPTS, key=("camera:rear", 7))
+    assert [p.label for p in got] == [p.label for p in expected]
+    assert all((a.mask != b.mask).mean() < 0.01 for a, b in zip(got, expected))
+
+
 def test_errors_keep_their_type_and_text_and_the_child_carries_on(remote):
     remote.set_image(image(), key="frame-1")
     with pytest.raises(PromptError, match="outside"):

@@ -25,7 +25,7 @@ def implementations() -> list[type]:
 
 
 def test_the_protocol_lists_what_the_engine_calls():
-    assert set(PREDICTOR_METHODS) == {"set_image", "has_image", "predict", "find", "set_vocabulary"}
+    assert set(PREDICTOR_METHODS) == {"set_image", "set_images", "has_image", "predict", "find", "set_vocabulary"}
     assert set(PREDICTOR_PROPERTIES) == {"device", "vocabulary", "default_vocabulary"}
     # The inference process forwards exactly the protocol's methods.
     assert predictor_process.FORWARDED == PREDICTOR_METHODS

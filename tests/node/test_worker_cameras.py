@@ -6,6 +6,7 @@ model call still runs on the one thread."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -42,10 +43,10 @@ def test_each_camera_is_answered_on_its_own_frames_through_its_own_publisher() -
     worker = InferenceWorker(camera_engine(predictor, "front", 10, (48, 64)), publisher("front", front),
                              camera="front", log_error=lambda message: None)
     worker.add_camera("rear", camera_engine(predictor, "rear", 20, (40, 40)), publisher("rear", rear))
+    worker.submit_prompts([prompt("f1")], camera="front")
+    worker.submit_prompts([prompt("r1")], camera="rear")
     worker.start()
     try:
-        worker.submit_prompts([prompt("f1")], camera="front")
-        worker.submit_prompts([prompt("r1")], camera="rear")
         front.wait_for({"f1"})
         rear.wait_for({"r1"})
     finally:
@@ -53,8 +54,10 @@ def test_each_camera_is_answered_on_its_own_frames_through_its_own_publisher() -
     assert set(front.answered) == {"f1"} and set(rear.answered) == {"r1"}
     assert front.answered["f1"][1] == rear.answered["r1"][1] == "instance"
     assert frames == {"front": [("front", 10)], "rear": [("rear", 20)]}
-    # Feature-cache keys name the camera: the same stamp on two cameras is two images.
-    assert predictor.calls.count(("set_image", predictor.calls[0][1])) == 2
+    # Both cameras' frames waited: one encoder pass for the two (feature-cache keys name the camera),
+    # and neither camera's turn encoded its frame again.
+    assert predictor.encoded_batches == [[("front", 10), ("rear", 20)]]
+    assert ("set_image", predictor.calls[0][1]) not in predictor.calls
     assert {thread for _, thread in predictor.calls} == {predictor.calls[0][1]}
     assert worker.cameras["front"].stats.prompts_answered == 1 and worker.cameras["rear"].stats.prompts_answered == 1
 
@@ -101,3 +104,50 @@ def test_the_pending_limit_and_shutdown_are_per_camera() -> None:
     worker.stop()
     assert {first.answered[f"a{i}"][1] for i in range(3)} == {"node shutting down"}
     assert second.answered["b0"][1] == "node shutting down"
+
+
+def test_a_frame_job_and_another_cameras_prompts_share_one_encoder_pass() -> None:
+    predictor = FakePredictor()
+    text_answers: list[int] = []
+    prompts_b = Recorder()
+    engine_a = camera_engine(predictor, "a", 1, (32, 32))
+    worker = InferenceWorker(engine_a, lambda answer: text_answers.append(len(answer.instances)), camera="a",
+                             log_error=lambda message: None)
+    worker.add_camera("b", camera_engine(predictor, "b", 7, (40, 48)), prompts_b)
+    worker.submit_frame(engine_a.latest_frame(), ("red star",), camera="a")  # the text query's per-frame work
+    worker.submit_prompts([prompt("b1"), prompt("b2")], camera="b")
+    worker.start()
+    try:
+        prompts_b.wait_for({"b1", "b2"})
+        deadline = time.monotonic() + 60
+        while not text_answers and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+    assert text_answers == [1] and {outcome for _, outcome in prompts_b.answered.values()} == {"instance"}
+    assert predictor.encoded_batches == [[("a", 1), ("b", 7)]]
+    assert worker.cameras["a"].stats.frames_encoded_together == worker.cameras["b"].stats.frames_encoded_together == 1
+
+
+def test_a_failed_batch_leaves_each_camera_to_encode_and_answer_its_own_frame() -> None:
+    predictor = FakePredictor()
+
+    def failing_batch(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated) for a batch of two images")
+
+    predictor.set_images = failing_batch  # type: ignore[method-assign]
+    front, rear = Recorder(), Recorder()
+    worker = InferenceWorker(camera_engine(predictor, "front", 3, (32, 32)), front, camera="front",
+                             log_error=lambda message: None)
+    worker.add_camera("rear", camera_engine(predictor, "rear", 3, (32, 32)), rear)
+    worker.submit_prompts([prompt("f")], camera="front")
+    worker.submit_prompts([prompt("r")], camera="rear")
+    worker.start()
+    try:
+        front.wait_for({"f"})
+        rear.wait_for({"r"})
+    finally:
+        worker.stop()
+    assert front.answered["f"][1] == rear.answered["r"][1] == "instance"
+    assert predictor.encoded_batches == [[("front", 3)], [("rear", 3)]]  # one by one, by each camera's job
+    assert worker.cameras["front"].stats.errors == worker.cameras["rear"].stats.errors == 0
