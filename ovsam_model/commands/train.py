@@ -1,20 +1,29 @@
 """`ovsam-model train`: the shipped model's training, stage by stage (see ovsam_model.training).
 
     ovsam-model train --out DIR [--stage all|clip|teacher|distill|clip2sam] [--seed N] [--force]
-                      [--ship-to DIR] [--threads N] [--quick] [--clip-data scenes|object_crops]
+                      [--ship-to DIR] [--threads N] [--jobs N] [--quick] [--clip-data scenes|object_crops]
 
 A stage whose result exists in DIR is skipped unless --force; an interrupted stage resumes from
 its last checkpoint. With --ship-to, the finished model is written there in the released files'
 layout (the shipped model is `--ship-to ovsam_model/weights/ovsam-shapes`).
+
+The CLIP stage and the teacher SAM do not depend on each other: with `--jobs 2` (the default on a
+machine with two or more cores, for --stage all) the teacher trains in a second process, one thread
+each, while this one trains CLIP; the later stages then use every thread. Small models on few cores
+gain more from two processes than from two threads in one. The teacher's output goes to
+DIR/teacher.log.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="retrain the selected stages even if finished")
     parser.add_argument("--ship-to", default=None, help="write the trained model here as shipped weight files")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="processes for the CLIP and teacher stages, which are independent (default: 2 on a "
+                             "machine with 2 or more cores, for --stage all; 1: one after the other)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: a smoke test, not a model")
     parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
                         help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
@@ -49,10 +61,16 @@ def run(args: argparse.Namespace) -> int:
     stages = STAGES if args.stage == "all" else (args.stage,)
     settings = PipelineSettings.quick() if args.quick else PipelineSettings()
     settings.clip.data = args.clip_data
+    jobs = args.jobs if args.jobs is not None else (2 if (os.cpu_count() or 1) >= 2 else 1)
     started = time.monotonic()
     try:
-        logs = run_pipeline(config, args.out, seed=args.seed, stages=stages, force=args.force, settings=settings)
-    except FileNotFoundError as error:
+        first_two_to_train = args.force or not any(stage_run(Path(args.out), stage).is_done()
+                                                    for stage in ("clip", "teacher"))
+        if args.stage == "all" and jobs >= 2 and first_two_to_train:
+            logs = run_side_by_side(args, config, settings)
+        else:
+            logs = run_pipeline(config, args.out, seed=args.seed, stages=stages, force=args.force, settings=settings)
+    except (FileNotFoundError, StageProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"training finished in {time.monotonic() - started:.0f} s")
@@ -72,3 +90,43 @@ def run(args: argparse.Namespace) -> int:
             print(f"  shipped {role:<15} {path} ({path.stat().st_size / 1e6:.2f} MB)")
         (Path(args.out) / "shipped.json").write_text(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
     return 0
+
+
+class StageProcessError(RuntimeError):
+    """The stage trained in the second process failed."""
+
+
+def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> dict[str, Any]:
+    """Every stage, the teacher in a second process while this one trains CLIP (see the module's docstring)."""
+    import torch
+
+    from ovsam_model.training.pipeline import STAGES, run_pipeline, stage_run
+
+    out = Path(args.out)
+    if args.force:
+        for stage in STAGES:
+            shutil.rmtree(stage_run(out, stage).directory, ignore_errors=True)
+    data_log = run_pipeline(config, out, seed=args.seed, stages=(), settings=settings)  # before two processes read it
+    command = [sys.executable, "-m", "ovsam_model.cli", "train", "--out", str(out), "--stage", "teacher",
+               "--seed", str(args.seed), "--model", args.model, "--threads", "1", "--jobs", "1"]
+    if args.quick:
+        command.append("--quick")
+    log_path = out / "teacher.log"
+    with open(log_path, "w") as log_file:
+        teacher = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    print(f"[teacher] training in process {teacher.pid} beside the CLIP stage; its output: {log_path}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_pipeline(config, out, seed=args.seed, stages=("clip",), settings=settings)
+    except BaseException:
+        teacher.terminate()  # this process stops (an error, Ctrl-C): so does its helper
+        teacher.wait()
+        raise
+    code = teacher.wait()
+    torch.set_num_threads(threads)
+    if code != 0:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise StageProcessError(f"the teacher stage's process exited with {code}; the end of {log_path}:\n{tail}")
+    logs = run_pipeline(config, out, seed=args.seed, stages=STAGES, settings=settings)
+    return {**logs, "data": data_log["data"]}

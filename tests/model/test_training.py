@@ -161,12 +161,28 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     from ovsam_model.cli import main
 
     ship_dir = tmp_path / "shipped"
-    assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--ship-to", str(ship_dir)]) == 0
+    assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "2",
+                 "--ship-to", str(ship_dir)]) == 0
     assert all((ship_dir / name).is_file() for name in CONFIG.weight_files.values())
     assert load_weights(build_model(CONFIG), ship_dir, strict=True).complete
+    # The teacher trained in its own process (its output in teacher.log), beside the CLIP stage here.
+    printed = capsys.readouterr().out
+    assert "[teacher] training in process" in printed and "[teacher] done already" in printed
+    teacher_log = (tmp_path / "run" / "teacher.log").read_text()
+    assert "[teacher]" in teacher_log and "[clip]" not in teacher_log
+    logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
+    assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam"} and logs["teacher"]["steps"] == 3
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
     assert capsys.readouterr().out.count("done already") == 4
+
+
+def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path, capsys) -> None:
+    from ovsam_model.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "1"]) == 0
+    assert "training in process" not in capsys.readouterr().out
+    assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "clip2sam" / "final.pt").is_file()
 
 
 def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
