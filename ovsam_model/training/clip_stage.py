@@ -29,9 +29,7 @@ SCENE_LEVEL, OBJECT_CROPS = "scenes", "object_crops"
 
 @dataclass
 class ClipStageSettings:
-    # The lever for every recognition figure (600 -> 1,500 steps: OV-SAM base 0.42 -> 0.62, the image
-    # crop 0.26 -> 0.46); 2,000 runs as long as the teacher beside it (ovsam-model train --jobs 2).
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05

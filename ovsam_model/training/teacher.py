@@ -63,8 +63,7 @@ class TeacherSAM(nn.Module):
 
 @dataclass
 class TeacherStageSettings:
-    # Its loss was still falling at 1,400 steps, and the student's masks start from its decoder.
-    steps: int = 1800
+    steps: int = 1400
     images_per_step: int = 8
     prompts_per_image: int = 8
     lr: float = 1e-3
