@@ -249,6 +249,21 @@ def check_bench(plan: Plan, context: dict[str, Any]) -> CheckResult:
     return CheckResult("bench", figures=figures)
 
 
+def check_batched_encode(plan: Plan, context: dict[str, Any]) -> CheckResult:
+    """Two cameras' frames through the image encoder as one batch against one at a time (the node's
+    multi-camera worker batches them)."""
+    from ovsam_model.benchmark.batched_encode import bench_batched_encode
+    from ovsam_model.predictor import OVSAMPredictor
+
+    model = _seeded_model(plan.model, plan.device)
+    predictor = OVSAMPredictor(model, _vocabulary(model), cache_size=4)
+    result = bench_batched_encode(predictor, cameras=2, repeats=plan.bench_repeats, warmup=1)
+    return CheckResult("batched_encode", figures={
+        "two_frames_batched_p50_ms": round(result["batched_ms"]["p50_ms"], 2),
+        "two_frames_one_at_a_time_p50_ms": round(result["one_at_a_time_ms"]["p50_ms"], 2),
+        "ratio_batched_to_one_at_a_time": round(result["ratio_batched_to_one_at_a_time"], 3)})
+
+
 def check_node(plan: Plan, context: dict[str, Any]) -> CheckResult:
     try:
         import rclpy  # noqa: F401
@@ -277,7 +292,7 @@ def check_node(plan: Plan, context: dict[str, Any]) -> CheckResult:
 
 CHECKS: tuple[tuple[str, Callable[[Plan, dict[str, Any]], CheckResult]], ...] = (
     ("torch", check_torch), ("onnxruntime", check_onnxruntime), ("tensorrt", check_tensorrt),
-    ("bench", check_bench), ("node", check_node),
+    ("bench", check_bench), ("batched_encode", check_batched_encode), ("node", check_node),
 )
 
 

@@ -50,6 +50,8 @@ def test_cpu_mode_runs_every_cpu_capable_check(tmp_path: Path) -> None:
     assert status["tensorrt"]["status"] == "skipped" and "TensorRT" in status["tensorrt"]["reason"]
     assert status["bench"]["status"] == "ok"
     assert all(row["frame_10_p50_ms"] > 0 for row in status["bench"]["figures"].values())
+    assert status["batched_encode"]["status"] == "ok"
+    assert status["batched_encode"]["figures"]["two_frames_batched_p50_ms"] > 0
     assert status["node"]["status"] == "ok", status["node"]["reason"]
     assert status["node"]["figures"]["answered"] > 0
     assert "| torch_cpu | ok |" in (tmp_path / "gpu-check" / "gpu-check.md").read_text()
