@@ -198,7 +198,9 @@ class OVSAMPredictor:
             batch = max(1, int(self.backend.max_image_batch))
             for start in range(0, len(pending), batch):
                 self._encode_batch(pending[start:start + batch])
-            if resolved:
+            # More new images than a group holds evict the group's older ones, the last image included
+            # when it was cached before the others were encoded.
+            if resolved and resolved[-1] in self._cache:
                 self._cache.touch(resolved[-1])
             return resolved
 

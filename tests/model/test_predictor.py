@@ -349,3 +349,8 @@ def test_each_cache_group_evicts_only_its_own_images(model: OVSAM, vocabulary: V
     assert [predictor.has_image(("rear", stamp)) for stamp in range(2, 6)] == [False, False, True, True]
     predictor.set_images([scene(6), scene(7)], [("front", 6), ("front", 7)], cache_groups=["front", "front"])
     assert not predictor.has_image(("front", 1)) and predictor.has_image(("rear", 5))
+    # More images than the group holds: the oldest go, the cached one named last among them.
+    keys = predictor.set_images([scene(8), scene(9), scene(7)], [("front", 8), ("front", 9), ("front", 7)],
+                                cache_groups=["front"] * 3)
+    assert keys == [("front", 8), ("front", 9), ("front", 7)]
+    assert [predictor.has_image(k) for k in keys] == [True, True, False] and predictor.has_image(("rear", 5))
