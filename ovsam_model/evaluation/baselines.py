@@ -31,14 +31,20 @@ def clip_crop_size(model: OVSAM) -> int:
 
 
 @torch.no_grad()
+def image_crop_embeddings(model: OVSAM, image: np.ndarray, boxes: np.ndarray) -> Tensor:
+    """CLIP's image-tower embedding [N, D] of a square crop around each box (original pixels)."""
+    size = clip_crop_size(model)
+    crops = np.stack([crop_square(image, box, size) for box in boxes])
+    pixels = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - model.pixel_mean) / model.pixel_std
+    return model.clip.encode_image(pixels)
+
+
+@torch.no_grad()
 def image_crop_classes(model: OVSAM, image: np.ndarray, boxes: np.ndarray, text_embeddings: Tensor) -> np.ndarray:
     """Top-1 class per box (original pixels) of CLIP's image tower on a square crop around the box."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    size = clip_crop_size(model)
-    crops = np.stack([crop_square(image, box, size) for box in boxes])
-    pixels = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - model.pixel_mean) / model.pixel_std
-    embedding = model.clip.encode_image(pixels)
+    embedding = image_crop_embeddings(model, image, boxes)
     return model.classify(embedding, text_embeddings)[:, :-1].argmax(1).numpy()
 
 

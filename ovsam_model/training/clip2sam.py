@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from ovsam_model.evaluation.baselines import image_crop_embeddings, mask_box
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
@@ -39,6 +41,10 @@ class Clip2SamStageSettings:
     # The FPN and RoI projection start from scratch while the decoder starts from the teacher's:
     # they learn at a higher rate.
     recognition_lr_scale: float = 4.0
+    # 0 (the paper's recipe): recognition learns from the base-class CE alone. Above 0, an ablation:
+    # also pull each region embedding towards CLIP's own image embedding of a crop around its target
+    # object (ViLD's image distillation), weighted by this.
+    crop_distill_weight: float = 0.0
 
 
 def init_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
@@ -63,9 +69,10 @@ def trainable_parameters(model: OVSAM) -> list[torch.nn.Parameter]:
 
 
 def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarray, rng: np.random.Generator,
-                  prompts_per_image: int) -> tuple[Tensor, dict[str, float]]:
+                  prompts_per_image: int, crop_distill_weight: float = 0.0) -> tuple[Tensor, dict[str, float]]:
     """The paper's weighted sum of CE (base classes + background), mask BCE and Dice over the box and
-    point prompts of the scenes `index`; also each term's value."""
+    point prompts of the scenes `index` (plus the crop distillation when its weight is above 0); also
+    each term's value."""
     to_base = {c: i for i, c in enumerate(BASE_INDICES)}
     images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
     pixels = normalise(images, model.config)
@@ -74,6 +81,8 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
         embedding = model.neck_student(levels)
     features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
     totals = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
+    if crop_distill_weight > 0:
+        totals["distill"] = 0.0
     loss = pixels.new_zeros(())
     for b, scene_index in enumerate(index):
         labels = scenes.labels[scene_index]
@@ -95,6 +104,12 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
             totals["ce"] += share * ce.item()
             totals["bce"] += share * bce.item()
             totals["dice"] += share * dice.item()
+            if crop_distill_weight > 0:
+                boxes = np.stack([mask_box(mask[0].numpy() > 0.5, np.zeros(4)) for mask in target_masks])
+                target = image_crop_embeddings(model, images[b], boxes)
+                distill = (1 - F.cosine_similarity(output.region_embedding, target, dim=-1)).mean()
+                loss = loss + share * crop_distill_weight * distill
+                totals["distill"] += share * distill.item()
     return loss, totals
 
 
@@ -127,7 +142,8 @@ def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Sta
 
     def step(i: int) -> dict[str, float]:
         index = rng.integers(len(scenes), size=settings.images_per_step)
-        loss, totals = clip2sam_loss(model, text, scenes, index, rng, settings.prompts_per_image)
+        loss, totals = clip2sam_loss(model, text, scenes, index, rng, settings.prompts_per_image,
+                                     settings.crop_distill_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

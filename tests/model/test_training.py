@@ -132,6 +132,23 @@ def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
                        teacher.prompt_encoder.point_embeddings[0].weight)
 
 
+def test_clip2sam_crop_distillation_adds_its_term_only_when_weighted(scenes) -> None:
+    torch.manual_seed(0)
+    model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
+    with torch.no_grad():
+        init_from_teacher(model, teacher)
+    freeze_for_clip2sam(model)
+    text = class_text_embeddings(model, list(BASE_CLASSES))
+    index = np.array([2, 3])
+    torch.manual_seed(1)  # the mask losses sample their points from torch's generator
+    plain, plain_terms = clip2sam_loss(model, text, scenes, index, np.random.default_rng(5), 6)
+    torch.manual_seed(1)
+    weighted, terms = clip2sam_loss(model, text, scenes, index, np.random.default_rng(5), 6, crop_distill_weight=2.0)
+    assert "distill" not in plain_terms and 0.0 < terms["distill"] <= 2.0  # 1 - cosine
+    assert weighted.item() == pytest.approx(plain.item() + 2.0 * terms["distill"], rel=1e-4)
+    assert {k: terms[k] for k in plain_terms} == pytest.approx(plain_terms)
+
+
 def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path) -> None:
     out = tmp_path / "run"
     logs = run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
