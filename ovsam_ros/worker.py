@@ -37,6 +37,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -290,7 +291,8 @@ class InferenceWorker:
             elif queue.frame is not None and (queue.prompt_round_last or not queue.prompts):
                 frames = [queue.frame[0]]
             else:
-                frames = self._prompt_frames(queue, list(queue.prompts)[:PROMPTS_PER_ROUND])
+                # islice: the next round only, not a copy of a backlog that may hold thousands
+                frames = self._prompt_frames(queue, list(itertools.islice(queue.prompts, PROMPTS_PER_ROUND)))
             ahead.extend((queue, frame) for frame in frames)
         return ahead
 

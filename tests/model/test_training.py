@@ -11,7 +11,7 @@ import torch
 from ovsam_model.checkpoint import load_weights
 from ovsam_model.config import get_config
 from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
-from ovsam_model.modeling.ovsam import build_model
+from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.synthetic import generate_scene_set
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES, NOVEL_CLASSES
 from ovsam_model.synthetic.crops import object_crops
@@ -114,13 +114,19 @@ def test_distill_step_lowers_the_embedding_mse(scenes, tmp_path) -> None:
     assert after < before
 
 
-def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
+def clip2sam_ready() -> tuple[OVSAM, TeacherSAM, torch.Tensor]:
+    """A seeded model set up for the CLIP2SAM stage (decoder from a teacher, the rest frozen) and the
+    base classes' text embeddings."""
     torch.manual_seed(0)
     model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
     with torch.no_grad():
         init_from_teacher(model, teacher)
     freeze_for_clip2sam(model)
-    text = class_text_embeddings(model, list(BASE_CLASSES))
+    return model, teacher, class_text_embeddings(model, list(BASE_CLASSES))
+
+
+def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
+    model, teacher, text = clip2sam_ready()
     clip_before = {k: v.clone() for k, v in model.clip.state_dict().items()}
     index = np.array([2, 3])
     before, after = lowered_by_one_step(lambda rng: clip2sam_loss(model, text, scenes, index, rng, 6)[0],
@@ -133,12 +139,7 @@ def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
 
 
 def test_clip2sam_crop_distillation_adds_its_term_only_when_weighted(scenes) -> None:
-    torch.manual_seed(0)
-    model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
-    with torch.no_grad():
-        init_from_teacher(model, teacher)
-    freeze_for_clip2sam(model)
-    text = class_text_embeddings(model, list(BASE_CLASSES))
+    model, _, text = clip2sam_ready()
     index = np.array([2, 3])
     torch.manual_seed(1)  # the mask losses sample their points from torch's generator
     plain, plain_terms = clip2sam_loss(model, text, scenes, index, np.random.default_rng(5), 6)

@@ -29,6 +29,16 @@ def prompt(prompt_id: str) -> PromptRequest:
     return PromptRequest(PromptSpec(prompt_id=prompt_id, box=np.array([2.0, 2.0, 20.0, 20.0])))
 
 
+def run_until_answered(worker: InferenceWorker, *waits: tuple[Recorder, set[str]]) -> None:
+    """Start the worker with what is already queued, wait for each recorder's prompt ids, stop it."""
+    worker.start()
+    try:
+        for recorder, ids in waits:
+            recorder.wait_for(ids)
+    finally:
+        worker.stop()
+
+
 def test_each_camera_is_answered_on_its_own_frames_through_its_own_publisher() -> None:
     predictor = FakePredictor()
     front, rear = Recorder(), Recorder()
@@ -45,12 +55,7 @@ def test_each_camera_is_answered_on_its_own_frames_through_its_own_publisher() -
     worker.add_camera("rear", camera_engine(predictor, "rear", 20, (40, 40)), publisher("rear", rear))
     worker.submit_prompts([prompt("f1")], camera="front")
     worker.submit_prompts([prompt("r1")], camera="rear")
-    worker.start()
-    try:
-        front.wait_for({"f1"})
-        rear.wait_for({"r1"})
-    finally:
-        worker.stop()
+    run_until_answered(worker, (front, {"f1"}), (rear, {"r1"}))
     assert set(front.answered) == {"f1"} and set(rear.answered) == {"r1"}
     assert front.answered["f1"][1] == rear.answered["r1"][1] == "instance"
     assert frames == {"front": [("front", 10)], "rear": [("rear", 20)]}
@@ -142,12 +147,7 @@ def test_a_failed_batch_leaves_each_camera_to_encode_and_answer_its_own_frame() 
     worker.add_camera("rear", camera_engine(predictor, "rear", 3, (32, 32)), rear)
     worker.submit_prompts([prompt("f")], camera="front")
     worker.submit_prompts([prompt("r")], camera="rear")
-    worker.start()
-    try:
-        front.wait_for({"f"})
-        rear.wait_for({"r"})
-    finally:
-        worker.stop()
+    run_until_answered(worker, (front, {"f"}), (rear, {"r"}))
     assert front.answered["f"][1] == rear.answered["r"][1] == "instance"
     assert predictor.encoded_batches == [[("front", 3)], [("rear", 3)]]  # one by one, by each camera's job
     assert worker.cameras["front"].stats.errors == worker.cameras["rear"].stats.errors == 0
