@@ -194,7 +194,7 @@ class OVSAMPredictor:
                     self._cache.touch(key)
                 elif key not in to_encode:
                     to_encode[key] = (as_rgb_uint8(image) if rgb is None else rgb, group)
-            pending = list(to_encode.items())
+            pending = [(key, rgb, group) for key, (rgb, group) in to_encode.items()]
             batch = max(1, int(self.backend.max_image_batch))
             for start in range(0, len(pending), batch):
                 self._encode_batch(pending[start:start + batch])
@@ -204,12 +204,12 @@ class OVSAMPredictor:
                 self._cache.touch(resolved[-1])
             return resolved
 
-    def _encode_batch(self, items: list[tuple[Hashable, tuple[np.ndarray, str]]]) -> None:
-        """Encode images as one batch and cache each one's features in its group."""
+    def _encode_batch(self, items: list[tuple[Hashable, np.ndarray, str]]) -> None:
+        """Encode (key, rgb, cache group) images as one batch and cache each one's features in its group."""
         with torch.no_grad():
-            pixels = torch.cat([self.model.preprocess(rgb)[0] for _, (rgb, _) in items])
+            pixels = torch.cat([self.model.preprocess(rgb)[0] for _, rgb, _ in items])
             features = self.backend.encode_image(pixels)
-        for index, (key, (rgb, group)) in enumerate(items):
+        for index, (key, rgb, group) in enumerate(items):
             height, width = rgb.shape[:2]
             resized_height, resized_width = self.model.resized_shape(height, width)
             # A copy, not a view of the batch: evicting one camera's frame must free its memory.

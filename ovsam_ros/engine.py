@@ -198,17 +198,17 @@ class PerceptionEngine:
             spec = str(self.predictor.default_vocabulary)
         return int(self.predictor.set_vocabulary(spec).size)
 
-    def encode_frames(self, frames: Sequence[Frame]) -> int:
+    def encode_frames(self, frames: Sequence[Frame]) -> list[Frame]:
         """Encode the frames whose features are not cached as one batch: several cameras' frames, since
-        their engines share this predictor. Returns how many were encoded (0 or 1: nothing gained,
-        left to the job that needs the frame)."""
+        their engines share this predictor. Returns the frames encoded (none when fewer than two were
+        missing: nothing gained, left to the job that needs the frame)."""
         unique = list({frame.key: frame for frame in frames}.values())
         missing = [frame for frame in unique if not self.predictor.has_image(frame.key)]
         if len(missing) < 2:
-            return 0
+            return []
         self.predictor.set_images([frame.rgb for frame in missing], [frame.key for frame in missing],
                                   cache_groups=[frame.cache_group for frame in missing])
-        return len(missing)
+        return missing
 
     # -- helpers ---------------------------------------------------------------------------------
     def _encode(self, frame: Frame, answer: Answer) -> None:

@@ -312,14 +312,14 @@ class InferenceWorker:
         """Encode the cameras' next frames as one batch (see the module's docstring)."""
         started = time.perf_counter()
         try:
-            encoded = serving.engine.encode_frames([frame for _, frame in ahead])
+            encoded = {frame.key for frame in serving.engine.encode_frames([frame for _, frame in ahead])}
         except Exception:  # noqa: BLE001 - each job then encodes its own frame and answers its own failure
             return
-        if encoded > 1:
-            elapsed_ms = (time.perf_counter() - started) * 1e3
-            for queue in {id(queue): queue for queue, _ in ahead}.values():
-                queue.stats.frames_encoded_together += 1
-                queue.stats.record({"encode_together": elapsed_ms})
+        elapsed_ms = (time.perf_counter() - started) * 1e3
+        # Only the cameras whose frame was in the batch (another camera's may have been cached already).
+        for queue in {id(queue): queue for queue, frame in ahead if frame.key in encoded}.values():
+            queue.stats.frames_encoded_together += 1
+            queue.stats.record({"encode_together": elapsed_ms})
 
     def _next_with_work(self) -> CameraQueue | None:
         """The next camera with work after the one served last (round-robin); call under the lock."""
