@@ -23,7 +23,7 @@ from ovsam_model.training.clip2sam import (
     init_from_teacher,
     trainable_parameters,
 )
-from ovsam_model.training.clip_stage import clip_loss, scene_clip_loss
+from ovsam_model.training.clip_stage import clip_loss, crop_size, scene_clip_loss
 from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher, teacher_embeddings
 from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
 from ovsam_model.training.teacher import TeacherSAM, teacher_loss
@@ -55,7 +55,7 @@ def test_clip_step_lowers_the_contrastive_loss(scenes) -> None:
     torch.manual_seed(0)
     clip = build_clip(CONFIG.clip).train()
     tokenizer = build_tokenizer(CONFIG.clip)
-    crops = object_crops(scenes, 64, seed=0, variants=2)
+    crops = object_crops(scenes, crop_size(CONFIG), seed=0, variants=2)
     before, after = lowered_by_one_step(
         lambda rng: clip_loss(clip, tokenizer, CONFIG, crops.images[:32], crops.labels[:32], rng), clip.parameters())
     assert after < before
