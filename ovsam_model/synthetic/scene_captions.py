@@ -61,22 +61,3 @@ def scene_caption(classes: Sequence[int], rng: np.random.Generator, token_count:
         if token_count(text) <= max_tokens or len(order) <= 1:
             return text, tuple(sorted(order))
         order = order[:-1]
-
-
-def shape_swapped_caption(text: str, named: Sequence[int], rng: np.random.Generator,
-                          allowed: Sequence[int]) -> tuple[str, tuple[int, ...]] | None:
-    """A hard negative for `text`: the same caption with one named object's shape changed (its
-    colour kept) to another class in `allowed` not already named, as NegCLIP makes its negatives.
-    In a batch of scenes the colours alone tell most captions apart; a caption that differs only
-    in one shape cannot be told apart without it. None when no such change exists."""
-    from ovsam_model.synthetic.classes import SHAPES
-    allowed_set, named_set = set(int(c) for c in allowed), set(int(c) for c in named)
-    for original in rng.permutation(np.asarray(named, dtype=np.int64)):
-        colour_start = int(original) - int(original) % len(SHAPES)
-        choices = [c for c in range(colour_start, colour_start + len(SHAPES))
-                   if c in allowed_set and c not in named_set]
-        if choices:
-            swapped = int(choices[int(rng.integers(len(choices)))])
-            negative = text.replace(CLASS_NAMES[int(original)], CLASS_NAMES[swapped], 1)
-            return negative, tuple(sorted(named_set - {int(original)} | {swapped}))
-    return None

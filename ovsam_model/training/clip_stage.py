@@ -18,7 +18,7 @@ from ovsam_model.config import OVSAMConfig
 from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES
 from ovsam_model.synthetic.crops import CropSet, caption, object_crops
-from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop, shape_swapped_caption
+from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import CROPS_STREAM, augment, normalise
@@ -43,8 +43,6 @@ class ClipStageSettings:
     # Share of the scene's area a random resized crop keeps (torchvision's RandomResizedCrop scale).
     scene_crop_area: tuple[float, float] = (0.25, 1.0)
     crop_variants: int = 2  # object crops per object (data="object_crops" only)
-    # Also contrast each image with its caption with one shape changed (data="scenes" only).
-    shape_negatives: bool = False
 
 
 def crop_size(config: OVSAMConfig) -> int:
@@ -81,11 +79,9 @@ def clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, images: np.
 
 
 def scene_clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, scenes: SceneSet, index: np.ndarray,
-                    rng: np.random.Generator, area_range: tuple[float, float],
-                    shape_negatives: bool = False) -> torch.Tensor:
+                    rng: np.random.Generator, area_range: tuple[float, float]) -> torch.Tensor:
     """Contrastive loss of random resized crops of the scenes `index` against their alt-text captions;
-    images whose captions name the same classes are positives of each other. With `shape_negatives`,
-    each caption's shape-swapped twin joins the captions (a positive only of images it describes)."""
+    images whose captions name the same classes are positives of each other."""
     size = crop_size(config)
     max_tokens = int(config.clip["model_cfg"]["text_cfg"]["context_length"]) - 2  # start and end tokens
     crops, captions, named_sets = [], [], []
@@ -98,19 +94,11 @@ def scene_clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, scene
         captions.append(text)
         named_sets.append(named)
     images, _ = augment(np.stack(crops), np.zeros((len(crops), size, size), np.uint8), rng)
-    text_sets = list(named_sets)
-    if shape_negatives:
-        for text, named in zip(list(captions), named_sets):
-            negative = shape_swapped_caption(text, named, rng, BASE_INDICES)
-            if negative is not None:
-                captions.append(negative[0])
-                text_sets.append(negative[1])
-    keys = {named: i for i, named in enumerate(dict.fromkeys(text_sets))}
-    image_ids = torch.tensor([keys[named] for named in named_sets])
-    text_ids = torch.tensor([keys[named] for named in text_sets])
+    keys = {named: i for i, named in enumerate(dict.fromkeys(named_sets))}
+    caption_ids = torch.tensor([keys[named] for named in named_sets])
     image_features = clip.encode_image(_crop_tensor(images, config))
     text_features = clip.encode_text(tokenizer(captions))
-    return multi_positive_contrastive(image_features, text_features, image_ids, text_ids,
+    return multi_positive_contrastive(image_features, text_features, caption_ids, caption_ids,
                                       clip.logit_scale.exp().clamp(max=100))
 
 
@@ -145,8 +133,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
     def step(i: int) -> dict[str, float]:
         if settings.data == SCENE_LEVEL:
             index = rng.integers(len(scenes), size=settings.batch_size)
-            loss = scene_clip_loss(clip, tokenizer, config, scenes, index, rng, settings.scene_crop_area,
-                                   settings.shape_negatives)
+            loss = scene_clip_loss(clip, tokenizer, config, scenes, index, rng, settings.scene_crop_area)
         else:
             index = rng.integers(len(crops.labels), size=settings.batch_size)
             loss = clip_loss(clip, tokenizer, config, crops.images[index], crops.labels[index], rng)

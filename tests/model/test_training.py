@@ -13,9 +13,9 @@ from ovsam_model.config import get_config
 from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.synthetic import generate_scene_set
-from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES, NOVEL_CLASSES, SHAPES, class_index
+from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES, CLASS_NAMES, NOVEL_CLASSES
 from ovsam_model.synthetic.crops import object_crops
-from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop, shape_swapped_caption
+from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop
 from ovsam_model.training.clip2sam import (
     class_text_embeddings,
     clip2sam_loss,
@@ -90,55 +90,6 @@ def test_scene_crops_and_captions_name_only_the_base_objects_they_show(scenes) -
     empty_map = np.zeros((32, 32), np.uint8)
     crop, shown = scene_crop(np.zeros((32, 32, 3), np.uint8), empty_map, np.zeros(0, np.int64), rng, 16, (0.5, 1.0))
     assert crop.shape == (16, 16, 3) and len(shown) == 0
-
-
-def test_shape_swapped_caption_changes_one_shape_keeps_colours_and_never_names_a_novel_class() -> None:
-    rng = np.random.default_rng(0)
-    text = "a photo of a red circle and blue square."
-    named = (class_index("red circle"), class_index("blue square"))
-    seen = set()
-    for _ in range(200):
-        negative = shape_swapped_caption(text, named, rng, BASE_INDICES)
-        assert negative is not None
-        negative_text, negative_named = negative
-        changed = set(negative_named) - set(named)
-        assert len(changed) == 1 and len(set(named) - set(negative_named)) == 1
-        (new,) = changed
-        (old,) = set(named) - set(negative_named)
-        # Same colour, another shape; the caption reads as the original but for that one name.
-        assert new // len(SHAPES) == old // len(SHAPES) and new != old
-        assert negative_text == text.replace(CLASS_NAMES[old], CLASS_NAMES[new])
-        assert new in BASE_INDICES and not any(novel in negative_text for novel in NOVEL_CLASSES)
-        seen.add(new)
-    # "red star" is novel: never offered as a swap for the red circle.
-    assert class_index("red star") not in seen and len(seen) >= 6
-    # A colour whose every base shape is already named has nothing to swap to.
-    every_white = tuple(c for c in BASE_INDICES if CLASS_NAMES[c].startswith("white"))
-    listed = ", ".join(CLASS_NAMES[c] for c in every_white)
-    assert shape_swapped_caption(listed, every_white, rng, BASE_INDICES) is None
-
-
-def test_scene_level_clip_step_with_shape_negatives_lowers_the_loss_and_adds_the_negatives(scenes) -> None:
-    torch.manual_seed(0)
-    clip = build_clip(CONFIG.clip).train()
-    tokenizer = build_tokenizer(CONFIG.clip)
-    index = np.array([0, 1, 2, 3, 4, 5, 0, 1])
-    calls: list[int] = []
-    original = clip.encode_text
-
-    def counting_encode_text(tokens):
-        calls.append(len(tokens))
-        return original(tokens)
-
-    clip.encode_text = counting_encode_text
-    before, after = lowered_by_one_step(
-        lambda rng: scene_clip_loss(clip, tokenizer, CONFIG, scenes, index, rng, (0.25, 1.0), shape_negatives=True),
-        clip.parameters())
-    assert after < before
-    # Every scene caption got its shape-swapped twin in the same text batch.
-    assert calls[0] == 2 * len(index)
-    plain = scene_clip_loss(clip, tokenizer, CONFIG, scenes, index, np.random.default_rng(0), (0.25, 1.0))
-    assert calls[-1] == len(index) and torch.isfinite(plain)
 
 
 def test_teacher_step_lowers_the_mask_loss(scenes) -> None:
