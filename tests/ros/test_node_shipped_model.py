@@ -62,11 +62,11 @@ def test_clicks_and_boxes_are_segmented_and_named(node, world):
         ious.append(iou(mask_from_instance(payload, 256, 256), mask))
         correct += payload.label == label
     print(f"shipped model through the node: mean IoU {np.mean(ious):.3f}, labels {correct}/{len(ious)}")
-    # Measured on this scene with the model shipped on 2026-12-01: mean IoU 0.68, worst 0.27 (a click on
-    # a partly hidden object), 5 of 8 labels (the model card: box mIoU 0.84, base accuracy 0.62).
-    # Deterministic scene and weights; the margins cover another torch build or BLAS.
+    # Measured on this scene with the model shipped on 2026-12-01 (CLIP at 128x128): mean IoU 0.69,
+    # 4 of 8 labels (the 64x64 release before it: 0.68, 5 of 8; the model card: box mIoU 0.865, base
+    # accuracy 0.66). Deterministic scene and weights; the margins cover another torch build or BLAS.
     assert np.mean(ious) >= 0.6 and min(ious) >= 0.2
-    assert correct >= 0.5 * len(ious)
+    assert correct >= 3, f"{correct} of {len(ious)} labels right"
 
 
 def test_text_query_finds_the_queried_object_and_only_queried_classes(node, world):
@@ -100,8 +100,8 @@ def test_text_query_finds_the_queried_object_and_only_queried_classes(node, worl
     assert matches, f"no '{wanted}' found; published: {[inst.label for inst in published]}"
     best = max(iou(mask_from_instance(inst, 256, 256), truth) for inst in matches)
     print(f"text query '{wanted}' through the node: best IoU with the object's true mask {best:.3f}")
-    # Measured on this frame with the predictor: IoU 0.93 (deterministic on a CPU); the bound leaves
-    # 0.13 for other torch builds and BLAS libraries.
+    # Measured on this frame through the node: IoU 0.91 (0.93 with the 64x64 release; deterministic on a
+    # CPU); the bound leaves 0.11 for other torch builds and BLAS libraries.
     assert best >= 0.8
 
 
