@@ -14,14 +14,14 @@ from torchvision.ops import roi_align
 from ovsam_model.modeling.clip_backbone import attention_pool_grid, trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.crops import crop_square
+from ovsam_model.synthetic.scenes import masks_to_boxes
 
 
 def mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """(x0, y0, x1, y1) of a boolean mask (x1, y1 exclusive); `fallback` when the mask is empty."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    if not mask.any():
         return np.asarray(fallback, dtype=np.float32)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+    return masks_to_boxes(mask[None])[0]
 
 
 def clip_crop_size(model: OVSAM) -> int:

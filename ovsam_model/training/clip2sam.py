@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ovsam_model.evaluation.baselines import image_crop_embeddings, mask_box
+from ovsam_model.evaluation.baselines import image_crop_embeddings
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
-from ovsam_model.synthetic.scenes import SceneSet
+from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import augment, normalise, sample_prompts
 from ovsam_model.training.losses import classification_loss, mask_losses
@@ -105,7 +105,7 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
             totals["bce"] += share * bce.item()
             totals["dice"] += share * dice.item()
             if crop_distill_weight > 0:
-                boxes = np.stack([mask_box(mask[0].numpy() > 0.5, np.zeros(4)) for mask in target_masks])
+                boxes = masks_to_boxes(target_masks[:, 0].numpy() > 0.5)
                 target = image_crop_embeddings(model, images[b], boxes)
                 distill = (1 - F.cosine_similarity(output.region_embedding, target, dim=-1)).mean()
                 loss = loss + share * crop_distill_weight * distill
