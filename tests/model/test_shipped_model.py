@@ -20,17 +20,17 @@ WEIGHTS = shipped_weights_dir("ovsam-shapes")
 SMALL_SET = 60  # scenes: 197 instances (101 novel), ~20 s on one core
 
 # Measured on this 60-scene set (HELD_OUT_SEED + 1) with the shipped weights: box mIoU 0.874 (the
-# teacher's 0.876), point mIoU 0.849, OV-SAM accuracy base 0.646 / novel 0.416; image crop 0.406 /
-# 0.277, feature crop 0.500 / 0.337 (the model card's 640-scene set: 0.657 / 0.479, 0.382 / 0.186,
-# 0.484 / 0.354; box mIoU 0.865, teacher 0.864).
+# teacher's 0.876), point mIoU 0.853, OV-SAM accuracy base 0.833 / novel 0.614; image crop 0.573 /
+# 0.426, feature crop 0.573 / 0.485 (the model card's 640-scene set: 0.786 / 0.642, 0.492 / 0.397,
+# 0.493 / 0.472; box mIoU 0.867, teacher 0.864).
 # The figures are deterministic for these weights; the margins below are for a retrain of the same
-# recipe: about 1.5 binomial standard errors of ~100 instances for the accuracies (0.05 at 0.6), and
-# the CLIP2SAM seed moved novel accuracy by 0.16 on the large set (seeds in the model card), which a
-# bound on 101 instances cannot follow.
+# recipe: about 1.5 binomial standard errors of ~100 instances for the accuracies (0.06 at 0.6), and
+# the CLIP2SAM seed moved novel accuracy by up to 0.16 on the large set (seeds in the model card),
+# which a bound on 101 instances cannot follow.
 MIN_BOX_MIOU = 0.84     # measured 0.874, margin 0.034
-MIN_POINT_MIOU = 0.82   # measured 0.849, margin 0.029
-MIN_ACC_BASE = 0.57     # measured 0.646, margin 0.076
-MIN_ACC_NOVEL = 0.34    # measured 0.416, margin 0.076
+MIN_POINT_MIOU = 0.82   # measured 0.853, margin 0.033
+MIN_ACC_BASE = 0.75     # measured 0.833, margin 0.083
+MIN_ACC_NOVEL = 0.53    # measured 0.614, margin 0.084
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +95,14 @@ def test_recognition_of_base_and_novel_classes(figures) -> None:
 
 
 def test_ovsam_names_objects_better_than_both_crop_baselines(figures) -> None:
-    """The paper's central result (measured gaps here: base 0.24 and 0.15, novel 0.14 and 0.08; the
+    """The paper's central result (measured gaps here: base 0.26 and 0.26, novel 0.19 and 0.13; the
     640-scene comparison with intervals is in the model card). The student's masks are level with
-    its teacher's: 0.865 vs 0.864 on the large set, 0.874 vs 0.876 on this one."""
+    its teacher's: 0.867 vs 0.864 on the large set, 0.874 vs 0.876 on this one."""
     baselines = figures["baselines"]
-    assert figures["acc_base"] > baselines["image_crop"]["acc_base"] + 0.1
-    assert figures["acc_base"] > baselines["feature_crop"]["acc_base"] + 0.05
-    assert figures["acc_novel"] > baselines["image_crop"]["acc_novel"] + 0.05
-    assert figures["acc_novel"] > baselines["feature_crop"]["acc_novel"]
+    assert figures["acc_base"] > baselines["image_crop"]["acc_base"] + 0.15
+    assert figures["acc_base"] > baselines["feature_crop"]["acc_base"] + 0.15
+    assert figures["acc_novel"] > baselines["image_crop"]["acc_novel"] + 0.1
+    assert figures["acc_novel"] > baselines["feature_crop"]["acc_novel"] + 0.05
     assert figures["box_miou"] >= baselines["image_crop"]["box_miou"] - 0.01  # the teacher's masks
 
 
