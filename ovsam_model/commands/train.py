@@ -10,8 +10,10 @@ layout (the shipped model is `--ship-to ovsam_model/weights/ovsam-shapes`).
 The CLIP stage and the teacher SAM do not depend on each other: with `--jobs 2` (the default on a
 machine with two or more cores, for --stage all) the teacher trains in a second process, one thread
 each, while this one trains CLIP; the later stages then use every thread. Small models on few cores
-gain more from two processes than from two threads in one. The teacher's output goes to
-DIR/teacher.log.
+gain more from two processes than from two threads in one. The teacher is the shorter of the two:
+once its process has exited, the CLIP stage takes every thread for its remaining steps (so its
+float sums, and its weights in the last digits, depend on when that happened; `--jobs 1` runs are
+the same every time). The teacher's output goes to DIR/teacher.log.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,6 +98,12 @@ class StageProcessError(RuntimeError):
     """The stage trained in the second process failed."""
 
 
+def threads_beside(process: subprocess.Popen, threads_alone: int) -> Callable[[], int]:
+    """A thread schedule (training.common.ThreadSchedule): one thread while `process` runs, then
+    `threads_alone`: the core it used is free once it has exited."""
+    return lambda: 1 if process.poll() is None else threads_alone
+
+
 def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> dict[str, Any]:
     """Every stage, the teacher in a second process while this one trains CLIP (see the module's docstring)."""
     import torch
@@ -118,7 +126,8 @@ def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> di
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_pipeline(config, out, seed=args.seed, stages=("clip",), settings=settings)
+        run_pipeline(config, out, seed=args.seed, stages=("clip",), settings=settings,
+                     clip_threads=threads_beside(teacher, threads))
     except BaseException:
         teacher.terminate()  # this process stops (an error, Ctrl-C): so does its helper
         teacher.wait()

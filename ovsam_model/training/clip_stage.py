@@ -20,7 +20,7 @@ from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES
 from ovsam_model.synthetic.crops import CropSet, caption, object_crops
 from ovsam_model.synthetic.scene_captions import scene_caption, scene_crop
 from ovsam_model.synthetic.scenes import SceneSet
-from ovsam_model.training.common import StageRun, seed_everything, train_loop
+from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import CROPS_STREAM, augment, normalise
 from ovsam_model.training.losses import multi_positive_contrastive
 
@@ -118,7 +118,8 @@ def _token_counter(tokenizer) -> Any:
 
 
 def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: Path, seed: int,
-               settings: ClipStageSettings) -> dict[str, Any]:
+               settings: ClipStageSettings, threads: ThreadSchedule | None = None) -> dict[str, Any]:
+    """Trains the CLIP model (see the module's docstring); `threads`: see `train_loop`."""
     if settings.data not in (SCENE_LEVEL, OBJECT_CROPS):
         raise ValueError(f"ClipStageSettings.data must be {SCENE_LEVEL!r} or {OBJECT_CROPS!r}, got {settings.data!r}")
     seed_everything(seed)
@@ -145,7 +146,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
         return {"contrastive": loss.item()}
 
     log = train_loop(run, "clip", settings.steps, {"clip": clip}, optimizer, settings.lr, step,
-                     data_rng=rng)
+                     data_rng=rng, threads=threads)
     clip.eval()
     log["data"] = settings.data
     # Top-1 on single-object crops of training scenes: what the image-crop baseline will rely on.

@@ -16,6 +16,10 @@ from tqdm import tqdm
 
 CHECKPOINT_EVERY_S = 60.0
 
+ThreadSchedule = Callable[[], int]
+"""Asked before every step: how many torch threads that step may use. A stage that shares the
+machine with another process takes one core while the other runs and every core once it ends."""
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -79,19 +83,23 @@ def train_loop(
     step_fn: Callable[[int], dict[str, float]],
     warmup: int = 50,
     data_rng: np.random.Generator | None = None,
+    threads: ThreadSchedule | None = None,
 ) -> dict[str, Any]:
     """Runs `step_fn(step)` for `steps` steps with a cosine learning rate, saving a checkpoint every
     minute so an interrupted run resumes where it stopped (torch's and `data_rng`'s states included,
-    so a resumed run draws the same batches). `step_fn` returns named loss values.
-    Returns a log: first/last loss averages and the wall time."""
+    so a resumed run draws the same batches). `step_fn` returns named loss values. With `threads`,
+    each step runs with the number of torch threads it returns (changes are logged).
+    Returns a log: first/last loss averages, the wall time and the thread changes."""
     run.directory.mkdir(parents=True, exist_ok=True)
     start_step, history, elapsed_before = 0, [], 0.0
+    thread_changes: list[tuple[int, int]] = []
     if run.checkpoint_path.is_file():
         state = torch.load(run.checkpoint_path, map_location="cpu", weights_only=True)
         for key, module in modules.items():
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])
         start_step, history, elapsed_before = state["step"], state["history"], state["elapsed"]
+        thread_changes = [tuple(change) for change in state.get("thread_changes", [])]
         torch.set_rng_state(state["torch_rng"])
         if data_rng is not None and state.get("data_rng") is not None:
             data_rng.bit_generator.state = state["data_rng"]
@@ -100,6 +108,12 @@ def train_loop(
     last_save = started
     bar = tqdm(range(start_step, steps), desc=name, initial=start_step, total=steps, dynamic_ncols=True)
     for step in bar:
+        if threads is not None:
+            wanted = threads()
+            if wanted != torch.get_num_threads():
+                torch.set_num_threads(wanted)
+                thread_changes.append((step, wanted))
+                bar.write(f"[{name}] {wanted} thread(s) from step {step}")
         lr = cosine_lr(step, steps, base_lr, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -114,6 +128,7 @@ def train_loop(
                 "optimizer": optimizer.state_dict(),
                 "step": step + 1,
                 "history": history,
+                "thread_changes": thread_changes,
                 "elapsed": elapsed_before + now - started,
                 "torch_rng": torch.get_rng_state(),
                 "data_rng": data_rng.bit_generator.state if data_rng is not None else None,
@@ -131,4 +146,5 @@ def train_loop(
         "wall_time_s": elapsed_before + time.monotonic() - started,
         "loss_first": summary(history[:window]),
         "loss_last": summary(history[-window:]),
+        "thread_changes": thread_changes,
     }

@@ -12,7 +12,7 @@ from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.ovsam import OVSAM, build_model
 from ovsam_model.training.clip2sam import Clip2SamStageSettings, train_clip2sam
 from ovsam_model.training.clip_stage import ClipStageSettings, train_clip
-from ovsam_model.training.common import StageRun, seed_everything
+from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything
 from ovsam_model.training.data import training_scenes
 from ovsam_model.training.distill import DistillStageSettings, train_distill
 from ovsam_model.training.teacher import TeacherStageSettings, load_teacher, train_teacher
@@ -57,9 +57,11 @@ def assemble_model(config: OVSAMConfig, out_dir: Path, upto: str = "clip2sam") -
 
 
 def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, stages: tuple[str, ...] = STAGES,
-                 force: bool = False, settings: PipelineSettings | None = None) -> dict[str, Any]:
+                 force: bool = False, settings: PipelineSettings | None = None,
+                 clip_threads: ThreadSchedule | None = None) -> dict[str, Any]:
     """Runs `stages` in order into `out_dir`; returns {stage: log}. A finished stage is skipped
-    (its log reused) unless `force`; an interrupted one resumes from its checkpoint."""
+    (its log reused) unless `force`; an interrupted one resumes from its checkpoint. `clip_threads`:
+    the CLIP stage's threads per step (see `train_loop`), for a CLIP stage beside another process."""
     config = get_config(config) if isinstance(config, str) else config
     settings = settings or PipelineSettings()
     out_dir = Path(out_dir)
@@ -82,7 +84,7 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
         if force and run.directory.exists():
             shutil.rmtree(run.directory)
         if stage == "clip":
-            logs[stage] = train_clip(config, scenes, run, data_dir, seed, settings.clip)
+            logs[stage] = train_clip(config, scenes, run, data_dir, seed, settings.clip, threads=clip_threads)
         elif stage == "teacher":
             logs[stage] = train_teacher(config, scenes, run, seed, settings.teacher)
         elif stage == "distill":

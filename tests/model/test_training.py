@@ -234,3 +234,43 @@ def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatc
         run(stop_at=3)
     assert (tmp_path / "stage" / "checkpoint.pt").is_file()
     assert run(stop_at=None) == reference[3:]  # resumed at step 3 with the data stream where it was
+
+
+def test_a_thread_schedule_sets_each_steps_threads_and_is_logged(tmp_path) -> None:
+    from ovsam_model.training import common
+
+    module = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    schedule = iter([1, 1, 2, 2, 2])
+    seen: list[int] = []
+
+    def step(i: int) -> dict[str, float]:
+        seen.append(torch.get_num_threads())
+        return {"loss": 0.0}
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        log = common.train_loop(common.StageRun(tmp_path / "stage"), "t", 5, {"m": module}, optimizer, 1e-2, step,
+                                warmup=1, threads=lambda: next(schedule))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1, 2, 2, 2]
+    assert log["thread_changes"] == [(2, 2)]
+
+
+def test_the_clip_stage_takes_every_thread_once_the_teacher_process_has_exited() -> None:
+    import subprocess
+    import sys
+
+    from ovsam_model.commands.train import threads_beside
+
+    # A stand-in for the teacher's process that runs until its stdin closes.
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    schedule = threads_beside(process, 2)
+    try:
+        assert schedule() == 1
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+    assert schedule() == 2
