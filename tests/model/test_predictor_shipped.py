@@ -71,8 +71,8 @@ def test_box_prompts_segment_and_name_the_object(predictor: OVSAMPredictor) -> N
     # Measured 0.811 (60 of 74) and box mIoU 0.879 with the model shipped on 2026-12-02 (CLIP layers
     # [1,1,3,3], docs/model-card-ovsam-shapes.md: base accuracy 0.768 on 1,127 held-out base objects,
     # novel 0.714; the weights before these, same recipe: 0.784 here; the 128x128 release: 0.622 here
-    # and 0.657 there; the object-crop release 0.8 here). Deterministic scenes and weights: the margin covers a few objects flipping under another
-    # torch build or CPU kernel.
+    # and 0.657 there; the object-crop release 0.8 here). Deterministic scenes and weights: the margin
+    # covers a few objects flipping under another torch build or CPU kernel.
     assert np.mean(correct) > 0.70, f"box label accuracy {np.mean(correct):.3f}"
 
 
