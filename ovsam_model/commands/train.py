@@ -25,7 +25,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ovsam_model.training.common import ThreadSchedule
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,9 +101,9 @@ class StageProcessError(RuntimeError):
     """The stage trained in the second process failed."""
 
 
-def threads_beside(process: subprocess.Popen, threads_alone: int) -> Callable[[], int]:
-    """A thread schedule (training.common.ThreadSchedule): one thread while `process` runs, then
-    `threads_alone`: the core it used is free once it has exited."""
+def threads_beside(process: subprocess.Popen, threads_alone: int) -> "ThreadSchedule":
+    """One thread while `process` runs, then `threads_alone`: the core it used is free once it has
+    exited."""
     return lambda: 1 if process.poll() is None else threads_alone
 
 
