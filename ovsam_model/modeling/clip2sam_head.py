@@ -100,12 +100,13 @@ class CLIP2SAMHead(nn.Module):
 
     def region_embedding(
         self,
-        pyramid: Sequence[Tensor],
+        pyramid: Sequence[Tensor | None],
         strides: Sequence[int],
         boxes: Tensor,
         output_size: int,
         finest_scale: float,
+        image_index: Tensor | None = None,
     ) -> Tensor:
-        """Region embeddings [N, text_dim]: RoIAlign on the FPN, roi_conv, spatial mean."""
-        pooled = pool_regions(pyramid, strides, boxes, output_size, finest_scale)
+        """Region embeddings [N, text_dim]: RoIAlign on the FPN, roi_conv, spatial mean (see `pool_regions`)."""
+        pooled = pool_regions(pyramid, strides, boxes, output_size, finest_scale, image_index)
         return self.roi_conv(pooled).mean(dim=(-2, -1))

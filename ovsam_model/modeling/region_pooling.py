@@ -1,7 +1,8 @@
 """From a predicted mask to a pooled region feature: mask box, pyramid level, RoIAlign.
 
 The released model recognises a prompt from the box around its own predicted mask, pooled from
-the FPN level that mmdet's SingleRoIExtractor would pick for a box of that size.
+the FPN level that mmdet's SingleRoIExtractor would pick for a box of that size. Training pools the
+boxes of many images at once (`image_index`).
 """
 from __future__ import annotations
 
@@ -49,31 +50,40 @@ def box_levels(boxes: Tensor, finest_scale: float, num_levels: int) -> Tensor:
 
 
 def pool_regions(
-    pyramid: Sequence[Tensor],
+    pyramid: Sequence[Tensor | None],
     strides: Sequence[int],
     boxes: Tensor,
     output_size: int,
     finest_scale: float,
+    image_index: Tensor | None = None,
 ) -> Tensor:
-    """RoIAlign features [N, C, output_size, output_size] of one image's boxes (input pixels).
+    """RoIAlign features [N, C, output_size, output_size] of boxes (input pixels).
 
-    `pyramid` holds batch-1 levels; each box is pooled from the level its size maps to
-    (aligned=True, adaptive sampling, as mmcv's RoIAlign defaults).
+    Each box is pooled from the level its size maps to (aligned=True, adaptive sampling, as mmcv's
+    RoIAlign defaults), in image `image_index[i]` of the levels' batch (default: image 0). A level may
+    be None when no box maps to it.
     """
+    present = [features for features in pyramid if features is not None]
+    if not present:
+        raise ValueError("the pyramid has no levels")
     num_boxes = boxes.shape[0]
-    channels = pyramid[0].shape[1]
-    pooled = pyramid[0].new_zeros((num_boxes, channels, output_size, output_size))
+    channels = present[0].shape[1]
+    pooled = present[0].new_zeros((num_boxes, channels, output_size, output_size))
     if num_boxes == 0:
         return pooled
-    boxes = boxes.to(pyramid[0].dtype)
+    boxes = boxes.to(present[0].dtype)
+    if image_index is None:
+        image_index = boxes.new_zeros(num_boxes)
     levels = box_levels(boxes, finest_scale, len(pyramid))
     for level, (features, stride) in enumerate(zip(pyramid, strides)):
         selected = torch.nonzero(levels == level, as_tuple=False).flatten()
         if selected.numel() == 0:
             continue
-        rois = torch.cat([boxes.new_zeros((selected.numel(), 1)), boxes[selected]], dim=1)
+        if features is None:
+            raise ValueError(f"{selected.numel()} box(es) map to pyramid level {level}, which was not given")
+        rois = torch.cat([image_index[selected, None].to(boxes.dtype), boxes[selected]], dim=1)
         pooled[selected] = roi_align(
-            features[0:1],
+            features,
             rois,
             output_size=(output_size, output_size),
             spatial_scale=1.0 / stride,
@@ -81,4 +91,3 @@ def pool_regions(
             aligned=True,
         )
     return pooled
-

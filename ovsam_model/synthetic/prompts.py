@@ -25,7 +25,10 @@ def random_interior_point(mask: np.ndarray, rng: np.random.Generator, margin: fl
 
 
 def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float, limit: float) -> np.ndarray:
-    """Moves each side by a normal offset of `amount` x the box side, at most `limit` pixels."""
-    w, h = box[2] - box[0], box[3] - box[1]
-    noise = rng.normal(0, amount, size=4) * np.array([w, h, w, h])
+    """Moves each side by a normal offset of `amount` x the box side, at most `limit` pixels.
+
+    `box` is one box [4] or a stack [..., 4] (x1, y1, x2, y2), each box jittered on its own."""
+    box = np.asarray(box)
+    w, h = box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]
+    noise = rng.normal(0, amount, size=box.shape) * np.stack([w, h, w, h], axis=-1)
     return (box + np.clip(noise, -limit, limit)).astype(np.float32)

@@ -42,16 +42,25 @@ def normalise(images: np.ndarray, config: OVSAMConfig) -> Tensor:
     return (x - mean) / std
 
 
+DIHEDRAL_VARIANTS = 8  # the square's symmetries: four quarter turns, each with or without a flip
+
+
+def dihedral(array: np.ndarray, variant: int) -> np.ndarray:
+    """One of the 8 flips / quarter turns of an image or map ([H, W, ...]): `variant % 4` counter-clockwise
+    quarter turns, then a left-right flip when `variant >= 4`. Variant 0 is the array itself."""
+    if not 0 <= variant < DIHEDRAL_VARIANTS:
+        raise ValueError(f"variant must be in 0..{DIHEDRAL_VARIANTS - 1}, got {variant}")
+    turned = np.rot90(array, variant % 4)
+    return turned[:, ::-1] if variant >= 4 else turned
+
+
 def augment(images: np.ndarray, maps: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The same random flip / quarter turn for each image and its instance map (shapes stay shapes)."""
     out_images, out_maps = images.copy(), maps.copy()
     for i in range(len(images)):
-        k = int(rng.integers(4))
-        flip = bool(rng.integers(2))
-        img, m = np.rot90(images[i], k), np.rot90(maps[i], k)
-        if flip:
-            img, m = img[:, ::-1], m[:, ::-1]
-        out_images[i], out_maps[i] = img, m
+        turns = int(rng.integers(4))
+        variant = turns + 4 * int(rng.integers(2))
+        out_images[i], out_maps[i] = dihedral(images[i], variant), dihedral(maps[i], variant)
     return out_images, out_maps
 
 

@@ -66,3 +66,41 @@ def test_fpn_top_down_nearest_sum() -> None:
     assert [tuple(o.shape) for o in outputs] == [(1, 2, 16, 16), (1, 2, 8, 8), (1, 2, 4, 4), (1, 2, 2, 2)]
     for got, want in zip(outputs, expected):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_fpn_from_a_coarser_level_gives_the_whole_pyramids_coarser_outputs() -> None:
+    torch.manual_seed(0)
+    fpn = FPN([3, 4, 5, 6], 2)
+    levels = [torch.randn(2, c, s, s) for c, s in zip([3, 4, 5, 6], [16, 8, 4, 2])]
+    whole = fpn(levels)
+    for first in (1, 2, 3):
+        partial = fpn(levels[first:], first=first)
+        assert len(partial) == 4 - first
+        for got, want in zip(partial, whole[first:]):
+            assert torch.allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="from level 2"):
+        fpn(levels, first=2)
+
+
+def test_boxes_of_a_batch_are_pooled_from_their_own_image() -> None:
+    torch.manual_seed(0)
+    strides = (4, 8, 16, 32)
+    pyramid = [torch.randn(3, 6, 256 // s, 256 // s) for s in strides]
+    boxes = torch.tensor([[10.0, 12.0, 60.0, 50.0], [0.0, 0.0, 250.0, 256.0], [40.0, 30.0, 170.0, 160.0]])
+    image_index = torch.tensor([2, 0, 1])
+    pooled = pool_regions(pyramid, strides, boxes, output_size=7, finest_scale=56, image_index=image_index)
+    for index, image in enumerate(image_index.tolist()):
+        one = pool_regions([level[image : image + 1] for level in pyramid], strides, boxes[index : index + 1],
+                           output_size=7, finest_scale=56)
+        assert torch.allclose(pooled[index], one[0])
+    # The images differ, so pooling from the wrong one would show.
+    wrong = pool_regions(pyramid, strides, boxes, output_size=7, finest_scale=56)
+    assert not torch.allclose(pooled[0], wrong[0])
+
+
+def test_a_box_mapping_to_an_absent_level_is_an_error() -> None:
+    pyramid = [None, None, None, torch.ones(1, 2, 8, 8)]
+    big = torch.tensor([[0.0, 0.0, 200.0, 200.0]])
+    assert pool_regions(pyramid, (4, 8, 16, 32), big, output_size=3, finest_scale=4).shape == (1, 2, 3, 3)
+    with pytest.raises(ValueError, match="level 1, which was not given"):
+        pool_regions(pyramid, (4, 8, 16, 32), torch.tensor([[0.0, 0.0, 10.0, 10.0]]), output_size=3, finest_scale=4)

@@ -121,3 +121,15 @@ def test_moving_world_renders_camera_sized_frames_and_knows_what_is_hidden() -> 
     fractions = crowded.visible_fractions(0)
     assert fractions[-1] == 1.0  # the last object is drawn on top of the others
     assert min(fractions) < 0.9  # seed 7 starts with its objects overlapping
+
+
+def test_a_stack_of_boxes_is_jittered_box_by_box() -> None:
+    boxes = np.array([[10.0, 20.0, 90.0, 100.0], [0.0, 5.0, 40.0, 30.0], [50.0, 50.0, 52.0, 60.0]], np.float32)
+    together = jitter_box(boxes, np.random.default_rng(3), amount=0.2, limit=6.0)
+    rng = np.random.default_rng(3)
+    one_by_one = np.stack([jitter_box(box, rng, amount=0.2, limit=6.0) for box in boxes])
+    assert together.shape == (3, 4) and together.dtype == np.float32
+    assert np.array_equal(together, one_by_one)
+    assert 0 < np.abs(together - boxes).max() <= 6.0 + 1e-4
+    # The offset scales with each box's own side: the 2 px wide box barely moves sideways.
+    assert np.abs(together[2, [0, 2]] - boxes[2, [0, 2]]).max() < 2.0

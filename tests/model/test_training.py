@@ -24,6 +24,7 @@ from ovsam_model.training.clip2sam import (
     trainable_parameters,
 )
 from ovsam_model.training.clip_stage import clip_loss, crop_size, scene_clip_loss
+from ovsam_model.training.data import DIHEDRAL_VARIANTS, augment, dihedral
 from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher, teacher_embeddings
 from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
 from ovsam_model.training.teacher import TeacherSAM, teacher_loss
@@ -35,6 +36,22 @@ CONFIG = get_config("ovsam-shapes")
 @pytest.fixture(scope="module")
 def scenes():
     return generate_scene_set(6, seed=(99, 1), classes=BASE_INDICES)
+
+
+def test_the_eight_dihedral_variants_are_the_squares_symmetries_and_augment_draws_from_them() -> None:
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    variants = [dihedral(image, v) for v in range(DIHEDRAL_VARIANTS)]
+    assert np.array_equal(variants[0], image)
+    assert np.array_equal(variants[1], np.rot90(image))
+    assert np.array_equal(variants[4], image[:, ::-1])
+    assert len({v.tobytes() for v in variants}) == 8
+    with pytest.raises(ValueError, match="0..7"):
+        dihedral(image, 8)
+    images = np.stack([image] * 16)
+    augmented, maps = augment(images, images[..., 0], np.random.default_rng(0))
+    drawn = {next(v for v in range(8) if np.array_equal(a, variants[v])) for a in augmented}
+    assert len(drawn) > 3
+    assert all(np.array_equal(m, a[..., 0]) for a, m in zip(augmented, maps))
 
 
 def lowered_by_one_step(loss_fn, parameters, lr: float = 1e-3) -> tuple[float, float]:
