@@ -1,6 +1,6 @@
 """`ovsam-model train`: the shipped model's training, stage by stage (see ovsam_model.training).
 
-    ovsam-model train --out DIR [--stage all|clip|teacher|distill|clip2sam] [--seed N] [--force]
+    ovsam-model train --out DIR [--stage all|clip|teacher|distill|clip2sam|recognition] [--seed N] [--force]
                       [--ship-to DIR] [--threads N] [--jobs N] [--quick] [--clip-data scenes|object_crops]
 
 A stage whose result exists in DIR is skipped unless --force; an interrupted stage resumes from
@@ -13,7 +13,9 @@ each, while this one trains CLIP; the later stages then use every thread. Small 
 gain more from two processes than from two threads in one. The teacher is the shorter of the two:
 once its process has exited, the CLIP stage takes every thread for its remaining steps (so its
 float sums, and its weights in the last digits, depend on when that happened; `--jobs 1` runs are
-the same every time). The teacher's output goes to DIR/teacher.log.
+the same every time). The teacher's output goes to DIR/teacher.log. The last stage, recognition,
+trains the FPN and RoI projection again on CLIP features it computes once (about 2 GB of memory
+for the shipped model's 4,000 scenes; see ovsam_model.training.recognition).
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train the ovsam-shapes model on the synthetic shapes world")
     parser.add_argument("--out", required=True, help="run directory: data cache, per-stage checkpoints and results")
-    parser.add_argument("--stage", default="all", choices=["all", "clip", "teacher", "distill", "clip2sam"],
+    parser.add_argument("--stage", default="all",
+                        choices=["all", "clip", "teacher", "distill", "clip2sam", "recognition"],
                         help="which stage to run (default: all, in order)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     parser.add_argument("--model", default="ovsam-shapes", help="model configuration (default: ovsam-shapes)")
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for stage, log in logs.items():
         print(f"  {stage:<9} {log.get('wall_time_s', 0):7.0f} s")
     if args.ship_to:
-        if not stage_run(Path(args.out), "clip2sam").is_done():
+        if not stage_run(Path(args.out), STAGES[-1]).is_done():
             print("error: --ship-to needs every stage finished; run with --stage all", file=sys.stderr)
             return 1
         from ovsam_model.training.ship import ship

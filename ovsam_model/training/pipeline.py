@@ -15,9 +15,10 @@ from ovsam_model.training.clip_stage import ClipStageSettings, train_clip
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything
 from ovsam_model.training.data import training_scenes
 from ovsam_model.training.distill import DistillStageSettings, train_distill
+from ovsam_model.training.recognition import RecognitionStageSettings, train_recognition
 from ovsam_model.training.teacher import TeacherStageSettings, load_teacher, train_teacher
 
-STAGES = ("clip", "teacher", "distill", "clip2sam")
+STAGES = ("clip", "teacher", "distill", "clip2sam", "recognition")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class PipelineSettings:
     teacher: TeacherStageSettings = field(default_factory=TeacherStageSettings)
     distill: DistillStageSettings = field(default_factory=DistillStageSettings)
     clip2sam: Clip2SamStageSettings = field(default_factory=Clip2SamStageSettings)
+    recognition: RecognitionStageSettings = field(default_factory=RecognitionStageSettings)
 
     @classmethod
     def quick(cls) -> "PipelineSettings":
@@ -34,25 +36,30 @@ class PipelineSettings:
         return cls(num_scenes=64, clip=ClipStageSettings(steps=4, batch_size=32),
                    teacher=TeacherStageSettings(steps=3, images_per_step=2, prompts_per_image=4),
                    distill=DistillStageSettings(steps=3, batch_size=4, cache_scenes=16),
-                   clip2sam=Clip2SamStageSettings(steps=3, images_per_step=2, prompts_per_image=4))
+                   clip2sam=Clip2SamStageSettings(steps=3, images_per_step=2, prompts_per_image=4),
+                   recognition=RecognitionStageSettings(steps=3, boxes_per_step=8, variants=2))
 
 
 def stage_run(out_dir: Path, stage: str) -> StageRun:
     return StageRun(out_dir / stage)
 
 
-def assemble_model(config: OVSAMConfig, out_dir: Path, upto: str = "clip2sam") -> OVSAM:
+def assemble_model(config: OVSAMConfig, out_dir: Path, upto: str = STAGES[-1]) -> OVSAM:
     """The library's model with the weights of every finished stage up to `upto`."""
     model = build_model(config)
     model.clip.load_state_dict(stage_run(out_dir, "clip").load_final()["clip"])
     if STAGES.index(upto) >= STAGES.index("distill"):
         model.neck_student.load_state_dict(stage_run(out_dir, "distill").load_final()["neck_student"])
-    if upto == "clip2sam":
+    if STAGES.index(upto) >= STAGES.index("clip2sam"):
         teacher = load_teacher(config, stage_run(out_dir, "teacher"))
         model.prompt_encoder.load_state_dict(teacher.prompt_encoder.state_dict())
         final = stage_run(out_dir, "clip2sam").load_final()
         model.mask_decoder.load_state_dict(final["mask_decoder"])
         model.fpn_neck.load_state_dict(final["fpn_neck"])
+    if upto == "recognition":
+        final = stage_run(out_dir, "recognition").load_final()
+        model.fpn_neck.load_state_dict(final["fpn_neck"])
+        model.mask_decoder.roi_conv.load_state_dict(final["roi_conv"])
     return model.eval()
 
 
@@ -94,11 +101,14 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
             model = assemble_model(config, out_dir, upto="clip")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
             logs[stage] = train_distill(model, teacher, scenes, run, seed, settings.distill)
-        else:
+        elif stage == "clip2sam":
             seed_everything(seed)  # the FPN's and roi_conv's initial weights, as for distill
             model = assemble_model(config, out_dir, upto="distill")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
             logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam)
+        else:
+            model = assemble_model(config, out_dir, upto="clip2sam")
+            logs[stage] = train_recognition(model, scenes, run, seed, settings.recognition)
         print(f"[{stage}] {logs[stage].get('wall_time_s', 0):.0f} s; "
               f"loss {logs[stage].get('loss_first')} -> {logs[stage].get('loss_last')}")
     (out_dir / "training_log.json").write_text(json.dumps(logs, indent=2))

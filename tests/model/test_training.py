@@ -170,9 +170,9 @@ def test_clip2sam_crop_distillation_adds_its_term_only_when_weighted(scenes) -> 
 def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path) -> None:
     out = tmp_path / "run"
     logs = run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
-    assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam"}
+    assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     finals = {stage: (out / stage / "final.pt").stat().st_mtime_ns
-              for stage in ("clip", "teacher", "distill", "clip2sam")}
+              for stage in ("clip", "teacher", "distill", "clip2sam", "recognition")}
     run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert finals == {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in finals}
 
@@ -181,6 +181,13 @@ def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path)
     from ovsam_model.training.teacher import load_teacher
 
     model = assemble_model(CONFIG, out)
+    # The recognition stage's FPN and roi_conv replace the joint stage's; its decoder stays.
+    recognition, joint = stage_run(out, "recognition").load_final(), stage_run(out, "clip2sam").load_final()
+    assert all(torch.equal(v, model.fpn_neck.state_dict()[k]) for k, v in recognition["fpn_neck"].items())
+    assert all(torch.equal(v, model.mask_decoder.roi_conv.state_dict()[k]) for k, v in recognition["roi_conv"].items())
+    assert not torch.equal(recognition["roi_conv"]["0.conv.weight"], joint["mask_decoder"]["roi_conv.0.conv.weight"])
+    assert all(torch.equal(v, model.mask_decoder.mask_decoder.state_dict()[k.removeprefix("mask_decoder.")])
+               for k, v in joint["mask_decoder"].items() if k.startswith("mask_decoder."))
     written = ship(model, load_teacher(CONFIG, stage_run(out, "teacher")), tmp_path / "shipped")
     loaded = build_model(CONFIG)
     report = load_weights(loaded, tmp_path / "shipped", strict=True)
@@ -206,10 +213,11 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     teacher_log = (tmp_path / "run" / "teacher.log").read_text()
     assert "[teacher]" in teacher_log and "[clip]" not in teacher_log
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam"} and logs["teacher"]["steps"] == 3
+    assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
+    assert logs["teacher"]["steps"] == 3
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
-    assert capsys.readouterr().out.count("done already") == 4
+    assert capsys.readouterr().out.count("done already") == 5
 
 
 def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path, capsys) -> None:
@@ -217,7 +225,7 @@ def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path,
 
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "1"]) == 0
     assert "training in process" not in capsys.readouterr().out
-    assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "clip2sam" / "final.pt").is_file()
+    assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "recognition" / "final.pt").is_file()
 
 
 def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
