@@ -24,6 +24,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +167,9 @@ def train_recognition(model: OVSAM, scenes: SceneSet, run: StageRun, seed: int,
                       settings: RecognitionStageSettings) -> dict[str, Any]:
     seed_everything(seed)
     model.eval()
+    started = time.monotonic()
     regions = cache_regions(model, scenes, settings.variants, settings.first_level)
+    caching_s = time.monotonic() - started
     text = class_text_embeddings(model, list(BASE_CLASSES))
     trained = recognition_modules(model, settings.first_level)
     reset_recognition(trained)
@@ -186,8 +189,10 @@ def train_recognition(model: OVSAM, scenes: SceneSet, run: StageRun, seed: int,
                      {"fpn_neck": model.fpn_neck, "roi_conv": model.mask_decoder.roi_conv}, optimizer, settings.lr,
                      step, data_rng=rng)
     model.eval()
+    # The stage's wall time includes computing the features (the training loop's alone is kept too).
     log.update(boxes=len(regions.labels), boxes_left_out=regions.left_out,
-               cached_images=int(regions.levels[0].shape[0]))
+               cached_images=int(regions.levels[0].shape[0]), feature_caching_s=caching_s,
+               training_loop_s=log["wall_time_s"], wall_time_s=log["wall_time_s"] + caching_s)
     run.save_final({"fpn_neck": model.fpn_neck.state_dict(), "roi_conv": model.mask_decoder.roi_conv.state_dict()},
                    log)
     return log

@@ -124,6 +124,7 @@ def test_the_stage_starts_the_head_afresh_and_logs_what_it_trained_on(scenes, tm
     log = train_recognition(model, scenes, StageRun(tmp_path / "recognition"), seed=4,
                             settings=RecognitionStageSettings(steps=3, boxes_per_step=8, variants=2))
     assert log["steps"] == 3 and log["cached_images"] == 2 * len(scenes)
+    assert log["wall_time_s"] == pytest.approx(log["feature_caching_s"] + log["training_loop_s"])
     assert log["boxes"] + log["boxes_left_out"] == 2 * int((scenes.labels >= 0).sum())
     assert all(torch.equal(v, model.mask_decoder.mask_decoder.state_dict()[k]) for k, v in decoder.items())
     assert torch.equal(model.fpn_neck.lateral_convs[2].conv.weight, finer)
