@@ -38,11 +38,15 @@ from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.modeling.region_pooling import box_levels
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.prompts import jitter_box
-from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
+from ovsam_model.synthetic.scenes import Scene, SceneSet
 from ovsam_model.training.clip2sam import BACKGROUND_WEIGHT, class_text_embeddings
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import DIHEDRAL_VARIANTS, dihedral, normalise
 from ovsam_model.training.losses import classification_loss
+
+# A class index (into CLASS_NAMES) -> its column among the base classes' logits (-1: not a base class).
+BASE_POSITION = torch.full((max(BASE_INDICES) + 1,), -1, dtype=torch.long)
+BASE_POSITION[torch.tensor(BASE_INDICES)] = torch.arange(len(BASE_INDICES))
 
 
 @dataclass
@@ -88,14 +92,13 @@ def cache_regions(model: OVSAM, scenes: SceneSet, variants: int, first_level: in
     boxes, labels, image = [], [], []
     for variant in range(variants):
         for i in range(count):
-            scene_labels = scenes.labels[i][scenes.labels[i] >= 0]
-            if len(scene_labels) == 0:
+            scene = scenes.scene(i)
+            if len(scene.labels) == 0:
                 continue
-            instance_map = dihedral(scenes.instance_maps[i], variant)
-            masks = instance_map[None] == np.arange(1, len(scene_labels) + 1, dtype=instance_map.dtype)[:, None, None]
-            boxes.append(masks_to_boxes(masks).astype(np.float32) * scale)
-            labels.append(scene_labels)
-            image.append(np.full(len(scene_labels), variant * count + i))
+            turned = Scene(scene.image, dihedral(scene.instance_map, variant), scene.labels)
+            boxes.append(turned.boxes * scale)
+            labels.append(scene.labels)
+            image.append(np.full(len(scene.labels), variant * count + i))
     # The features go into tensors allocated once, and nothing else that lasts is allocated between
     # batches: small lasting allocations between the trunk's large passing ones fragment glibc's heap
     # (the process held 12.7 GB for 2.1 GB of features when the boxes were gathered here too).
@@ -135,8 +138,6 @@ def recognition_loss(model: OVSAM, regions: RegionSet, text: Tensor, index: Tens
                      box_jitter: float, box_jitter_limit: float) -> Tensor:
     """Cross-entropy over the base classes (+ background, weighted down as in the paper) of the
     region embeddings of the boxes `index`."""
-    to_base = torch.full((int(max(BASE_INDICES)) + 1,), -1, dtype=torch.long)
-    to_base[torch.tensor(BASE_INDICES)] = torch.arange(len(BASE_INDICES))
     images, local_index = torch.unique(regions.image[index], return_inverse=True)
     levels = [level[images].float() for level in regions.levels]
     pyramid = [None] * regions.first_level + list(model.fpn_neck(levels, first=regions.first_level))
@@ -145,7 +146,7 @@ def recognition_loss(model: OVSAM, regions: RegionSet, text: Tensor, index: Tens
         pyramid, model.config.backbone_strides, boxes, output_size=model.config.roi_output_size,
         finest_scale=model.config.roi_finest_scale, image_index=local_index,
     )
-    return classification_loss(model.classify(embedding, text), to_base[regions.labels[index]], BACKGROUND_WEIGHT)
+    return classification_loss(model.classify(embedding, text), BASE_POSITION[regions.labels[index]], BACKGROUND_WEIGHT)
 
 
 def recognition_modules(model: OVSAM, first_level: int) -> list[torch.nn.Module]:
