@@ -81,8 +81,8 @@ class CLIP2SAMHead(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Mask logits [N, 1, 4h, 4w] and the label token's embedding [N, text_dim] for N prompts.
 
-        `image_embedding` and `image_pe` are one image's ([1, C, h, w]); the prompts are a batch.
-        """
+        `image_pe` is [1, C, h, w]; `image_embedding` is one image's ([1, C, h, w]) or each prompt's
+        own ([N, C, h, w], for prompts on several images)."""
         num_prompts = sparse_prompt_embeddings.shape[0]
         # Token order matters for the trained weights: label token, mask tokens, then prompts.
         output_tokens = torch.cat([self.label_token.weight, self.mask_decoder.mask_tokens.weight], dim=0)

@@ -201,21 +201,36 @@ class OVSAM(nn.Module):
         points: Tensor | None = None,
         point_labels: Tensor | None = None,
         boxes: Tensor | None = None,
+        image_index: Tensor | None = None,
     ) -> DecoderOutput:
-        """Masks and region embeddings for N prompts on one image.
+        """Masks and region embeddings for N prompts on one image, or on a batch of images.
 
         points [N, P, 2] and boxes [N, 4] are in network-input pixels (original pixels x scale);
         point_labels [N, P]: 1 foreground, 0 background, -1 padding. With both, prompt i is
-        points[i] together with boxes[i].
+        points[i] together with boxes[i]. With `image_index` [N], prompt i is on image
+        image_index[i] of a batch of features; without it the features must be one image's.
+        Each prompt's outputs are those of decoding it alone on its image.
         """
-        if features.embedding.shape[0] != 1:
-            raise ValueError(
-                f"decode works on one image's features, got a batch of {features.embedding.shape[0]}; "
-                f"use features.select(i)"
-            )
         sparse, dense = self.encode_prompts(points, point_labels, boxes)
+        batch = features.embedding.shape[0]
+        if image_index is None:
+            if batch != 1:
+                raise ValueError(
+                    f"decode works on one image's features, got a batch of {batch}; "
+                    f"use features.select(i) or give each prompt's image_index"
+                )
+            embedding = features.embedding
+        else:
+            image_index = torch.as_tensor(image_index, dtype=torch.long, device=self.device)
+            if tuple(image_index.shape) != (sparse.shape[0],):
+                raise ValueError(f"image_index must be [N] = [{sparse.shape[0]}] (one image per prompt), "
+                                 f"got {tuple(image_index.shape)}")
+            if sparse.shape[0] and not 0 <= int(image_index.min()) <= int(image_index.max()) < batch:
+                raise ValueError(f"image_index must lie in 0..{batch - 1} (the features' batch), "
+                                 f"got {int(image_index.min())}..{int(image_index.max())}")
+            embedding = features.embedding[image_index]
         mask_logits, label_embedding = self.mask_decoder(
-            features.embedding, self.prompt_encoder.get_dense_pe(), sparse, dense
+            embedding, self.prompt_encoder.get_dense_pe(), sparse, dense
         )
         mask_boxes = mask_logits_to_boxes(mask_logits, scale=LOW_RES_MASK_STRIDE)
         region_embedding = self.mask_decoder.region_embedding(
@@ -224,6 +239,7 @@ class OVSAM(nn.Module):
             mask_boxes,
             output_size=self.config.roi_output_size,
             finest_scale=self.config.roi_finest_scale,
+            image_index=image_index,
         )
         return DecoderOutput(
             mask_logits=mask_logits,

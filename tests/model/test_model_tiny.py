@@ -132,6 +132,39 @@ def test_decode_is_deterministic_and_batch_independent(model: OVSAM, features: I
     assert torch.allclose(first.region_embedding[1:], alone.region_embedding, atol=1e-5)
 
 
+def test_decode_on_a_batch_of_images_matches_each_image_alone(model: OVSAM, image: np.ndarray) -> None:
+    # Two different images in one batch, prompts of both interleaved: each prompt's mask, box and
+    # region embedding are those of decoding it on its own image.
+    other = np.ascontiguousarray(image[::-1, ::-1])
+    pixels = torch.cat([model.preprocess(image)[0], model.preprocess(other)[0]])
+    boxes = torch.tensor([[20.0, 20.0, 100.0, 90.0], [0.0, 0.0, 50.0, 50.0], [30.0, 40.0, 110.0, 110.0]])
+    image_index = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        batch = model.encode_image(pixels)
+        together = model.decode(batch, boxes=boxes, image_index=image_index)
+        alone = [model.decode(batch.select(int(i)), boxes=boxes[k:k + 1]) for k, i in enumerate(image_index)]
+    _check_output(model, together, 3)
+    for k, single in enumerate(alone):
+        assert torch.allclose(together.mask_logits[k], single.mask_logits[0], atol=1e-5)
+        assert torch.equal(together.mask_boxes[k], single.mask_boxes[0])
+        assert torch.allclose(together.region_embedding[k], single.region_embedding[0], atol=1e-5)
+    # The images differ, so which image a prompt is on matters.
+    assert not torch.allclose(together.mask_logits[0], alone[1].mask_logits[0])
+
+
+def test_decode_on_a_batch_needs_a_valid_image_per_prompt(model: OVSAM, image: np.ndarray) -> None:
+    pixels = model.preprocess(image)[0].repeat(2, 1, 1, 1)
+    boxes = torch.tensor([[20.0, 20.0, 100.0, 90.0], [0.0, 0.0, 50.0, 50.0]])
+    with torch.no_grad():
+        batch = model.encode_image(pixels)
+    with pytest.raises(ValueError, match="one image's features"):
+        model.decode(batch, boxes=boxes)
+    with pytest.raises(ValueError, match="one image per prompt"):
+        model.decode(batch, boxes=boxes, image_index=torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"in 0\.\.1"):
+        model.decode(batch, boxes=boxes, image_index=torch.tensor([0, 2]))
+
+
 def test_same_seed_builds_the_same_model() -> None:
     torch.manual_seed(3)
     first = build_model("ovsam-tiny").state_dict()
