@@ -155,6 +155,55 @@ def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
                        teacher.prompt_encoder.point_embeddings[0].weight)
 
 
+def test_clip2sam_loss_over_all_images_at_once_is_the_sum_of_each_images(scenes, monkeypatch) -> None:
+    # The stage decodes all images' prompts in one call per kind. Reference: each image's prompts
+    # decoded on that image alone, each kind's terms weighted by its share of the step's prompts.
+    # The mask losses' random points are replaced by a fixed grid so both sides see the same points.
+    from ovsam_model.modeling.clip_backbone import trunk_features
+    from ovsam_model.modeling.ovsam import ImageFeatures
+    from ovsam_model.training import losses
+    from ovsam_model.training.clip2sam import BACKGROUND_WEIGHT, BCE_WEIGHT, CE_WEIGHT, DICE_WEIGHT
+    from ovsam_model.training.data import normalise, sample_prompts
+
+    grid = torch.stack(torch.meshgrid(torch.linspace(0.02, 0.98, 16), torch.linspace(0.02, 0.98, 16),
+                                      indexing="xy"), dim=-1).reshape(1, -1, 2)
+    monkeypatch.setattr(losses, "sample_points", lambda logits, num_points: grid.expand(len(logits), -1, -1))
+    # The shipped weights: a random CLIP's features hardly differ between images.
+    from ovsam_model.build import shipped_weights_dir
+    model = build_model(CONFIG)
+    load_weights(model, shipped_weights_dir(CONFIG.name))
+    freeze_for_clip2sam(model)
+    text = class_text_embeddings(model, list(BASE_CLASSES))
+    index, per_image = np.array([2, 3, 5]), 6
+    with torch.no_grad():
+        together, terms = clip2sam_loss(model, text, scenes, index, np.random.default_rng(5), per_image)
+
+        rng = np.random.default_rng(5)  # the same draws, in the same order, as the stage's
+        images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+        levels = trunk_features(model.clip.visual, normalise(images, CONFIG))
+        features = ImageFeatures(embedding=model.neck_student(levels), fpn=model.fpn_neck(levels),
+                                 clip_last=levels[-1])
+        to_base = {c: i for i, c in enumerate(BASE_INDICES)}
+        expected = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
+        for b, scene_index in enumerate(index):
+            labels = scenes.labels[scene_index]
+            prompts = sample_prompts(maps[b], labels[labels >= 0], rng, CONFIG.image_size, per_image)
+            for kind, targets, classes in (("boxes", prompts.box_targets, prompts.box_labels),
+                                           ("points", prompts.point_targets, prompts.point_labels)):
+                if getattr(prompts, kind) is None:
+                    continue
+                output = model.decode(features.select(b), **{kind: getattr(prompts, kind)})
+                bce, dice = losses.mask_losses(output.mask_logits, targets)
+                ce = losses.classification_loss(model.classify(output.region_embedding, text),
+                                                torch.tensor([to_base[int(c)] for c in classes]), BACKGROUND_WEIGHT)
+                share = len(classes) / (per_image * len(index))
+                for name, value in (("ce", ce), ("bce", bce), ("dice", dice)):
+                    expected[name] += share * value.item()
+    assert terms == pytest.approx(expected, rel=1e-4)
+    weighted = CE_WEIGHT * expected["ce"] + BCE_WEIGHT * expected["bce"] + DICE_WEIGHT * expected["dice"]
+    assert together.item() == pytest.approx(weighted, rel=1e-4)
+
+
 def test_clip2sam_crop_distillation_adds_its_term_only_when_weighted(scenes) -> None:
     model, _, text = clip2sam_ready()
     index = np.array([2, 3])
