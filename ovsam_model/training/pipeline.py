@@ -15,7 +15,7 @@ from ovsam_model.training.clip_stage import ClipStageSettings, train_clip
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything
 from ovsam_model.training.data import training_scenes
 from ovsam_model.training.distill import DistillStageSettings, train_distill
-from ovsam_model.training.recognition import RecognitionStageSettings, train_recognition
+from ovsam_model.training.recognition import RecognitionStageSettings, load_trained_state, train_recognition
 from ovsam_model.training.teacher import TeacherStageSettings, load_teacher, train_teacher
 
 STAGES = ("clip", "teacher", "distill", "clip2sam", "recognition")
@@ -57,9 +57,7 @@ def assemble_model(config: OVSAMConfig, out_dir: Path, upto: str = STAGES[-1]) -
         model.mask_decoder.load_state_dict(final["mask_decoder"])
         model.fpn_neck.load_state_dict(final["fpn_neck"])
     if upto == "recognition":
-        final = stage_run(out_dir, "recognition").load_final()
-        model.fpn_neck.load_state_dict(final["fpn_neck"])
-        model.mask_decoder.roi_conv.load_state_dict(final["roi_conv"])
+        load_trained_state(model, stage_run(out_dir, "recognition").load_final())
     return model.eval()
 
 
@@ -107,7 +105,7 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
             logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam)
         else:
-            model = assemble_model(config, out_dir, upto="clip2sam")
+            model = assemble_model(config, out_dir, upto="clip")  # the stage needs CLIP alone
             logs[stage] = train_recognition(model, scenes, run, seed, settings.recognition)
         print(f"[{stage}] {logs[stage].get('wall_time_s', 0):.0f} s; "
               f"loss {logs[stage].get('loss_first')} -> {logs[stage].get('loss_last')}")

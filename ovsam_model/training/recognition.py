@@ -20,7 +20,10 @@ Invariants:
 - Only CLIP's levels from `first_level` up are kept. A box the level rule maps to a finer level
   than that is left out (and counted in the log); the FPN's finer levels keep the joint stage's
   weights.
-- The decoder, CLIP, the adapter and the prompt encoder are not touched.
+- The decoder, CLIP, the adapter and the prompt encoder are not touched, and nothing this stage
+  reads comes from them but CLIP: it needs only the CLIP stage, so it can run beside the SAM2CLIP
+  and CLIP2SAM stages. Its result holds only what it trained (`trained_state`); the model takes it
+  over the joint stage's (`load_trained_state`).
 """
 from __future__ import annotations
 
@@ -156,6 +159,26 @@ def recognition_modules(model: OVSAM, first_level: int) -> list[torch.nn.Module]
     return [*fpn.lateral_convs[first_level:], *fpn.fpn_convs[first_level:], model.mask_decoder.roi_conv]
 
 
+def trained_state(model: OVSAM, first_level: int) -> dict[str, Any]:
+    """What this stage trained: the FPN's weights of the levels from `first_level` up, `roi_conv`."""
+    prefixes = tuple(f"{kind}.{level}." for kind in ("lateral_convs", "fpn_convs")
+                     for level in range(first_level, len(model.fpn_neck.lateral_convs)))
+    return {"fpn_neck": {k: v for k, v in model.fpn_neck.state_dict().items() if k.startswith(prefixes)},
+            "roi_conv": model.mask_decoder.roi_conv.state_dict(), "first_level": first_level}
+
+
+def load_trained_state(model: OVSAM, state: dict[str, Any]) -> None:
+    """Puts a `trained_state` into `model`, over the FPN's and roi_conv's weights it had. (A result
+    without `first_level`, from before the stage saved only what it trained, holds the whole FPN.)"""
+    first_level = int(state.get("first_level", 0))
+    expected = trained_state(model, first_level)["fpn_neck"].keys()
+    if set(state["fpn_neck"]) != set(expected):
+        raise ValueError(f"the recognition result's FPN weights {sorted(state['fpn_neck'])} are not those of the "
+                         f"levels from {first_level} up {sorted(expected)}: it was trained for another configuration")
+    model.fpn_neck.load_state_dict(state["fpn_neck"], strict=False)
+    model.mask_decoder.roi_conv.load_state_dict(state["roi_conv"])
+
+
 def reset_recognition(modules: list[torch.nn.Module]) -> None:
     """Freshly initialised weights (from torch's generator) for every convolution in `modules`."""
     for module in modules:
@@ -194,6 +217,5 @@ def train_recognition(model: OVSAM, scenes: SceneSet, run: StageRun, seed: int,
     log.update(boxes=len(regions.labels), boxes_left_out=regions.left_out,
                cached_images=int(regions.levels[0].shape[0]), feature_caching_s=caching_s,
                training_loop_s=log["wall_time_s"], wall_time_s=log["wall_time_s"] + caching_s)
-    run.save_final({"fpn_neck": model.fpn_neck.state_dict(), "roi_conv": model.mask_decoder.roi_conv.state_dict()},
-                   log)
+    run.save_final(trained_state(model, settings.first_level), log)
     return log

@@ -21,9 +21,11 @@ from ovsam_model.training.recognition import (
     RecognitionStageSettings,
     cache_regions,
     jittered_boxes,
+    load_trained_state,
     recognition_loss,
     recognition_modules,
     train_recognition,
+    trained_state,
 )
 
 CONFIG = get_config("ovsam-shapes")
@@ -136,3 +138,30 @@ def test_the_stage_starts_the_head_afresh_and_logs_what_it_trained_on(scenes, tm
     train_recognition(again, scenes, StageRun(tmp_path / "again"), seed=4,
                       settings=RecognitionStageSettings(steps=3, boxes_per_step=8, variants=2))
     assert torch.equal(again.mask_decoder.roi_conv[0].conv.weight, model.mask_decoder.roi_conv[0].conv.weight)
+
+
+def test_the_stage_needs_only_the_clip_stage(tmp_path) -> None:
+    # It can run beside SAM2CLIP and CLIP2SAM: with only the CLIP stage done, it trains.
+    from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
+
+    logs = run_pipeline(CONFIG, tmp_path, seed=1, stages=("clip", "recognition"), settings=PipelineSettings.quick())
+    assert {"clip", "recognition"} <= set(logs) and logs["recognition"]["steps"] == 3
+    assert not any((tmp_path / stage).exists() for stage in ("teacher", "distill", "clip2sam"))
+    assert StageRun(tmp_path / "recognition").is_done()
+
+
+def test_its_result_replaces_only_what_it_trained(scenes) -> None:
+    torch.manual_seed(0)
+    trained = build_model(CONFIG).eval()
+    torch.manual_seed(1)
+    other = build_model(CONFIG).eval()
+    finer_before = other.fpn_neck.lateral_convs[2].conv.weight.clone()
+    load_trained_state(other, trained_state(trained, first_level=3))
+    assert torch.equal(other.fpn_neck.lateral_convs[3].conv.weight, trained.fpn_neck.lateral_convs[3].conv.weight)
+    assert torch.equal(other.fpn_neck.fpn_convs[3].conv.weight, trained.fpn_neck.fpn_convs[3].conv.weight)
+    assert torch.equal(other.mask_decoder.roi_conv[0].conv.weight, trained.mask_decoder.roi_conv[0].conv.weight)
+    assert torch.equal(other.fpn_neck.lateral_convs[2].conv.weight, finer_before)
+    wrong = trained_state(trained, first_level=3)
+    wrong["first_level"] = 2  # says it trained level 2 too, but holds only level 3
+    with pytest.raises(ValueError, match="another configuration"):
+        load_trained_state(other, wrong)

@@ -235,6 +235,9 @@ def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path)
     assert all(torch.equal(v, model.fpn_neck.state_dict()[k]) for k, v in recognition["fpn_neck"].items())
     assert all(torch.equal(v, model.mask_decoder.roi_conv.state_dict()[k]) for k, v in recognition["roi_conv"].items())
     assert not torch.equal(recognition["roi_conv"]["0.conv.weight"], joint["mask_decoder"]["roi_conv.0.conv.weight"])
+    # The recognition result holds the FPN levels it trained (the top one); the finer are the joint stage's.
+    assert recognition["first_level"] == 3 and {k.split(".")[1] for k in recognition["fpn_neck"]} == {"3"}
+    assert torch.equal(model.fpn_neck.lateral_convs[2].conv.weight, joint["fpn_neck"]["lateral_convs.2.conv.weight"])
     assert all(torch.equal(v, model.mask_decoder.mask_decoder.state_dict()[k.removeprefix("mask_decoder.")])
                for k, v in joint["mask_decoder"].items() if k.startswith("mask_decoder."))
     written = ship(model, load_teacher(CONFIG, stage_run(out, "teacher")), tmp_path / "shipped")
