@@ -7,15 +7,16 @@ A stage whose result exists in DIR is skipped unless --force; an interrupted sta
 its last checkpoint. With --ship-to, the finished model is written there in the released files'
 layout (the shipped model is `--ship-to ovsam_model/weights/ovsam-shapes`).
 
-The CLIP stage and the teacher SAM do not depend on each other: with `--jobs 2` (the default on a
-machine with two or more cores, for --stage all) the teacher trains in a second process, one thread
-each, while this one trains CLIP; the later stages then use every thread. Small models on few cores
-gain more from two processes than from two threads in one. The teacher is the shorter of the two:
-once its process has exited, the CLIP stage takes every thread for its remaining steps (so its
-float sums, and its weights in the last digits, depend on when that happened; `--jobs 1` runs are
-the same every time). The teacher's output goes to DIR/teacher.log. The last stage, recognition,
-trains the FPN and RoI projection again on CLIP features it computes once (about 2 GB of memory
-for the shipped model's 4,000 scenes; see ovsam_model.training.recognition).
+Two pairs of stages do not depend on each other: the CLIP stage and the teacher SAM; and, once
+those are done, the recognition stage (which needs only CLIP) and SAM2CLIP followed by CLIP2SAM.
+With `--jobs 2` (the default on a machine with two or more cores, for --stage all) the teacher, then
+recognition, trains in a second process with one thread while this one trains the other stages of
+its pair with one thread; small models on few cores gain more from two processes than from two
+threads in one. Once the second process has exited, this one takes every thread for the rest (so
+its float sums, and its weights in the last digits, depend on when that happened; `--jobs 1` runs
+are the same every time). The second process's output goes to DIR/teacher.log, DIR/recognition.log.
+Recognition trains the FPN and RoI projection again on CLIP features it computes once (about 2 GB
+of memory for the shipped model's 4,000 scenes; see ovsam_model.training.recognition).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ovsam_model.training.common import ThreadSchedule
@@ -45,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ship-to", default=None, help="write the trained model here as shipped weight files")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="processes for the CLIP and teacher stages, which are independent (default: 2 on a "
-                             "machine with 2 or more cores, for --stage all; 1: one after the other)")
+                        help="processes for the stages that are independent (the teacher beside CLIP, "
+                             "recognition beside SAM2CLIP and CLIP2SAM; default: 2 on a machine with 2 or more "
+                             "cores, for --stage all; 1: one after the other)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: a smoke test, not a model")
     parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
                         help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
@@ -72,9 +74,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else (2 if (os.cpu_count() or 1) >= 2 else 1)
     started = time.monotonic()
     try:
-        first_two_to_train = args.force or not any(stage_run(Path(args.out), stage).is_done()
-                                                    for stage in ("clip", "teacher"))
-        if args.stage == "all" and jobs >= 2 and first_two_to_train:
+        if args.stage == "all" and jobs >= 2:
             logs = run_side_by_side(args, config, settings)
         else:
             logs = run_pipeline(config, args.out, seed=args.seed, stages=stages, force=args.force, settings=settings)
@@ -110,8 +110,13 @@ def threads_beside(process: subprocess.Popen, threads_alone: int) -> "ThreadSche
     return lambda: 1 if process.poll() is None else threads_alone
 
 
+# Stages that do not depend on each other: (the stage trained in a second process, the stages this
+# one trains meanwhile). The teacher needs nothing the CLIP stage makes; recognition needs only CLIP.
+SIDE_BY_SIDE = (("teacher", ("clip",)), ("recognition", ("distill", "clip2sam")))
+
+
 def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> dict[str, Any]:
-    """Every stage, the teacher in a second process while this one trains CLIP (see the module's docstring)."""
+    """Every stage, each pair of `SIDE_BY_SIDE` in two processes (see the module's docstring)."""
     import torch
 
     from ovsam_model.training.pipeline import STAGES, run_pipeline, stage_run
@@ -121,27 +126,43 @@ def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> di
         for stage in STAGES:
             shutil.rmtree(stage_run(out, stage).directory, ignore_errors=True)
     data_log = run_pipeline(config, out, seed=args.seed, stages=(), settings=settings)  # before two processes read it
-    command = [sys.executable, "-m", "ovsam_model.cli", "train", "--out", str(out), "--stage", "teacher",
+    threads = torch.get_num_threads()
+    for beside, here in SIDE_BY_SIDE:
+        if not stage_run(out, beside).is_done() and not all(stage_run(out, stage).is_done() for stage in here):
+            train_beside(args, beside, here, lambda schedule: run_pipeline(
+                config, out, seed=args.seed, stages=here, settings=settings, threads=schedule), threads)
+        if not all(stage_run(out, stage).is_done() for stage in (beside, *here)):
+            run_pipeline(config, out, seed=args.seed, stages=(beside, *here), settings=settings)  # one was done
+    logs = run_pipeline(config, out, seed=args.seed, stages=STAGES, settings=settings)  # every stage's log
+    return {**logs, "data": data_log["data"]}
+
+
+def train_beside(args: argparse.Namespace, beside: str, here: tuple[str, ...],
+                 train_here: "Callable[[ThreadSchedule], Any]", threads: int) -> None:
+    """Trains the stage `beside` in a second process (one thread; its output in DIR/<stage>.log) while
+    `train_here` trains `here` in this one: one thread while the other runs, then `threads`."""
+    import torch
+
+    out = Path(args.out)
+    command = [sys.executable, "-m", "ovsam_model.cli", "train", "--out", str(out), "--stage", beside,
                "--seed", str(args.seed), "--model", args.model, "--threads", "1", "--jobs", "1"]
     if args.quick:
         command.append("--quick")
-    log_path = out / "teacher.log"
+    log_path = out / f"{beside}.log"
     with open(log_path, "w") as log_file:
-        teacher = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-    print(f"[teacher] training in process {teacher.pid} beside the CLIP stage; its output: {log_path}")
-    threads = torch.get_num_threads()
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    print(f"[{beside}] training in process {process.pid} beside the {' and '.join(here)} stage(s); "
+          f"its output: {log_path}")
     torch.set_num_threads(1)
     try:
-        run_pipeline(config, out, seed=args.seed, stages=("clip",), settings=settings,
-                     clip_threads=threads_beside(teacher, threads))
+        train_here(threads_beside(process, threads))
     except BaseException:
-        teacher.terminate()  # this process stops (an error, Ctrl-C): so does its helper
-        teacher.wait()
+        process.terminate()  # this process stops (an error, Ctrl-C): so does its helper
+        process.wait()
         raise
-    code = teacher.wait()
-    torch.set_num_threads(threads)
+    finally:
+        torch.set_num_threads(threads)
+    code = process.wait()
     if code != 0:
         tail = log_path.read_text(errors="replace")[-2000:]
-        raise StageProcessError(f"the teacher stage's process exited with {code}; the end of {log_path}:\n{tail}")
-    logs = run_pipeline(config, out, seed=args.seed, stages=STAGES, settings=settings)
-    return {**logs, "data": data_log["data"]}
+        raise StageProcessError(f"the {beside} stage's process exited with {code}; the end of {log_path}:\n{tail}")

@@ -17,7 +17,7 @@ from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
-from ovsam_model.training.common import StageRun, seed_everything, train_loop
+from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import augment, normalise, sample_prompts
 from ovsam_model.training.losses import classification_loss, mask_losses
 from ovsam_model.training.teacher import TeacherSAM
@@ -130,7 +130,8 @@ def freeze_for_clip2sam(model: OVSAM) -> None:
 
 
 def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
-                   settings: Clip2SamStageSettings) -> dict[str, Any]:
+                   settings: Clip2SamStageSettings,
+                   threads: ThreadSchedule | None = None) -> dict[str, Any]:
     seed_everything(seed)
     with torch.no_grad():
         init_from_teacher(model, teacher)
@@ -158,7 +159,7 @@ def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Sta
 
     log = train_loop(run, "clip2sam", settings.steps,
                      {"mask_decoder": model.mask_decoder, "fpn_neck": model.fpn_neck}, optimizer, settings.lr, step,
-                     data_rng=rng)
+                     data_rng=rng, threads=threads)
     model.eval()
     run.save_final({"mask_decoder": model.mask_decoder.state_dict(), "fpn_neck": model.fpn_neck.state_dict()}, log)
     return log

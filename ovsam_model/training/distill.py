@@ -15,7 +15,7 @@ from ovsam_model.config import OVSAMConfig
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.scenes import SceneSet
-from ovsam_model.training.common import StageRun, seed_everything, train_loop
+from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import normalise
 from ovsam_model.training.teacher import TeacherSAM
 
@@ -67,7 +67,8 @@ def distill_loss(model: OVSAM, images: np.ndarray, teacher_embedding: torch.Tens
 
 
 def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
-                  settings: DistillStageSettings) -> dict[str, Any]:
+                  settings: DistillStageSettings,
+                  threads: ThreadSchedule | None = None) -> dict[str, Any]:
     seed_everything(seed)
     config = model.config
     count = min(settings.cache_scenes, len(scenes))
@@ -89,7 +90,7 @@ def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Stag
         return {"mse": loss.item()}
 
     log = train_loop(run, "distill", settings.steps, {"adapter": adapter}, optimizer, settings.lr, step,
-                     data_rng=rng)
+                     data_rng=rng, threads=threads)
     adapter.eval()
     log["target_mean_square"] = float(np.mean(targets[:256].astype(np.float32) ** 2))
     run.save_final({"neck_student": adapter.state_dict()}, log)

@@ -63,10 +63,11 @@ def assemble_model(config: OVSAMConfig, out_dir: Path, upto: str = STAGES[-1]) -
 
 def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, stages: tuple[str, ...] = STAGES,
                  force: bool = False, settings: PipelineSettings | None = None,
-                 clip_threads: ThreadSchedule | None = None) -> dict[str, Any]:
+                 threads: ThreadSchedule | None = None) -> dict[str, Any]:
     """Runs `stages` in order into `out_dir`; returns {stage: log}. A finished stage is skipped
-    (its log reused) unless `force`; an interrupted one resumes from its checkpoint. `clip_threads`:
-    the CLIP stage's threads per step (see `train_loop`), for a CLIP stage beside another process."""
+    (its log reused) unless `force`; an interrupted one resumes from its checkpoint. `threads`: the
+    threads per step (see `train_loop`) of the CLIP, SAM2CLIP and CLIP2SAM stages, which train beside
+    another process with `ovsam-model train --jobs 2`."""
     config = get_config(config) if isinstance(config, str) else config
     settings = settings or PipelineSettings()
     out_dir = Path(out_dir)
@@ -89,7 +90,7 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
         if force and run.directory.exists():
             shutil.rmtree(run.directory)
         if stage == "clip":
-            logs[stage] = train_clip(config, scenes, run, data_dir, seed, settings.clip, threads=clip_threads)
+            logs[stage] = train_clip(config, scenes, run, data_dir, seed, settings.clip, threads=threads)
         elif stage == "teacher":
             logs[stage] = train_teacher(config, scenes, run, seed, settings.teacher)
         elif stage == "distill":
@@ -98,12 +99,12 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
             seed_everything(seed)
             model = assemble_model(config, out_dir, upto="clip")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
-            logs[stage] = train_distill(model, teacher, scenes, run, seed, settings.distill)
+            logs[stage] = train_distill(model, teacher, scenes, run, seed, settings.distill, threads=threads)
         elif stage == "clip2sam":
             seed_everything(seed)  # the FPN's and roi_conv's initial weights, as for distill
             model = assemble_model(config, out_dir, upto="distill")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
-            logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam)
+            logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam, threads=threads)
         else:
             model = assemble_model(config, out_dir, upto="clip")  # the stage needs CLIP alone
             logs[stage] = train_recognition(model, scenes, run, seed, settings.recognition)

@@ -264,12 +264,36 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     assert "[teacher] training in process" in printed and "[teacher] done already" in printed
     teacher_log = (tmp_path / "run" / "teacher.log").read_text()
     assert "[teacher]" in teacher_log and "[clip]" not in teacher_log
+    # Then recognition in its own process (output in recognition.log), beside SAM2CLIP and CLIP2SAM here.
+    assert "[recognition] training in process" in printed and "[clip2sam] " in printed
+    recognition_log = (tmp_path / "run" / "recognition.log").read_text()
+    assert "[recognition]" in recognition_log and "[clip2sam]" not in recognition_log
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     assert logs["teacher"]["steps"] == 3
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
     assert capsys.readouterr().out.count("done already") == 5
+
+
+def test_a_failed_stage_in_the_second_process_stops_the_run_with_its_output(tmp_path, capsys, monkeypatch) -> None:
+    import sys
+
+    from ovsam_model.cli import main
+    from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
+
+    run_pipeline(CONFIG, tmp_path / "run", seed=0, stages=("clip", "teacher"), settings=PipelineSettings.quick())
+    # A stand-in for the helper's interpreter that fails: what it prints must reach the user.
+    failing = tmp_path / "failing-python"
+    failing.write_text("#!/bin/sh\necho 'out of memory in the helper'\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(failing))
+    assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "2"]) == 1
+    error = capsys.readouterr().err
+    assert "the recognition stage's process exited with 3" in error and "out of memory in the helper" in error
+    # The stages beside it ran to the end; recognition is left to train.
+    assert (tmp_path / "run" / "clip2sam" / "final.pt").is_file()
+    assert not (tmp_path / "run" / "recognition" / "final.pt").exists()
 
 
 def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path, capsys) -> None:
