@@ -3,21 +3,18 @@ embedding (MSE), on teacher embeddings computed once and cached."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from ovsam_model.config import OVSAMConfig
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import normalise
-from ovsam_model.training.teacher import TeacherSAM
+from ovsam_model.training.teacher import TeacherSAM, teacher_embeddings
 
 
 @dataclass
@@ -27,25 +24,6 @@ class DistillStageSettings:
     lr: float = 1e-3
     weight_decay: float = 0.01
     cache_scenes: int = 4000  # scenes whose teacher embedding is cached (and trained on)
-
-
-@torch.no_grad()
-def teacher_embeddings(teacher: TeacherSAM, scenes: SceneSet, count: int, config: OVSAMConfig, path: Path,
-                       batch: int = 32) -> np.ndarray:
-    """The teacher's embeddings of the first `count` scenes, float16, cached at `path`."""
-    if path.is_file():
-        cached = np.load(path)
-        if len(cached) == count:
-            return cached
-    out = None
-    for start in tqdm(range(0, count, batch), desc="teacher embeddings"):
-        stop = min(start + batch, count)
-        emb = teacher.image_encoder(normalise(scenes.images[start:stop], config)).numpy().astype(np.float16)
-        if out is None:
-            out = np.zeros((count,) + emb.shape[1:], dtype=np.float16)
-        out[start:start + len(emb)] = emb
-    np.save(path, out)
-    return out
 
 
 def init_adapter_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:

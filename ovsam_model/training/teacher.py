@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ovsam_model.config import OVSAMConfig
 from ovsam_model.synthetic.scenes import SceneSet
@@ -118,6 +120,25 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
                      data_rng=rng)
     run.save_final({"teacher": teacher.state_dict()}, log)
     return log
+
+
+@torch.no_grad()
+def teacher_embeddings(teacher: TeacherSAM, scenes: SceneSet, count: int, config: OVSAMConfig, path: Path,
+                       batch: int = 32) -> np.ndarray:
+    """The teacher's embeddings of the first `count` scenes, float16, cached at `path`."""
+    if path.is_file():
+        cached = np.load(path)
+        if len(cached) == count:
+            return cached
+    out = None
+    for start in tqdm(range(0, count, batch), desc="teacher embeddings"):
+        stop = min(start + batch, count)
+        emb = teacher.image_encoder(normalise(scenes.images[start:stop], config)).numpy().astype(np.float16)
+        if out is None:
+            out = np.zeros((count,) + emb.shape[1:], dtype=np.float16)
+        out[start:start + len(emb)] = emb
+    np.save(path, out)
+    return out
 
 
 def load_teacher(config: OVSAMConfig, run: StageRun) -> TeacherSAM:

@@ -25,9 +25,9 @@ from ovsam_model.training.clip2sam import (
 )
 from ovsam_model.training.clip_stage import clip_loss, crop_size, scene_clip_loss
 from ovsam_model.training.data import DIHEDRAL_VARIANTS, augment, dihedral
-from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher, teacher_embeddings
+from ovsam_model.training.distill import distill_loss, init_adapter_from_teacher
 from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
-from ovsam_model.training.teacher import TeacherSAM, teacher_loss
+from ovsam_model.training.teacher import TeacherSAM, teacher_embeddings, teacher_loss
 from ovsam_model.vocabulary import load_vocabulary_file
 
 CONFIG = get_config("ovsam-shapes")
