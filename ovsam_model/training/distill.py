@@ -3,6 +3,7 @@ embedding (MSE), on teacher embeddings computed once and cached."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,13 +47,15 @@ def distill_loss(model: OVSAM, images: np.ndarray, teacher_embedding: torch.Tens
 
 def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
                   settings: DistillStageSettings,
-                  threads: ThreadSchedule | None = None) -> dict[str, Any]:
+                  threads: ThreadSchedule | None = None, targets_path: Path | None = None) -> dict[str, Any]:
+    """Trains the adapter; `targets_path`: where the teacher's scene embeddings are cached."""
     seed_everything(seed)
     config = model.config
     count = min(settings.cache_scenes, len(scenes))
-    # Cached beside the stage's results: they belong to this teacher, and go when the stage is redone.
+    # The teacher stage's cache when given (it computes them), else one beside this stage's results.
     run.directory.mkdir(parents=True, exist_ok=True)
-    targets = teacher_embeddings(teacher, scenes, count, config, run.directory / "teacher_embeddings.npy")
+    targets = teacher_embeddings(teacher, scenes, count, config,
+                                 targets_path or run.directory / "teacher_embeddings.npy")
     with torch.no_grad():
         init_adapter_from_teacher(model, teacher)
     adapter = model.neck_student.train()

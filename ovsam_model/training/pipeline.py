@@ -16,7 +16,12 @@ from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everythin
 from ovsam_model.training.data import training_scenes
 from ovsam_model.training.distill import DistillStageSettings, train_distill
 from ovsam_model.training.recognition import RecognitionStageSettings, load_trained_state, train_recognition
-from ovsam_model.training.teacher import TeacherStageSettings, load_teacher, train_teacher
+from ovsam_model.training.teacher import (
+    TeacherStageSettings,
+    load_teacher,
+    scene_embeddings_path,
+    train_teacher,
+)
 
 STAGES = ("clip", "teacher", "distill", "clip2sam", "recognition")
 
@@ -99,7 +104,8 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
             seed_everything(seed)
             model = assemble_model(config, out_dir, upto="clip")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
-            logs[stage] = train_distill(model, teacher, scenes, run, seed, settings.distill, threads=threads)
+            logs[stage] = train_distill(model, teacher, scenes, run, seed, settings.distill, threads=threads,
+                                        targets_path=scene_embeddings_path(stage_run(out_dir, "teacher")))
         elif stage == "clip2sam":
             seed_everything(seed)  # the FPN's and roi_conv's initial weights, as for distill
             model = assemble_model(config, out_dir, upto="distill")

@@ -3,6 +3,7 @@ segmentation. Its state dict has SAM's own layout (`image_encoder.*`, `prompt_en
 `mask_decoder.*`), so the shipped teacher file is read like SAM's released checkpoint."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -118,18 +119,31 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
 
     log = train_loop(run, "teacher", settings.steps, {"teacher": teacher}, optimizer, settings.lr, step,
                      data_rng=rng)
+    # SAM2CLIP's targets, computed here: with `--jobs 2` this process runs beside the CLIP stage,
+    # off the critical path, where SAM2CLIP would compute them after it.
+    teacher.eval()
+    started = time.monotonic()
+    with torch.no_grad():
+        teacher_embeddings(teacher, scenes, len(scenes), config, scene_embeddings_path(run))
+    log["scene_embeddings_s"] = time.monotonic() - started
     run.save_final({"teacher": teacher.state_dict()}, log)
     return log
+
+
+def scene_embeddings_path(run: StageRun) -> Path:
+    """Where the teacher stage keeps its embeddings of the training scenes (they go when it is redone)."""
+    return run.directory / "scene_embeddings.npy"
 
 
 @torch.no_grad()
 def teacher_embeddings(teacher: TeacherSAM, scenes: SceneSet, count: int, config: OVSAMConfig, path: Path,
                        batch: int = 32) -> np.ndarray:
-    """The teacher's embeddings of the first `count` scenes, float16, cached at `path`."""
+    """The teacher's embeddings of the first `count` scenes, float16, cached at `path` (a cache of
+    more scenes serves too)."""
     if path.is_file():
         cached = np.load(path)
-        if len(cached) == count:
-            return cached
+        if len(cached) >= count:
+            return cached[:count]
     out = None
     for start in tqdm(range(0, count, batch), desc="teacher embeddings"):
         stop = min(start + batch, count)

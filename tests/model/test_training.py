@@ -217,6 +217,11 @@ def test_clip2sam_crop_distillation_adds_its_term_only_when_weighted(scenes) -> 
 
 
 def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path) -> None:
+    from ovsam_model.training.data import normalise, training_scenes
+    from ovsam_model.training.pipeline import assemble_model, stage_run
+    from ovsam_model.training.ship import ship
+    from ovsam_model.training.teacher import load_teacher
+
     out = tmp_path / "run"
     logs = run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
@@ -224,10 +229,16 @@ def test_quick_pipeline_skips_finished_stages_and_ships_loadable_files(tmp_path)
               for stage in ("clip", "teacher", "distill", "clip2sam", "recognition")}
     run_pipeline(CONFIG, out, seed=3, settings=PipelineSettings.quick())
     assert finals == {stage: (out / stage / "final.pt").stat().st_mtime_ns for stage in finals}
+    # The teacher stage computed SAM2CLIP's targets, its embeddings of every training scene.
+    from ovsam_model.training.teacher import scene_embeddings_path
 
-    from ovsam_model.training.pipeline import assemble_model, stage_run
-    from ovsam_model.training.ship import ship
-    from ovsam_model.training.teacher import load_teacher
+    embeddings = np.load(scene_embeddings_path(stage_run(out, "teacher")))
+    scenes = training_scenes(out / "data", 3, PipelineSettings.quick().num_scenes)
+    assert len(embeddings) == len(scenes) and not (out / "distill" / "teacher_embeddings.npy").exists()
+    with torch.no_grad():
+        expected = load_teacher(CONFIG, stage_run(out, "teacher")).image_encoder(normalise(scenes.images[5:6], CONFIG))
+    assert torch.allclose(torch.from_numpy(embeddings[5]).float(), expected[0], atol=1e-2 * expected.abs().max().item())
+
 
     model = assemble_model(CONFIG, out)
     # The recognition stage's FPN and roi_conv replace the joint stage's; its decoder stays.
