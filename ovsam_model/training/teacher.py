@@ -53,11 +53,19 @@ class TeacherSAM(nn.Module):
             transformer_dim=config.prompt_embed_dim, iou_head_depth=2, iou_head_hidden_dim=64,
         )
 
-    def decode(self, embedding: Tensor, points: Tensor | None = None, boxes: Tensor | None = None) -> Tensor:
-        """Low-resolution mask logits [N, 1, S/4, S/4] for prompts on one image's embedding [1, C, h, w].
-        points [N, P, 2] are positive clicks, boxes [N, 4]; both in network-input pixels."""
+    def decode(self, embedding: Tensor, points: Tensor | None = None, boxes: Tensor | None = None,
+               image_index: Tensor | None = None) -> Tensor:
+        """Low-resolution mask logits [N, 1, S/4, S/4] for N prompts on one image's embedding [1, C, h, w],
+        or with `image_index` [N] on the images of a batch of embeddings [B, C, h, w]. points [N, P, 2] are
+        positive clicks, boxes [N, 4]; both in network-input pixels."""
         point_input = None if points is None else (points, torch.ones(points.shape[:2]))
         sparse, dense = self.prompt_encoder(points=point_input, boxes=boxes, masks=None)
+        if image_index is not None:
+            # SAM's decoder adds the dense prompt embedding to one image's embedding copied per prompt;
+            # handing it each prompt's own image embedding in the dense part (and zeros as the image)
+            # gives the same sum, so prompts on many images go through it in one call.
+            dense = dense + embedding[image_index]
+            embedding = torch.zeros_like(embedding[:1])
         logits, _ = self.mask_decoder(image_embeddings=embedding, image_pe=self.prompt_encoder.get_dense_pe(),
                                       sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                       multimask_output=False)
@@ -75,30 +83,29 @@ class TeacherStageSettings:
     weight_decay: float = 0.05
 
 
-def prompt_mask_loss(decode, embedding: Tensor, prompts) -> tuple[Tensor, Tensor]:
-    """Summed BCE and Dice over the box and point prompts of one image."""
-    bce, dice, parts = embedding.new_zeros(()), embedding.new_zeros(()), 0
-    if prompts.boxes is not None:
-        b, d = mask_losses(decode(embedding, boxes=prompts.boxes), prompts.box_targets)
-        bce, dice, parts = bce + b, dice + d, parts + 1
-    if prompts.points is not None:
-        b, d = mask_losses(decode(embedding, points=prompts.points), prompts.point_targets)
-        bce, dice, parts = bce + b, dice + d, parts + 1
-    return bce / max(parts, 1), dice / max(parts, 1)
-
-
 def teacher_loss(teacher: TeacherSAM, config: OVSAMConfig, scenes: SceneSet, index: np.ndarray,
                  rng: np.random.Generator, prompts_per_image: int) -> tuple[Tensor, Tensor]:
-    """Mean BCE and Dice over the prompts of the scenes `index` (augmented, prompts drawn from rng)."""
+    """BCE and Dice over the prompts of the scenes `index` (augmented, prompts drawn from rng): the
+    mean over the box prompts and the mean over the point prompts, averaged. Every image has as many
+    prompts of each kind (`sample_prompts`), so this is also the mean over images of each image's own
+    such average; all images' prompts of a kind go through the decoder together."""
     images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
     embeddings = teacher.image_encoder(normalise(images, config))
-    bce_total, dice_total = embeddings.new_zeros(()), embeddings.new_zeros(())
+    prompts = []
     for b, scene_index in enumerate(index):
         labels = scenes.labels[scene_index]
-        prompts = sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, prompts_per_image)
-        bce, dice = prompt_mask_loss(teacher.decode, embeddings[b:b + 1], prompts)
-        bce_total, dice_total = bce_total + bce, dice_total + dice
-    return bce_total / len(index), dice_total / len(index)
+        prompts.append(sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, prompts_per_image))
+    bce, dice, parts = embeddings.new_zeros(()), embeddings.new_zeros(()), 0
+    for kind, targets_of in (("boxes", "box_targets"), ("points", "point_targets")):
+        shown = [(b, one) for b, one in enumerate(prompts) if getattr(one, kind) is not None]
+        if not shown:
+            continue
+        image_index = torch.cat([torch.full((len(getattr(one, kind)),), b, dtype=torch.long) for b, one in shown])
+        logits = teacher.decode(embeddings, image_index=image_index,
+                                **{kind: torch.cat([getattr(one, kind) for _, one in shown])})
+        b_loss, d_loss = mask_losses(logits, torch.cat([getattr(one, targets_of) for _, one in shown]))
+        bce, dice, parts = bce + b_loss, dice + d_loss, parts + 1
+    return bce / max(parts, 1), dice / max(parts, 1)
 
 
 def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: int,

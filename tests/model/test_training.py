@@ -118,6 +118,37 @@ def test_teacher_step_lowers_the_mask_loss(scenes) -> None:
     assert after < before
 
 
+def test_teacher_loss_over_all_images_at_once_is_the_mean_of_each_images(scenes, monkeypatch) -> None:
+    # The teacher decodes all images' prompts of a kind in one call. Reference: each image's prompts
+    # decoded on its own embedding (SAM's decoder as released), each image's box and point terms
+    # averaged, then the images averaged. Fixed mask-loss points, so both sides see the same points.
+    from ovsam_model.training import losses
+    from ovsam_model.training.data import normalise, sample_prompts
+
+    grid = torch.stack(torch.meshgrid(torch.linspace(0.02, 0.98, 16), torch.linspace(0.02, 0.98, 16),
+                                      indexing="xy"), dim=-1).reshape(1, -1, 2)
+    monkeypatch.setattr(losses, "sample_points", lambda logits, num_points: grid.expand(len(logits), -1, -1))
+    torch.manual_seed(0)
+    teacher = TeacherSAM(CONFIG).eval()
+    index, per_image = np.array([0, 4, 1]), 6
+    with torch.no_grad():
+        bce, dice = teacher_loss(teacher, CONFIG, scenes, index, np.random.default_rng(2), per_image)
+        rng = np.random.default_rng(2)  # the same draws, in the same order, as the loss's
+        images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+        embeddings = teacher.image_encoder(normalise(images, CONFIG))
+        expected_bce, expected_dice = 0.0, 0.0
+        for b, scene_index in enumerate(index):
+            labels = scenes.labels[scene_index]
+            prompts = sample_prompts(maps[b], labels[labels >= 0], rng, CONFIG.image_size, per_image)
+            for kind, targets in (("boxes", prompts.box_targets), ("points", prompts.point_targets)):
+                logits = teacher.decode(embeddings[b:b + 1], **{kind: getattr(prompts, kind)})
+                one_bce, one_dice = losses.mask_losses(logits, targets)
+                expected_bce += one_bce.item() / (2 * len(index))
+                expected_dice += one_dice.item() / (2 * len(index))
+    assert bce.item() == pytest.approx(expected_bce, rel=1e-5)
+    assert dice.item() == pytest.approx(expected_dice, rel=1e-5)
+
+
 def test_distill_step_lowers_the_embedding_mse(scenes, tmp_path) -> None:
     torch.manual_seed(0)
     model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
