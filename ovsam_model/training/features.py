@@ -23,6 +23,8 @@ def cache_trunk_levels(model: OVSAM, batches: Iterable[np.ndarray], total: int, 
     kept: list[Tensor] = []
     position = 0
     for images in batches:
+        if position + len(images) > total:
+            raise ValueError(f"expected {total} images, the batches hold more")
         levels = trunk_features(model.clip.visual, normalise(images, model.config))[first_level:]
         if not kept:
             kept = [torch.empty((total, *level.shape[1:]), dtype=torch.float16) for level in levels]
