@@ -64,6 +64,7 @@ def test_a_text_query_returns_the_queried_object_and_nothing_else(scenes) -> Non
             checked += 1
             hits += any(_iou(truth, rle_to_mask(instance["mask_rle"])) > 0.5 for instance in instances)
     # Passes with the shipped model (one invocation of the recipe, 2026-12-02); an earlier retrain of
-    # the same recipe found 6 of 6 (the two before it that day: 5 of 6; the 128x128 release: 6 of 6; the 64x64 release: 4 of 6, it misnamed two of
-    # the objects, so the query found nothing there); one miss is the margin for noise.
+    # the same recipe found 6 of 6 (the two before it that day: 5 of 6; the 128x128 release: 6 of 6;
+    # the 64x64 release: 4 of 6, it misnamed two of the objects, so the query found nothing there);
+    # one miss is the margin for noise.
     assert checked == 6 and hits >= 5, f"{hits} of {checked} queried objects found"
