@@ -18,7 +18,7 @@ from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
-from ovsam_model.training.data import augment, normalise, sample_prompts
+from ovsam_model.training.data import PROMPT_KINDS, augment, normalise, prompts_of_kind, sample_scene_prompts
 from ovsam_model.training.losses import classification_loss, mask_losses
 from ovsam_model.training.teacher import TeacherSAM
 from ovsam_model.vocabulary import encode_class_names
@@ -82,37 +82,29 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
         levels = trunk_features(model.clip.visual, pixels)
         embedding = model.neck_student(levels)
     features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
-    prompts = []
-    for b, scene_index in enumerate(index):
-        labels = scenes.labels[scene_index]
-        prompts.append(sample_prompts(maps[b], labels[labels >= 0], rng, model.config.image_size, prompts_per_image))
+    prompts = sample_scene_prompts(scenes, index, maps, rng, model.config.image_size, prompts_per_image)
     totals = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
     if crop_distill_weight > 0:
         totals["distill"] = 0.0
     loss = pixels.new_zeros(())
-    for kind, targets_of, labels_of in (("boxes", "box_targets", "box_labels"),
-                                        ("points", "point_targets", "point_labels")):
-        shown = [(b, one) for b, one in enumerate(prompts) if getattr(one, kind) is not None]
-        if not shown:
+    for kind in PROMPT_KINDS:
+        gathered = prompts_of_kind(prompts, kind)
+        if gathered is None:
             continue
-        prompt = torch.cat([getattr(one, kind) for _, one in shown])
-        target_masks = torch.cat([getattr(one, targets_of) for _, one in shown])
-        class_labels = torch.cat([torch.as_tensor(getattr(one, labels_of)) for _, one in shown])
-        image_index = torch.cat([torch.full((len(getattr(one, kind)),), b, dtype=torch.long) for b, one in shown])
-        output = model.decode(features, points=prompt if kind == "points" else None,
-                              boxes=prompt if kind == "boxes" else None, image_index=image_index)
-        bce, dice = mask_losses(output.mask_logits, target_masks)
+        output = model.decode(features, image_index=gathered.image_index, **{kind: gathered.prompts})
+        bce, dice = mask_losses(output.mask_logits, gathered.targets)
         logits = model.classify(output.region_embedding, text)
-        ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in class_labels]), BACKGROUND_WEIGHT)
-        share = len(class_labels) / (prompts_per_image * len(index))
+        ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in gathered.labels]), BACKGROUND_WEIGHT)
+        share = len(gathered.labels) / (prompts_per_image * len(index))
         loss = loss + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
         totals["ce"] += share * ce.item()
         totals["bce"] += share * bce.item()
         totals["dice"] += share * dice.item()
         if crop_distill_weight > 0:
-            boxes = masks_to_boxes(target_masks[:, 0].numpy() > 0.5)
-            target = torch.cat([image_crop_embeddings(model, images[b], boxes[(image_index == b).numpy()])
-                                for b, _ in shown])  # the prompts' order: image by image
+            boxes = masks_to_boxes(gathered.targets[:, 0].numpy() > 0.5)
+            on_image = gathered.image_index.numpy()
+            target = torch.cat([image_crop_embeddings(model, images[b], boxes[on_image == b])
+                                for b in dict.fromkeys(on_image.tolist())])  # the prompts' order: image by image
             distill = (1 - F.cosine_similarity(output.region_embedding, target, dim=-1)).mean()
             loss = loss + share * crop_distill_weight * distill
             totals["distill"] += share * distill.item()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -73,6 +74,45 @@ class PromptBatch:
     point_targets: Tensor | None
     box_labels: Tensor | None   # [Nb] class indices
     point_labels: Tensor | None
+
+
+PROMPT_KINDS = ("boxes", "points")
+
+
+@dataclass
+class PromptsOfKind:
+    """One kind of prompt of several images, image by image, for one decoder call."""
+    prompts: Tensor      # [N, 4] boxes or [N, 1, 2] points
+    targets: Tensor      # [N, 1, H, W] float masks
+    labels: Tensor       # [N] class indices
+    image_index: Tensor  # [N] the image (position in the list) each prompt is on
+
+
+def sample_scene_prompts(scenes: SceneSet, index: np.ndarray, maps: np.ndarray, rng: np.random.Generator,
+                         image_size: int, max_prompts: int) -> list[PromptBatch]:
+    """`sample_prompts` for each scene `index[b]`, on its (augmented) instance map `maps[b]`, in order."""
+    batches = []
+    for b, scene_index in enumerate(index):
+        labels = scenes.labels[scene_index]
+        batches.append(sample_prompts(maps[b], labels[labels >= 0], rng, image_size, max_prompts))
+    return batches
+
+
+def prompts_of_kind(batches: Sequence[PromptBatch], kind: str) -> PromptsOfKind | None:
+    """The `kind` prompts ("boxes" or "points") of every image's `PromptBatch`, together; None when
+    no image has any."""
+    if kind not in PROMPT_KINDS:
+        raise ValueError(f"kind must be one of {PROMPT_KINDS}, got {kind!r}")
+    prefix = "box" if kind == "boxes" else "point"
+    shown = [(b, batch) for b, batch in enumerate(batches) if getattr(batch, kind) is not None]
+    if not shown:
+        return None
+    return PromptsOfKind(
+        prompts=torch.cat([getattr(batch, kind) for _, batch in shown]),
+        targets=torch.cat([getattr(batch, f"{prefix}_targets") for _, batch in shown]),
+        labels=torch.cat([torch.as_tensor(getattr(batch, f"{prefix}_labels")) for _, batch in shown]),
+        image_index=torch.cat([torch.full((len(getattr(batch, kind)),), b, dtype=torch.long) for b, batch in shown]),
+    )
 
 
 def sample_prompts(instance_map: np.ndarray, labels: np.ndarray, rng: np.random.Generator, image_size: int,

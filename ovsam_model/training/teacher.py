@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ovsam_model.config import OVSAMConfig
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
-from ovsam_model.training.data import augment, normalise, sample_prompts
+from ovsam_model.training.data import PROMPT_KINDS, augment, normalise, prompts_of_kind, sample_scene_prompts
 from ovsam_model.training.losses import mask_losses
 
 
@@ -91,19 +91,14 @@ def teacher_loss(teacher: TeacherSAM, config: OVSAMConfig, scenes: SceneSet, ind
     such average; all images' prompts of a kind go through the decoder together."""
     images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
     embeddings = teacher.image_encoder(normalise(images, config))
-    prompts = []
-    for b, scene_index in enumerate(index):
-        labels = scenes.labels[scene_index]
-        prompts.append(sample_prompts(maps[b], labels[labels >= 0], rng, config.image_size, prompts_per_image))
+    prompts = sample_scene_prompts(scenes, index, maps, rng, config.image_size, prompts_per_image)
     bce, dice, parts = embeddings.new_zeros(()), embeddings.new_zeros(()), 0
-    for kind, targets_of in (("boxes", "box_targets"), ("points", "point_targets")):
-        shown = [(b, one) for b, one in enumerate(prompts) if getattr(one, kind) is not None]
-        if not shown:
+    for kind in PROMPT_KINDS:
+        gathered = prompts_of_kind(prompts, kind)
+        if gathered is None:
             continue
-        image_index = torch.cat([torch.full((len(getattr(one, kind)),), b, dtype=torch.long) for b, one in shown])
-        logits = teacher.decode(embeddings, image_index=image_index,
-                                **{kind: torch.cat([getattr(one, kind) for _, one in shown])})
-        b_loss, d_loss = mask_losses(logits, torch.cat([getattr(one, targets_of) for _, one in shown]))
+        logits = teacher.decode(embeddings, image_index=gathered.image_index, **{kind: gathered.prompts})
+        b_loss, d_loss = mask_losses(logits, gathered.targets)
         bce, dice, parts = bce + b_loss, dice + d_loss, parts + 1
     return bce / max(parts, 1), dice / max(parts, 1)
 

@@ -109,6 +109,17 @@ def test_scene_crops_and_captions_name_only_the_base_objects_they_show(scenes) -
     assert crop.shape == (16, 16, 3) and len(shown) == 0
 
 
+@pytest.fixture
+def fixed_mask_loss_points(monkeypatch) -> None:
+    """The mask losses' random points replaced by a fixed grid, so that two ways of computing a loss
+    see the same points."""
+    from ovsam_model.training import losses
+
+    grid = torch.stack(torch.meshgrid(torch.linspace(0.02, 0.98, 16), torch.linspace(0.02, 0.98, 16),
+                                      indexing="xy"), dim=-1).reshape(1, -1, 2)
+    monkeypatch.setattr(losses, "sample_points", lambda logits, num_points: grid.expand(len(logits), -1, -1))
+
+
 def test_teacher_step_lowers_the_mask_loss(scenes) -> None:
     torch.manual_seed(0)
     teacher = TeacherSAM(CONFIG).train()
@@ -118,16 +129,13 @@ def test_teacher_step_lowers_the_mask_loss(scenes) -> None:
     assert after < before
 
 
-def test_teacher_loss_over_all_images_at_once_is_the_mean_of_each_images(scenes, monkeypatch) -> None:
+def test_teacher_loss_over_all_images_at_once_is_the_mean_of_each_images(scenes, fixed_mask_loss_points) -> None:
     # The teacher decodes all images' prompts of a kind in one call. Reference: each image's prompts
     # decoded on its own embedding (SAM's decoder as released), each image's box and point terms
     # averaged, then the images averaged. Fixed mask-loss points, so both sides see the same points.
     from ovsam_model.training import losses
     from ovsam_model.training.data import normalise, sample_prompts
 
-    grid = torch.stack(torch.meshgrid(torch.linspace(0.02, 0.98, 16), torch.linspace(0.02, 0.98, 16),
-                                      indexing="xy"), dim=-1).reshape(1, -1, 2)
-    monkeypatch.setattr(losses, "sample_points", lambda logits, num_points: grid.expand(len(logits), -1, -1))
     torch.manual_seed(0)
     teacher = TeacherSAM(CONFIG).eval()
     index, per_image = np.array([0, 4, 1]), 6
@@ -186,21 +194,17 @@ def test_clip2sam_step_lowers_the_papers_loss(scenes) -> None:
                        teacher.prompt_encoder.point_embeddings[0].weight)
 
 
-def test_clip2sam_loss_over_all_images_at_once_is_the_sum_of_each_images(scenes, monkeypatch) -> None:
+def test_clip2sam_loss_over_all_images_at_once_is_the_sum_of_each_images(scenes, fixed_mask_loss_points) -> None:
     # The stage decodes all images' prompts in one call per kind. Reference: each image's prompts
     # decoded on that image alone, each kind's terms weighted by its share of the step's prompts.
     # The mask losses' random points are replaced by a fixed grid so both sides see the same points.
+    # The shipped weights: a random CLIP's features hardly differ between images.
+    from ovsam_model.build import shipped_weights_dir
     from ovsam_model.modeling.clip_backbone import trunk_features
     from ovsam_model.modeling.ovsam import ImageFeatures
     from ovsam_model.training import losses
     from ovsam_model.training.clip2sam import BACKGROUND_WEIGHT, BCE_WEIGHT, CE_WEIGHT, DICE_WEIGHT
     from ovsam_model.training.data import normalise, sample_prompts
-
-    grid = torch.stack(torch.meshgrid(torch.linspace(0.02, 0.98, 16), torch.linspace(0.02, 0.98, 16),
-                                      indexing="xy"), dim=-1).reshape(1, -1, 2)
-    monkeypatch.setattr(losses, "sample_points", lambda logits, num_points: grid.expand(len(logits), -1, -1))
-    # The shipped weights: a random CLIP's features hardly differ between images.
-    from ovsam_model.build import shipped_weights_dir
     model = build_model(CONFIG)
     load_weights(model, shipped_weights_dir(CONFIG.name))
     freeze_for_clip2sam(model)
