@@ -22,7 +22,7 @@ from .clip2sam_head import CLIP2SAMHead
 from .clip_backbone import attention_pool_grid, build_clip, build_tokenizer, trunk_features
 from .foreground import foreground
 from .fpn import FPN
-from .region_pooling import mask_logits_to_boxes
+from .region_pooling import box_levels, mask_logits_to_boxes
 from .sam2clip_adapter import SAM2CLIPAdapter
 
 LOW_RES_MASK_STRIDE = 4
@@ -62,6 +62,15 @@ class DecoderOutput:
     region_embedding: Tensor  # [N, text_dim], not normalised
     mask_boxes: Tensor  # [N, 4] x1 y1 x2 y2 in network-input pixels; zeros for an empty mask
     label_embedding: Tensor | None = None  # [N, text_dim] label-token output (unused by the released recognition)
+
+
+@dataclass
+class DecodedMasks:
+    """`OVSAM.decode_masks`' result: a `DecoderOutput` but for the region embeddings."""
+    mask_logits: Tensor  # [N, 1, S/4, S/4]
+    mask_boxes: Tensor  # [N, 4] x1 y1 x2 y2 in network-input pixels; zeros for an empty mask
+    label_embedding: Tensor | None  # [N, text_dim]
+    image_index: Tensor | None  # [N] each prompt's image in the batch (None: one image)
 
 
 class OVSAM(nn.Module):
@@ -211,15 +220,32 @@ class OVSAM(nn.Module):
         image_index[i] of a batch of features; without it the features must be one image's.
         Each prompt's outputs are those of decoding it alone on its image.
         """
+        masks = self.decode_masks(features.embedding, points, point_labels, boxes, image_index)
+        return DecoderOutput(
+            mask_logits=masks.mask_logits,
+            region_embedding=self.region_embedding(features.fpn, masks.mask_boxes, masks.image_index),
+            mask_boxes=masks.mask_boxes,
+            label_embedding=masks.label_embedding,
+        )
+
+    def decode_masks(
+        self,
+        embedding: Tensor,
+        points: Tensor | None = None,
+        point_labels: Tensor | None = None,
+        boxes: Tensor | None = None,
+        image_index: Tensor | None = None,
+    ) -> DecodedMasks:
+        """The mask half of `decode` on image embeddings [B, C, h, w] (`ImageFeatures.embedding`):
+        what it needs before the region embeddings, whose FPN levels depend on the masks' boxes."""
         sparse, dense = self.encode_prompts(points, point_labels, boxes)
-        batch = features.embedding.shape[0]
+        batch = embedding.shape[0]
         if image_index is None:
             if batch != 1:
                 raise ValueError(
                     f"decode works on one image's features, got a batch of {batch}; "
                     f"use features.select(i) or give each prompt's image_index"
                 )
-            embedding = features.embedding
         else:
             image_index = torch.as_tensor(image_index, dtype=torch.long, device=self.device)
             if tuple(image_index.shape) != (sparse.shape[0],):
@@ -228,25 +254,43 @@ class OVSAM(nn.Module):
             if sparse.shape[0] and not 0 <= int(image_index.min()) <= int(image_index.max()) < batch:
                 raise ValueError(f"image_index must lie in 0..{batch - 1} (the features' batch), "
                                  f"got {int(image_index.min())}..{int(image_index.max())}")
-            embedding = features.embedding[image_index]
+            embedding = embedding[image_index]
         mask_logits, label_embedding = self.mask_decoder(
             embedding, self.prompt_encoder.get_dense_pe(), sparse, dense
         )
-        mask_boxes = mask_logits_to_boxes(mask_logits, scale=LOW_RES_MASK_STRIDE)
-        region_embedding = self.mask_decoder.region_embedding(
-            features.fpn,
+        return DecodedMasks(
+            mask_logits=mask_logits,
+            mask_boxes=mask_logits_to_boxes(mask_logits, scale=LOW_RES_MASK_STRIDE),
+            label_embedding=label_embedding,
+            image_index=image_index,
+        )
+
+    def region_embedding(self, pyramid: Sequence[Tensor | None], boxes: Tensor,
+                         image_index: Tensor | None = None) -> Tensor:
+        """Region embeddings [N, text_dim] of boxes [N, 4] (network-input pixels; on image
+        `image_index[i]` of the pyramid's batch, default 0), each pooled from the FPN level the
+        released level rule gives it. A level of `pyramid` may be None when no box maps to it."""
+        return self.mask_decoder.region_embedding(
+            pyramid,
             self.config.backbone_strides,
-            mask_boxes,
+            boxes,
             output_size=self.config.roi_output_size,
             finest_scale=self.config.roi_finest_scale,
             image_index=image_index,
         )
-        return DecoderOutput(
-            mask_logits=mask_logits,
-            region_embedding=region_embedding,
-            mask_boxes=mask_boxes,
-            label_embedding=label_embedding,
-        )
+
+    def finest_level(self, boxes: Tensor) -> int:
+        """The finest FPN level any of `boxes` is pooled from (the coarsest level when there are none)."""
+        num_levels = len(self.config.backbone_strides)
+        if boxes.shape[0] == 0:
+            return num_levels - 1
+        return int(box_levels(boxes, self.config.roi_finest_scale, num_levels).min())
+
+    def pyramid(self, levels: Sequence[Tensor], first: int = 0) -> list[Tensor | None]:
+        """The FPN's outputs from CLIP's levels `first` and up (`levels` starts at level `first`),
+        None for the finer ones: all that boxes of level `first` and coarser need. The finest levels
+        cost the most and change nothing coarser (see `FPN.forward`)."""
+        return [None] * first + list(self.fpn_neck(levels, first=first))
 
     def postprocess_masks(self, mask_logits: Tensor, original_size: tuple[int, int]) -> Tensor:
         """Low-res logits [N, 1, S/4, S/4] -> logits [N, 1, H, W] over the original image."""

@@ -137,12 +137,9 @@ def recognition_loss(model: OVSAM, regions: RegionSet, text: Tensor, index: Tens
     region embeddings of the boxes `index`."""
     images, local_index = torch.unique(regions.image[index], return_inverse=True)
     levels = [level[images].float() for level in regions.levels]
-    pyramid = [None] * regions.first_level + list(model.fpn_neck(levels, first=regions.first_level))
+    pyramid = model.pyramid(levels, regions.first_level)
     boxes = jittered_boxes(model, regions.boxes[index], regions.first_level, rng, box_jitter, box_jitter_limit)
-    embedding = model.mask_decoder.region_embedding(
-        pyramid, model.config.backbone_strides, boxes, output_size=model.config.roi_output_size,
-        finest_scale=model.config.roi_finest_scale, image_index=local_index,
-    )
+    embedding = model.region_embedding(pyramid, boxes, local_index)
     return classification_loss(model.classify(embedding, text), BASE_POSITION[regions.labels[index]], BACKGROUND_WEIGHT)
 
 
