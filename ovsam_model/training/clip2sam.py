@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ovsam_model.evaluation.baselines import image_crop_embeddings
 from ovsam_model.modeling.clip_backbone import trunk_features
-from ovsam_model.modeling.ovsam import OVSAM, ImageFeatures
+from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
 from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
@@ -74,26 +74,34 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
     point prompts of the scenes `index` (plus the crop distillation when its weight is above 0); also
     each term's value. Each term is a mean over all the step's prompts of its kind, weighted by that
     kind's share of them; the prompts of all images go through the decoder together (one call per
-    kind: a call per image was overhead-bound, and the losses are the same)."""
+    kind: a call per image was overhead-bound, and the losses are the same). The FPN is computed only
+    from the finest level a predicted mask's box is pooled from: the finer levels, most of the FPN's
+    work, would get no gradient, so the loss and its gradients are those of the whole pyramid."""
     to_base = {c: i for i, c in enumerate(BASE_INDICES)}
     images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
     pixels = normalise(images, model.config)
     with torch.no_grad():
         levels = trunk_features(model.clip.visual, pixels)
         embedding = model.neck_student(levels)
-    features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
     prompts = sample_scene_prompts(scenes, index, maps, rng, model.config.image_size, prompts_per_image)
+    decoded = []
+    for kind in PROMPT_KINDS:
+        gathered = prompts_of_kind(prompts, kind)
+        if gathered is not None:
+            decoded.append((gathered, model.decode_masks(embedding, image_index=gathered.image_index,
+                                                         **{kind: gathered.prompts})))
     totals = {"ce": 0.0, "bce": 0.0, "dice": 0.0}
     if crop_distill_weight > 0:
         totals["distill"] = 0.0
     loss = pixels.new_zeros(())
-    for kind in PROMPT_KINDS:
-        gathered = prompts_of_kind(prompts, kind)
-        if gathered is None:
-            continue
-        output = model.decode(features, image_index=gathered.image_index, **{kind: gathered.prompts})
-        bce, dice = mask_losses(output.mask_logits, gathered.targets)
-        logits = model.classify(output.region_embedding, text)
+    if not decoded:
+        return loss, totals
+    first = model.finest_level(torch.cat([masks.mask_boxes for _, masks in decoded]))
+    pyramid = model.pyramid(levels[first:], first)
+    for gathered, masks in decoded:
+        region_embedding = model.region_embedding(pyramid, masks.mask_boxes, masks.image_index)
+        bce, dice = mask_losses(masks.mask_logits, gathered.targets)
+        logits = model.classify(region_embedding, text)
         ce = classification_loss(logits, torch.tensor([to_base[int(c)] for c in gathered.labels]), BACKGROUND_WEIGHT)
         share = len(gathered.labels) / (prompts_per_image * len(index))
         loss = loss + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
@@ -105,7 +113,7 @@ def clip2sam_loss(model: OVSAM, text: Tensor, scenes: SceneSet, index: np.ndarra
             on_image = gathered.image_index.numpy()
             target = torch.cat([image_crop_embeddings(model, images[b], boxes[on_image == b])
                                 for b in dict.fromkeys(on_image.tolist())])  # the prompts' order: image by image
-            distill = (1 - F.cosine_similarity(output.region_embedding, target, dim=-1)).mean()
+            distill = (1 - F.cosine_similarity(region_embedding, target, dim=-1)).mean()
             loss = loss + share * crop_distill_weight * distill
             totals["distill"] += share * distill.item()
     return loss, totals

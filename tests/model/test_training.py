@@ -239,6 +239,67 @@ def test_clip2sam_loss_over_all_images_at_once_is_the_sum_of_each_images(scenes,
     assert together.item() == pytest.approx(weighted, rel=1e-4)
 
 
+def test_clip2sam_loss_computes_the_fpn_only_from_the_finest_level_its_boxes_use(scenes,
+                                                                                 fixed_mask_loss_points) -> None:
+    # The finer FPN levels no box is pooled from get no gradient: skipping them leaves the loss and
+    # every gradient as with the whole pyramid (reference: the stage's decoder calls on all levels).
+    from ovsam_model.build import shipped_weights_dir
+    from ovsam_model.modeling.clip_backbone import trunk_features
+    from ovsam_model.modeling.ovsam import ImageFeatures
+    from ovsam_model.training import losses
+    from ovsam_model.training.clip2sam import BACKGROUND_WEIGHT, BCE_WEIGHT, CE_WEIGHT, DICE_WEIGHT
+    from ovsam_model.training.data import PROMPT_KINDS, normalise, prompts_of_kind, sample_scene_prompts
+    model = build_model(CONFIG)
+    load_weights(model, shipped_weights_dir(CONFIG.name))
+    freeze_for_clip2sam(model)
+    text = class_text_embeddings(model, list(BASE_CLASSES))
+    index, per_image = np.array([0, 2, 3, 5]), 8
+    params = dict(model.named_parameters())
+
+    def gradients(loss: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return {name: None if p.grad is None else p.grad.clone() for name, p in params.items()}
+
+    computed = []
+    hooks = [conv.register_forward_hook(lambda module, args, out, level=level: computed.append(level))
+             for level, conv in enumerate(model.fpn_neck.fpn_convs)]
+    loss, _ = clip2sam_loss(model, text, scenes, index, np.random.default_rng(3), per_image)
+    for hook in hooks:
+        hook.remove()
+    lazy = gradients(loss)
+
+    rng = np.random.default_rng(3)  # the same draws, in the same order, as the stage's
+    images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
+    pixels = normalise(images, CONFIG)
+    with torch.no_grad():
+        levels = trunk_features(model.clip.visual, pixels)
+        embedding = model.neck_student(levels)
+    features = ImageFeatures(embedding=embedding, fpn=model.fpn_neck(levels), clip_last=levels[-1])
+    prompts = sample_scene_prompts(scenes, index, maps, rng, CONFIG.image_size, per_image)
+    to_base = {c: i for i, c in enumerate(BASE_INDICES)}
+    expected, finest = pixels.new_zeros(()), 3
+    for kind in PROMPT_KINDS:
+        gathered = prompts_of_kind(prompts, kind)
+        output = model.decode(features, image_index=gathered.image_index, **{kind: gathered.prompts})
+        finest = min(finest, model.finest_level(output.mask_boxes))
+        bce, dice = losses.mask_losses(output.mask_logits, gathered.targets)
+        ce = losses.classification_loss(model.classify(output.region_embedding, text),
+                                        torch.tensor([to_base[int(c)] for c in gathered.labels]), BACKGROUND_WEIGHT)
+        share = len(gathered.labels) / (per_image * len(index))
+        expected = expected + share * (CE_WEIGHT * ce + BCE_WEIGHT * bce + DICE_WEIGHT * dice)
+    whole = gradients(expected)
+
+    assert finest > 0  # these scenes' objects are pooled from the coarser levels only
+    assert sorted(computed) == list(range(finest, 4))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert {n for n, g in lazy.items() if g is None} == {n for n, g in whole.items() if g is None}
+    assert any(n.startswith(f"fpn_neck.fpn_convs.{finest - 1}.") for n, g in whole.items() if g is None)
+    for name, gradient in lazy.items():
+        if gradient is not None:
+            assert torch.allclose(gradient, whole[name], rtol=1e-4, atol=1e-6), name
+
+
 def test_clip2sam_crop_distillation_adds_its_term_only_when_weighted(scenes) -> None:
     model, _, text = clip2sam_ready()
     index = np.array([2, 3])
