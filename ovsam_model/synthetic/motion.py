@@ -12,8 +12,11 @@ import numpy as np
 
 from ovsam_model.synthetic.backgrounds import random_background
 from ovsam_model.synthetic.classes import CLASS_NAMES, colour_and_shape
-from ovsam_model.synthetic.scenes import Scene, _paint_object, _shape_mask
+from ovsam_model.synthetic.scenes import MIN_VISIBLE_FRACTION, Scene, _paint_object, _shape_mask
 from ovsam_model.synthetic.shapes import shape_polygon
+
+# Smaller visible parts are slivers nobody would be asked to name (at 640x480, a 14 px square).
+ASKABLE_MIN_PIXELS = 200
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,24 @@ class MovingWorld:
         polygon = shape_polygon(shape, self._position(obj, frame), obj.radius, obj.aspect, obj.angle + obj.spin * frame)
         return _shape_mask(self._side, polygon)[:self.height, :self.width]
 
-    def visible_fractions(self, frame: int) -> list[float]:
+    def visible_fractions(self, frame: int, instance_map: np.ndarray | None = None) -> list[float]:
         """For each object, the part of its own shape that is not hidden by the objects drawn over it
-        (the training world keeps at least 55 % of each object visible; this world does not)."""
-        scene_map = self.render(frame).instance_map
+        (the training world keeps at least 55 % of each object visible; this world does not).
+        `instance_map`: frame `frame`'s, when the caller has rendered it already."""
+        scene_map = self.render(frame).instance_map if instance_map is None else instance_map
         fractions = []
         for index, obj in enumerate(self.objects):
             whole = int(self._mask(obj, frame).sum())
             fractions.append(float((scene_map == index + 1).sum()) / whole if whole else 0.0)
         return fractions
+
+    def askable(self, frame: int, instance_map: np.ndarray | None = None) -> list[int]:
+        """The objects of frame `frame` a person could be asked to name, as in the training world:
+        at least `ASKABLE_MIN_PIXELS` visible and at least `MIN_VISIBLE_FRACTION` of the shape."""
+        scene_map = self.render(frame).instance_map if instance_map is None else instance_map
+        fractions = self.visible_fractions(frame, scene_map)
+        return [i for i, fraction in enumerate(fractions)
+                if fraction >= MIN_VISIBLE_FRACTION and int((scene_map == i + 1).sum()) >= ASKABLE_MIN_PIXELS]
 
     def render(self, frame: int) -> Scene:
         image = self.background.astype(np.float64)

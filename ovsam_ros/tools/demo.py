@@ -24,8 +24,9 @@ import numpy as np
 from ovsam_model.instances import InstancePrediction
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
-from ovsam_model.synthetic.motion import MovingWorld
+from ovsam_model.synthetic.motion import ASKABLE_MIN_PIXELS, MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
+from ovsam_model.synthetic.scenes import masks_to_boxes
 from ovsam_model.visualization import draw_instances
 from ovsam_ros.tools.harness import NodeExited, NodeProcess, ToolClient
 
@@ -155,10 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
         for round_index in range(args.prompts):
             stamp_ns = max(scenes)
             scene = scenes[stamp_ns]
-            # Ask about objects a person could name: mostly visible (as in the training world, >= 55 %).
-            fractions = world.visible_fractions(frame_numbers[stamp_ns])
-            visible = [i for i in range(len(scene.labels))
-                       if (scene.instance_map == i + 1).sum() >= 200 and fractions[i] >= 0.55]
+            visible = world.askable(frame_numbers[stamp_ns], scene.instance_map)
             if not visible:
                 continue
             target = visible[round_index % len(visible)]
@@ -174,8 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 asked = PromptSpec(prompt.id, points=[[x, y]])
                 question = f"asked: click at ({x:.0f}, {y:.0f}) on a {CLASS_NAMES[int(scene.labels[target])]}"
             else:
-                ys, xs = np.nonzero(truth_mask)
-                prompt.box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+                prompt.box = [float(v) for v in masks_to_boxes(truth_mask[None])[0]]
                 asked = PromptSpec(prompt.id, box=list(prompt.box))
                 question = f"asked: box around a {CLASS_NAMES[int(scene.labels[target])]}"
             sent = time.monotonic()
@@ -209,9 +206,8 @@ def run_demo(args: argparse.Namespace) -> int:
         stamp_ns = max(scenes)
         scene = scenes[stamp_ns]
         target = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
-        ys, xs = np.nonzero(scene.instance_map == target + 1)
         track_prompt = Prompt(id="track-0", track=True,
-                              box=[float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)])
+                              box=[float(v) for v in masks_to_boxes((scene.instance_map == target + 1)[None])[0]])
         track_prompt.header.stamp.sec, track_prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         seen = len(results)
         prompts_pub.publish(PromptArray(prompts=[track_prompt]))
@@ -300,11 +296,9 @@ class RearCamera:
         prompts, truth = [], {}
         for index in range(len(scene.labels)):
             mask = scene.instance_map == index + 1
-            if mask.sum() < 200:
+            if mask.sum() < ASKABLE_MIN_PIXELS:
                 continue
-            ys, xs = np.nonzero(mask)
-            prompt = Prompt(id=f"rear-box-{index}", box=[float(xs.min()), float(ys.min()), float(xs.max() + 1),
-                                                         float(ys.max() + 1)])
+            prompt = Prompt(id=f"rear-box-{index}", box=[float(v) for v in masks_to_boxes(mask[None])[0]])
             prompt.header.stamp.sec, prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
             prompts.append(prompt)
             truth[prompt.id] = (mask, CLASS_NAMES[int(scene.labels[index])])

@@ -123,6 +123,26 @@ def test_moving_world_renders_camera_sized_frames_and_knows_what_is_hidden() -> 
     assert min(fractions) < 0.9  # seed 7 starts with its objects overlapping
 
 
+def test_askable_objects_show_enough_pixels_and_enough_of_their_shape() -> None:
+    from ovsam_model.synthetic.motion import ASKABLE_MIN_PIXELS, MovingWorld
+    from ovsam_model.synthetic.scenes import MIN_VISIBLE_FRACTION
+
+    world = MovingWorld(seed=7, size=640, height=480, num_objects=4)
+    left_out = 0
+    for frame in range(0, 150, 10):
+        scene = world.render(frame)
+        expected = []
+        for index, obj in enumerate(world.objects):
+            visible = int((scene.instance_map == index + 1).sum())
+            whole = int(world._mask(obj, frame).sum())  # its whole shape, hidden parts included
+            if visible >= ASKABLE_MIN_PIXELS and visible >= MIN_VISIBLE_FRACTION * whole:
+                expected.append(index)
+        assert world.askable(frame) == expected
+        assert world.askable(frame, scene.instance_map) == expected
+        left_out += len(world.objects) - len(expected)
+    assert left_out > 0  # seed 7's objects overlap: some are too hidden to ask about
+
+
 def test_a_stack_of_boxes_is_jittered_box_by_box() -> None:
     boxes = np.array([[10.0, 20.0, 90.0, 100.0], [0.0, 5.0, 40.0, 30.0], [50.0, 50.0, 52.0, 60.0]], np.float32)
     together = jitter_box(boxes, np.random.default_rng(3), amount=0.2, limit=6.0)
