@@ -60,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ovsam_model.config import ConfigError, get_config
+    from ovsam_model.training.allocator import retain_freed_memory
     from ovsam_model.training.pipeline import STAGES, PipelineSettings, assemble_model, run_pipeline, stage_run
 
+    retain_freed_memory()  # steps reuse their activations' memory instead of faulting it in again
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     try:
         config = get_config(args.model)
