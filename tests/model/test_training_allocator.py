@@ -1,5 +1,6 @@
 """retain_freed_memory: a freed large block stays with the process (so the next training step
 reuses it instead of faulting fresh pages in), which it does not by default."""
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,10 @@ print(applied, default_allocated, default_kept, retained_allocated, retained_kep
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc (Linux) is what it tunes")
 def test_freed_blocks_stay_in_the_process_only_once_retained():
-    out = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE], capture_output=True, text=True, check=True)
+    # glibc's defaults, whatever this shell preloads or tunes
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD"))}
+    out = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE], capture_output=True, text=True, check=True, env=env)
     applied, default_allocated, default_kept, retained_allocated, retained_kept = out.stdout.split()
     assert applied == "True"
     # By default the 128 MB block is an mmap that goes back to the OS when freed.
