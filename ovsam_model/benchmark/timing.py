@@ -55,7 +55,8 @@ class Stopwatch:
         return {stage: summarize(values) for stage, values in self.samples.items()}
 
 
-def _status_kib(field: str) -> int | None:
+def status_kib(field: str) -> int | None:
+    """A kB field of this process's /proc/self/status ("VmRSS", "VmHWM"); None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -86,14 +87,14 @@ class PeakMemory:
             self.method = "VmHWM after reset"
         except OSError:
             self.method = "ru_maxrss (process lifetime: not reset per configuration)"
-        current = _status_kib("VmRSS")
+        current = status_kib("VmRSS")
         self.before_mb = (current or 0) / 1024
 
     def read(self) -> dict[str, Any]:
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
-            hwm = _status_kib("VmHWM") if self.method.startswith("VmHWM") else None
+            hwm = status_kib("VmHWM") if self.method.startswith("VmHWM") else None
             peak = (hwm / 1024) if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return {"peak_mb": round(peak, 1), "before_mb": round(self.before_mb, 1),
                 "increase_mb": round(peak - self.before_mb, 1), "method": self.method}

@@ -7,13 +7,12 @@ import sys
 import pytest
 
 RSS_AFTER_FREE = r"""
-import os, sys
 import torch
+from ovsam_model.benchmark.timing import status_kib
 from ovsam_model.training.allocator import retain_freed_memory
 
 def resident_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return status_kib("VmRSS") / 1024
 
 def kept_after_free():
     before = resident_mb()
