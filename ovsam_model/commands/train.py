@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
                         help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
                              "real CLIP) or one crop and caption per object (the earlier recipe, an ablation)")
+    parser.add_argument("--precision", default=None, choices=["bf16", "fp32"],
+                        help="forward pass of the CLIP and teacher stages (default bf16: about a third faster "
+                             "on CPUs with bfloat16 instructions; fp32 where a CPU has none)")
     parser.set_defaults(handler=run)
 
 
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     stages = STAGES if args.stage == "all" else (args.stage,)
     settings = PipelineSettings.quick() if args.quick else PipelineSettings()
     settings.clip.data = args.clip_data
+    if args.precision:
+        settings.clip.precision = settings.teacher.precision = args.precision
     jobs = args.jobs if args.jobs is not None else (2 if (os.cpu_count() or 1) >= 2 else 1)
     started = time.monotonic()
     try:
@@ -150,6 +155,8 @@ def train_beside(args: argparse.Namespace, beside: str, here: tuple[str, ...],
                "--seed", str(args.seed), "--model", args.model, "--threads", "1", "--jobs", "1"]
     if args.quick:
         command.append("--quick")
+    if args.precision:
+        command += ["--precision", args.precision]
     log_path = out / f"{beside}.log"
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)

@@ -23,6 +23,7 @@ from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import CROPS_STREAM, augment, normalise
 from ovsam_model.training.losses import multi_positive_contrastive
+from ovsam_model.training.precision import check_precision, forward_precision
 
 SCENE_LEVEL, OBJECT_CROPS = "scenes", "object_crops"
 
@@ -46,6 +47,7 @@ class ClipStageSettings:
     # Share of the scene's area a random resized crop keeps (torchvision's RandomResizedCrop scale).
     scene_crop_area: tuple[float, float] = (0.25, 1.0)
     crop_variants: int = 2  # object crops per object (data="object_crops" only)
+    precision: str = "bf16"  # of the forward pass (training/precision.py)
 
 
 def crop_size(config: OVSAMConfig) -> int:
@@ -68,21 +70,29 @@ def _crop_tensor(images: np.ndarray, config: OVSAMConfig) -> torch.Tensor:
     return normalise(images, config.replace(image_size=images.shape[1]))
 
 
+def _encode_pairs(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, images: np.ndarray, captions: list[str],
+                  precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and text embeddings in float32, whatever precision the towers ran in."""
+    with forward_precision(precision):
+        image_features = clip.encode_image(_crop_tensor(images, config))
+        text_features = clip.encode_text(tokenizer(captions))
+    return image_features.float(), text_features.float()
+
+
 def clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, images: np.ndarray, labels: np.ndarray,
-              rng: np.random.Generator) -> torch.Tensor:
+              rng: np.random.Generator, precision: str = "fp32") -> torch.Tensor:
     """Contrastive loss of a batch of crops against one caption (random template) per base class,
     so every base class is a candidate in every step."""
     images, _ = augment(images, np.zeros(images.shape[:3], np.uint8), rng)
     base = np.asarray(BASE_INDICES)
     captions = [caption(int(c), rng) for c in base]
-    image_features = clip.encode_image(_crop_tensor(images, config))
-    text_features = clip.encode_text(tokenizer(captions))
+    image_features, text_features = _encode_pairs(clip, tokenizer, config, images, captions, precision)
     return multi_positive_contrastive(image_features, text_features, torch.from_numpy(labels), torch.from_numpy(base),
                                       clip.logit_scale.exp().clamp(max=100))
 
 
 def scene_clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, scenes: SceneSet, index: np.ndarray,
-                    rng: np.random.Generator, area_range: tuple[float, float]) -> torch.Tensor:
+                    rng: np.random.Generator, area_range: tuple[float, float], precision: str = "fp32") -> torch.Tensor:
     """Contrastive loss of random resized crops of the scenes `index` against their alt-text captions;
     images whose captions name the same classes are positives of each other."""
     size = crop_size(config)
@@ -99,8 +109,7 @@ def scene_clip_loss(clip: torch.nn.Module, tokenizer, config: OVSAMConfig, scene
     images, _ = augment(np.stack(crops), np.zeros((len(crops), size, size), np.uint8), rng)
     keys = {named: i for i, named in enumerate(dict.fromkeys(named_sets))}
     caption_ids = torch.tensor([keys[named] for named in named_sets])
-    image_features = clip.encode_image(_crop_tensor(images, config))
-    text_features = clip.encode_text(tokenizer(captions))
+    image_features, text_features = _encode_pairs(clip, tokenizer, config, images, captions, precision)
     return multi_positive_contrastive(image_features, text_features, caption_ids, caption_ids,
                                       clip.logit_scale.exp().clamp(max=100))
 
@@ -123,6 +132,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
     """Trains the CLIP model (see the module's docstring); `threads`: see `train_loop`."""
     if settings.data not in (SCENE_LEVEL, OBJECT_CROPS):
         raise ValueError(f"ClipStageSettings.data must be {SCENE_LEVEL!r} or {OBJECT_CROPS!r}, got {settings.data!r}")
+    check_precision(settings.precision)
     seed_everything(seed)
     # Object crops are made either way: the training recipe's data (object_crops) or a sanity figure.
     crops = cached_crops(data_dir, scenes, config, seed, settings.crop_variants) if settings.data == OBJECT_CROPS \
@@ -137,10 +147,12 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
     def step(i: int) -> dict[str, float]:
         if settings.data == SCENE_LEVEL:
             index = rng.integers(len(scenes), size=settings.batch_size)
-            loss = scene_clip_loss(clip, tokenizer, config, scenes, index, rng, settings.scene_crop_area)
+            loss = scene_clip_loss(clip, tokenizer, config, scenes, index, rng, settings.scene_crop_area,
+                                   settings.precision)
         else:
             index = rng.integers(len(crops.labels), size=settings.batch_size)
-            loss = clip_loss(clip, tokenizer, config, crops.images[index], crops.labels[index], rng)
+            loss = clip_loss(clip, tokenizer, config, crops.images[index], crops.labels[index], rng,
+                             settings.precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

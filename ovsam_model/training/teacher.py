@@ -20,6 +20,7 @@ from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import PROMPT_KINDS, augment, normalise, prompts_of_kind, sample_scene_prompts
 from ovsam_model.training.losses import mask_losses
+from ovsam_model.training.precision import check_precision, forward_precision
 
 
 def teacher_settings(config: OVSAMConfig) -> dict[str, Any]:
@@ -81,30 +82,34 @@ class TeacherStageSettings:
     prompts_per_image: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.05
+    precision: str = "bf16"  # of the forward pass (training/precision.py)
 
 
 def teacher_loss(teacher: TeacherSAM, config: OVSAMConfig, scenes: SceneSet, index: np.ndarray,
-                 rng: np.random.Generator, prompts_per_image: int) -> tuple[Tensor, Tensor]:
+                 rng: np.random.Generator, prompts_per_image: int, precision: str = "fp32") -> tuple[Tensor, Tensor]:
     """BCE and Dice over the prompts of the scenes `index` (augmented, prompts drawn from rng): the
     mean over the box prompts and the mean over the point prompts, averaged. Every image has as many
     prompts of each kind (`sample_prompts`), so this is also the mean over images of each image's own
     such average; all images' prompts of a kind go through the decoder together."""
     images, maps = augment(scenes.images[index], scenes.instance_maps[index], rng)
-    embeddings = teacher.image_encoder(normalise(images, config))
+    with forward_precision(precision):
+        embeddings = teacher.image_encoder(normalise(images, config))
     prompts = sample_scene_prompts(scenes, index, maps, rng, config.image_size, prompts_per_image)
-    bce, dice, parts = embeddings.new_zeros(()), embeddings.new_zeros(()), 0
+    bce, dice, parts = embeddings.new_zeros((), dtype=torch.float32), embeddings.new_zeros((), dtype=torch.float32), 0
     for kind in PROMPT_KINDS:
         gathered = prompts_of_kind(prompts, kind)
         if gathered is None:
             continue
-        logits = teacher.decode(embeddings, image_index=gathered.image_index, **{kind: gathered.prompts})
-        b_loss, d_loss = mask_losses(logits, gathered.targets)
+        with forward_precision(precision):
+            logits = teacher.decode(embeddings, image_index=gathered.image_index, **{kind: gathered.prompts})
+        b_loss, d_loss = mask_losses(logits.float(), gathered.targets)
         bce, dice, parts = bce + b_loss, dice + d_loss, parts + 1
     return bce / max(parts, 1), dice / max(parts, 1)
 
 
 def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: int,
                   settings: TeacherStageSettings) -> dict[str, Any]:
+    check_precision(settings.precision)
     seed_everything(seed)
     teacher = TeacherSAM(config).train()
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -112,7 +117,7 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
 
     def step(i: int) -> dict[str, float]:
         index = rng.integers(len(scenes), size=settings.images_per_step)
-        bce, dice = teacher_loss(teacher, config, scenes, index, rng, settings.prompts_per_image)
+        bce, dice = teacher_loss(teacher, config, scenes, index, rng, settings.prompts_per_image, settings.precision)
         loss = bce + dice
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,33 @@
+"""The arithmetic of a training stage's forward pass: "fp32", or "bf16" (bfloat16 matmuls and
+convolutions under torch's autocast; weights, gradients, optimiser state and losses stay float32).
+
+bf16 is for the two long stages, the CLIP stage and the teacher, whose steps are convolutions and
+matmuls on large batches. On a CPU with native bfloat16 arithmetic (AVX512-BF16, AMX) their steps
+are about a third cheaper: on the 2-core development VM (AMD EPYC, AVX512-BF16), 2026-12-02,
+median of 17 steps, one thread, a CLIP step took 0.93 s in float32 and 0.62 s in bf16 (two threads:
+0.62 and 0.41 s), a teacher step 0.59 and 0.42 s (`python -m ovsam_model.benchmark.training_precision`). Where the CPU
+has no bfloat16 instructions autocast still works, only more slowly; choose "fp32" there.
+
+The stages that train on frozen features (SAM2CLIP, CLIP2SAM, recognition) stay float32: their
+inputs must be what the model computes at inference, in float32."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import ContextManager
+
+import torch
+
+TRAINING_PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"training precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {precision!r}")
+
+
+def forward_precision(precision: str, device_type: str = "cpu") -> ContextManager[object]:
+    """The context a stage's forward pass runs in; losses are computed outside it, in float32."""
+    check_precision(precision)
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
