@@ -162,6 +162,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
                      data_rng=rng, threads=threads)
     clip.eval()
     log["data"] = settings.data
+    log["precision"] = settings.precision
     # Top-1 on single-object crops of training scenes: what the image-crop baseline will rely on.
     log["crop_accuracy"] = crop_accuracy(clip, tokenizer, crops, config)
     run.save_final({"clip": clip.state_dict()}, log)

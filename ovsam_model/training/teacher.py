@@ -133,6 +133,7 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
     with torch.no_grad():
         teacher_embeddings(teacher, scenes, len(scenes), config, scene_embeddings_path(run))
     log["scene_embeddings_s"] = time.monotonic() - started
+    log["precision"] = settings.precision
     run.save_final({"teacher": teacher.state_dict()}, log)
     return log
 

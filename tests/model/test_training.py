@@ -109,6 +109,54 @@ def test_scene_crops_and_captions_name_only_the_base_objects_they_show(scenes) -
     assert crop.shape == (16, 16, 3) and len(shown) == 0
 
 
+def _first_convolution_dtypes(module: torch.nn.Module) -> list[torch.dtype]:
+    """The dtypes the module's first convolution outputs, recorded as it runs."""
+    seen: list[torch.dtype] = []
+    conv = next(m for m in module.modules() if isinstance(m, (torch.nn.Conv2d)))
+    conv.register_forward_hook(lambda _m, _i, output: seen.append(output.dtype))
+    return seen
+
+
+def test_bf16_runs_the_clip_towers_in_bfloat16_and_keeps_the_loss_and_gradients_float32(scenes) -> None:
+    torch.manual_seed(0)
+    clip = build_clip(CONFIG.clip).train()
+    tokenizer = build_tokenizer(CONFIG.clip)
+    index = np.array([0, 1, 2, 3, 4, 5, 0, 1])
+    seen = _first_convolution_dtypes(clip)
+    fp32 = scene_clip_loss(clip, tokenizer, CONFIG, scenes, index, np.random.default_rng(0), (0.25, 1.0), "fp32")
+    bf16 = scene_clip_loss(clip, tokenizer, CONFIG, scenes, index, np.random.default_rng(0), (0.25, 1.0), "bf16")
+    assert seen == [torch.float32, torch.bfloat16]
+    assert bf16.dtype == torch.float32
+    assert bf16.item() != fp32.item() and bf16.item() == pytest.approx(fp32.item(), rel=0.02)
+    bf16.backward()
+    assert all(p.grad.dtype == torch.float32 for p in clip.parameters() if p.grad is not None)
+
+
+def test_bf16_runs_the_teacher_in_bfloat16_and_keeps_the_mask_losses_float32(scenes, fixed_mask_loss_points) -> None:
+    torch.manual_seed(0)
+    teacher = TeacherSAM(CONFIG).train()
+    index = np.array([0, 1])
+    seen = _first_convolution_dtypes(teacher)
+    fp32 = teacher_loss(teacher, CONFIG, scenes, index, np.random.default_rng(0), 4, "fp32")
+    bf16 = teacher_loss(teacher, CONFIG, scenes, index, np.random.default_rng(0), 4, "bf16")
+    assert seen == [torch.float32, torch.bfloat16]
+    for full, half in zip(fp32, bf16):
+        assert half.dtype == torch.float32
+        assert half.item() != full.item() and half.item() == pytest.approx(full.item(), rel=0.03, abs=1e-3)
+
+
+def test_an_unknown_training_precision_is_refused_before_training(scenes, tmp_path) -> None:
+    from ovsam_model.training.common import StageRun
+    from ovsam_model.training.precision import forward_precision
+    from ovsam_model.training.teacher import TeacherStageSettings, train_teacher
+
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        forward_precision("fp16")
+    with pytest.raises(ValueError, match="'half'"):
+        train_teacher(CONFIG, scenes, StageRun(tmp_path / "teacher"), 0, TeacherStageSettings(precision="half"))
+    assert not (tmp_path / "teacher" / "checkpoint.pt").exists()
+
+
 @pytest.fixture
 def fixed_mask_loss_points(monkeypatch) -> None:
     """The mask losses' random points replaced by a fixed grid, so that two ways of computing a loss
@@ -363,7 +411,7 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
 
     ship_dir = tmp_path / "shipped"
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "2",
-                 "--ship-to", str(ship_dir)]) == 0
+                 "--precision", "fp32", "--ship-to", str(ship_dir)]) == 0
     assert all((ship_dir / name).is_file() for name in CONFIG.weight_files.values())
     assert load_weights(build_model(CONFIG), ship_dir, strict=True).complete
     # The teacher trained in its own process (its output in teacher.log), beside the CLIP stage here.
@@ -378,6 +426,8 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     assert logs["teacher"]["steps"] == 3
+    # --precision reached the teacher's process as well as this one.
+    assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "fp32"
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
     assert capsys.readouterr().out.count("done already") == 5
@@ -409,6 +459,8 @@ def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path,
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "1"]) == 0
     assert "training in process" not in capsys.readouterr().out
     assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "recognition" / "final.pt").is_file()
+    logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
+    assert logs["clip"]["precision"] == logs["teacher"]["precision"] == "bf16"  # the default
 
 
 def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
