@@ -26,6 +26,7 @@ from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.synthetic.classes import BASE_INDICES
 from ovsam_model.synthetic.scenes import SceneSet, generate_scene_set
+from ovsam_model.training.allocator import retain_freed_memory
 from ovsam_model.training.clip_stage import ClipStageSettings, scene_clip_loss
 from ovsam_model.training.precision import TRAINING_PRECISIONS
 from ovsam_model.training.teacher import TeacherSAM, TeacherStageSettings, teacher_loss
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-images", type=int, default=TeacherStageSettings.images_per_step)
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as `ovsam-model train` does
     torch.set_num_threads(args.threads)
     config = get_config(args.model)
     torch.manual_seed(0)
