@@ -32,12 +32,12 @@ SCENE_LEVEL, OBJECT_CROPS = "scenes", "object_crops"
 class ClipStageSettings:
     # At the configured 128x128 (the tower's image_size) objects appear at 18-100 px, about the size
     # they have in the model's 256 input; at 64x64 they were 9-50 px and the tower learned shape
-    # poorly (52 % right on single-object crops). 128 px costs 4x per image. The steps are the run's
-    # critical path (one core beside the teacher, then two): 2,400 in float32 took 30.5 min of a
-    # 43 min 46 s run; bf16 makes a step about a third cheaper, which pays for 3,200. 2,000 steps
-    # named novel crops 0.38 against 0.49 for 2,400, and OV-SAM's novel accuracy was 0.63 against 0.67
-    # (docs/model-card-ovsam-shapes.md, "What was tried").
-    steps: int = 3200
+    # poorly (52 % right on single-object crops). 128 px costs 4x per image. 2,400 steps of 128
+    # images are the run's critical path: 30.5 min (one core beside the teacher, then two) of the
+    # shipped run's 43 min 46 s, inside issue 14's 45 only on a good hour of the VM; 2,000 steps of
+    # the same tower named novel crops 0.38 against 0.49 and OV-SAM's novel accuracy was 0.63
+    # against 0.67 (docs/model-card-ovsam-shapes.md, "What was tried").
+    steps: int = 2400
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
