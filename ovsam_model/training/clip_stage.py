@@ -47,7 +47,7 @@ class ClipStageSettings:
     # Share of the scene's area a random resized crop keeps (torchvision's RandomResizedCrop scale).
     scene_crop_area: tuple[float, float] = (0.25, 1.0)
     crop_variants: int = 2  # object crops per object (data="object_crops" only)
-    precision: str = "bf16"  # of the forward pass (training/precision.py)
+    precision: str = "fp32"  # forward pass (training/precision.py); "bf16" is faster, not the shipped recipe
 
 
 def crop_size(config: OVSAMConfig) -> int:

@@ -3,10 +3,12 @@ convolutions under torch's autocast; weights, gradients, optimiser state and los
 
 bf16 is for the two long stages, the CLIP stage and the teacher, whose steps are convolutions and
 matmuls on large batches. On a CPU with native bfloat16 arithmetic (AVX512-BF16, AMX) their steps
-are about a third cheaper: on the 2-core development VM (AMD EPYC, AVX512-BF16), 2026-12-02,
-median of 17 steps, one thread, a CLIP step took 0.93 s in float32 and 0.62 s in bf16 (two threads:
-0.62 and 0.41 s), a teacher step 0.59 and 0.42 s (`python -m ovsam_model.benchmark.training_precision`). Where the CPU
-has no bfloat16 instructions autocast still works, only more slowly; choose "fp32" there.
+are cheaper: on the 2-core development VM (AMD EPYC, AVX512-BF16), 2026-12-02 17:53, one thread,
+median of 11 alternated steps (`python -m ovsam_model.benchmark.training_precision`), a CLIP step
+took 1.02 s in float32 and 0.72 s in bf16, a teacher step 0.70 and 0.53 s. With the other process
+training beside it the gain is smaller (the CLIP stage's one-thread steps beside a bf16 teacher
+averaged 0.78 s in a full run that hour). Where the CPU has no bfloat16 instructions autocast still
+works, only more slowly; choose "fp32" there.
 
 The stages that train on frozen features (SAM2CLIP, CLIP2SAM, recognition) stay float32: their
 inputs must be what the model computes at inference, in float32."""

@@ -411,7 +411,7 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
 
     ship_dir = tmp_path / "shipped"
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "2",
-                 "--precision", "fp32", "--ship-to", str(ship_dir)]) == 0
+                 "--precision", "bf16", "--ship-to", str(ship_dir)]) == 0
     assert all((ship_dir / name).is_file() for name in CONFIG.weight_files.values())
     assert load_weights(build_model(CONFIG), ship_dir, strict=True).complete
     # The teacher trained in its own process (its output in teacher.log), beside the CLIP stage here.
@@ -427,7 +427,7 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     assert logs["teacher"]["steps"] == 3
     # --precision reached the teacher's process as well as this one.
-    assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "fp32"
+    assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "bf16"
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
     assert capsys.readouterr().out.count("done already") == 5
@@ -460,7 +460,7 @@ def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path,
     assert "training in process" not in capsys.readouterr().out
     assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "recognition" / "final.pt").is_file()
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    assert logs["clip"]["precision"] == logs["teacher"]["precision"] == "bf16"  # the default
+    assert logs["clip"]["precision"] == logs["teacher"]["precision"] == "fp32"  # the default, the shipped recipe
 
 
 def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
