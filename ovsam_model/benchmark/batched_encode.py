@@ -13,15 +13,13 @@ random ones: the cost does not depend on them.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ovsam_model.benchmark.timing import Stopwatch, machine_info
+from ovsam_model.benchmark.timing import Stopwatch, machine_info, write_figures
 from ovsam_model.predictor import OVSAMPredictor
 
 
@@ -85,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  one batch        p50 {batched['p50_ms']:8.1f} ms  p95 {batched['p95_ms']:8.1f} ms")
     print(f"  one at a time    p50 {single['p50_ms']:8.1f} ms  p95 {single['p95_ms']:8.1f} ms")
     print(f"  ratio batch / one at a time (p50): {result['ratio_batched_to_one_at_a_time']:.2f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_figures(args.json, result)
     return 0
 
 

@@ -7,6 +7,7 @@ it; on a GPU it is torch's peak allocation.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -108,6 +109,14 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_figures(path: str | Path | None, figures: dict[str, Any]) -> None:
+    """A benchmark's figures as indented JSON at `path` (its folder made); nothing when `path` is None."""
+    if path is None:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(figures, indent=2))
 
 
 def machine_info() -> dict[str, Any]:

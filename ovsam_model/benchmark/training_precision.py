@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from ovsam_model.benchmark.timing import Stopwatch, machine_info
+from ovsam_model.benchmark.timing import Stopwatch, machine_info, write_figures
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.clip_backbone import build_clip, build_tokenizer
 from ovsam_model.synthetic.classes import BASE_INDICES
@@ -111,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         fp32, bf16 = result[stage]["fp32"], result[stage]["bf16"]
         print(f"  {stage:<8} fp32 p50 {fp32['p50_ms']:8.1f} ms  bf16 p50 {bf16['p50_ms']:8.1f} ms  "
               f"ratio bf16 / fp32 {result[stage]['ratio_bf16_to_fp32']:.2f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_figures(args.json, result)
     return 0
 
 
