@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ovsam_model.training.precision import TRAINING_PRECISIONS
+
 if TYPE_CHECKING:
     from ovsam_model.training.common import ThreadSchedule
 
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
                         help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
                              "real CLIP) or one crop and caption per object (the earlier recipe, an ablation)")
-    parser.add_argument("--precision", default=None, choices=["bf16", "fp32"],
+    parser.add_argument("--precision", default=None, choices=TRAINING_PRECISIONS,
                         help="forward pass of the CLIP and teacher stages (default fp32, the shipped recipe; "
                              "bf16: ~30 %% faster steps on CPUs with bfloat16 instructions, not the shipped recipe)")
     parser.set_defaults(handler=run)

@@ -17,8 +17,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import ContextManager
 
-import torch
-
 TRAINING_PRECISIONS = ("fp32", "bf16")
 
 
@@ -32,4 +30,6 @@ def forward_precision(precision: str, device_type: str = "cpu") -> ContextManage
     check_precision(precision)
     if precision == "fp32":
         return nullcontext()
+    import torch  # here, so that the CLI can offer TRAINING_PRECISIONS without loading torch
+
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
