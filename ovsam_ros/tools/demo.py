@@ -42,6 +42,7 @@ class Check:
     latency_ms: float = 0.0
     track_id: int = 0
     failure: str = ""
+    frame: int = -1  # the world's frame the prompt was asked on (which frames depends on start-up time)
 
 
 def mask_from_instance(instance, height: int, width: int) -> np.ndarray:
@@ -178,7 +179,8 @@ def run_demo(args: argparse.Namespace) -> int:
             sent = time.monotonic()
             seen = len(results)
             prompts_pub.publish(PromptArray(prompts=[prompt]))
-            check = Check(kind, prompt.id, CLASS_NAMES[int(scene.labels[target])])
+            check = Check(kind, prompt.id, CLASS_NAMES[int(scene.labels[target])],
+                          frame=frame_numbers[stamp_ns])
             answered = spin_until(lambda: any(_answer_for(m, prompt.id) for _, m in results[seen:]),
                                   args.answer_timeout)
             if not answered:
@@ -198,7 +200,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         question, f"answered: {check.label} {check.score:.2f} ({verdict}), mask IoU {check.iou:.2f}")
                     cv2.imwrite(str(out / f"{prompt.id}.png"), picture[..., ::-1])
             checks.append(check)
-            print(f"[demo] {check.kind:5s} {check.prompt_id:8s} truth={check.truth:16s} -> "
+            print(f"[demo] {check.kind:5s} {check.prompt_id:8s} frame {check.frame:3d} truth={check.truth:16s} -> "
                   f"{(check.label or check.failure):16s} score={check.score:.2f} IoU={check.iou:.2f} "
                   f"{check.latency_ms:7.0f} ms")
 
@@ -257,10 +259,19 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"label accuracy {np.mean([c.label == c.truth for c in answered]):.2f}; "
                   f"mean IoU {np.mean([c.iou for c in answered]):.2f}; "
                   f"latency p50 {np.median([c.latency_ms for c in answered]):.0f} ms")
-        if rear is not None:
-            rear.check(spin_until, args.answer_timeout)
+        rear_missing = rear.check(spin_until, args.answer_timeout) if rear is not None else []
         print(f"[demo] overlay pictures in {out}/")
-        return 0 if node_process.alive() else 1
+        # The main job fails loudly when the pipeline did not answer: a prompt or the track without a
+        # mask, nothing asked at all, or the node gone. Wrong labels are the model's, not a failure.
+        problems = [f"{c.prompt_id}: {c.failure}" for c in checks if c.failure] + rear_missing
+        if not prompted:
+            problems.append("no object was visible enough to ask about")
+        if not node_process.alive():
+            problems.append(f"the node exited; see {log_path}")
+        if problems:
+            print("[demo] FAILED: " + "; ".join(problems))
+            return 1
+        return 0
     finally:
         operator.close()
         node_process.stop()
@@ -288,7 +299,8 @@ class RearCamera:
         for old in sorted(self.scenes)[:-60]:
             del self.scenes[old]
 
-    def check(self, spin_until, timeout: float) -> None:
+    def check(self, spin_until, timeout: float) -> list[str]:
+        """Boxes every object of the rear scene; returns '<prompt id>: <why>' for each without a mask."""
         from ovsam_ros.msg import Prompt, PromptArray
 
         stamp_ns = max(self.scenes)
@@ -304,18 +316,20 @@ class RearCamera:
             truth[prompt.id] = (mask, CLASS_NAMES[int(scene.labels[index])])
         self.prompts_pub.publish(PromptArray(prompts=prompts))
         spin_until(lambda: all(any(_answer_for(m, p) for m in self.results) for p in truth), timeout)
-        ious, right = [], 0
+        ious, right, missing = [], 0, []
         for prompt_id, (mask, label) in truth.items():
             msg = next((m for m in self.results if _answer_for(m, prompt_id)), None)
             instance = _answer_for(msg, prompt_id) if msg is not None else "no answer in time"
             if isinstance(instance, str):
                 print(f"[demo] rear  {prompt_id}: {instance}")
+                missing.append(f"{prompt_id}: {instance}")
                 continue
             ious.append(iou(mask_from_instance(instance, msg.image_height, msg.image_width), mask))
             right += instance.label == label
             print(f"[demo] rear  {prompt_id:12s} truth={label:16s} -> {instance.label:16s} IoU={ious[-1]:.2f}")
         print(f"[demo] rear camera: {len(ious)}/{len(truth)} boxes answered on rear/instances, "
               f"mean IoU {np.mean(ious) if ious else 0:.2f}, labels {right}/{len(ious)}")
+        return missing
 
 
 def _answer_for(msg, prompt_id: str):
