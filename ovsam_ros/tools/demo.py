@@ -73,16 +73,20 @@ def draw(image: np.ndarray, instances, height: int, width: int, prompts: Sequenc
     return draw_instances(image, [as_prediction(i, height, width) for i in instances], prompts=prompts)
 
 
+CAPTION_HEIGHT = 28  # pixels of the caption bar above each panel of `asked_and_answered`
+PANEL_GAP = 8        # pixels of white between its two panels
+
+
 def asked_and_answered(image: np.ndarray, prompt: PromptSpec, answer: np.ndarray, asked: str,
                        answered: str) -> np.ndarray:
     """Two panels side by side, each captioned: the frame with the prompt drawn (what was asked) and
     the mask with its label (what came back), so a person sees both at a glance."""
     panels = []
     for picture, text in ((draw_instances(image, [], prompts=[prompt]), asked), (answer, answered)):
-        bar = np.full((28, picture.shape[1], 3), 32, np.uint8)
+        bar = np.full((CAPTION_HEIGHT, picture.shape[1], 3), 32, np.uint8)
         cv2.putText(bar, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
         panels.append(np.vstack([bar, picture]))
-    gap = np.full((panels[0].shape[0], 8, 3), 255, np.uint8)
+    gap = np.full((panels[0].shape[0], PANEL_GAP, 3), 255, np.uint8)
     return np.hstack([panels[0], gap, panels[1]])
 
 

@@ -11,13 +11,13 @@ import pytest
 
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_ros.tools import demo
+from ovsam_ros.tools.demo import CAPTION_HEIGHT, PANEL_GAP
 from tests.ros.ros_env import apply_to_this_process
 
 pytestmark = pytest.mark.ros
 
 PROMPT_LINE = re.compile(r"\[demo\] (click|box)\s+(\S+)\s+frame\s+(\d+) truth=(.+?)\s+-> (.+?)\s+"
                          r"score=([\d.]+) IoU=([\d.]+)")
-CAPTION_HEIGHT, PANEL_GAP = 28, 8  # demo.asked_and_answered's layout
 
 
 def test_demo_answers_every_prompt_and_draws_what_was_asked(tmp_path, capsys):
