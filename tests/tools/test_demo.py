@@ -22,7 +22,7 @@ PROMPT_LINE = re.compile(r"\[demo\] (click|box)\s+(\S+)\s+frame\s+(\d+) truth=(.
 
 def test_demo_answers_every_prompt_and_draws_what_was_asked(tmp_path, capsys):
     apply_to_this_process()
-    status = demo.main(["--prompts", "4", "--track-seconds", "1", "--out", str(tmp_path)])
+    status = demo.main(["--prompts", "4", "--track-seconds", "3", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert status == 0, printed
     answers = PROMPT_LINE.findall(printed)
