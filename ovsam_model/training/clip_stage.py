@@ -33,10 +33,11 @@ class ClipStageSettings:
     # At the configured 128x128 (the tower's image_size) objects appear at 18-100 px, about the size
     # they have in the model's 256 input; at 64x64 they were 9-50 px and the tower learned shape
     # poorly (52 % right on single-object crops). 128 px costs 4x per image. 2,400 steps of 128
-    # images are the run's critical path: 30.5 min (one core beside the teacher, then two) of the
-    # shipped run's 43 min 46 s, inside issue 14's 45 only on a good hour of the VM; 2,000 steps of
-    # the same tower named novel crops 0.38 against 0.49 and OV-SAM's novel accuracy was 0.63
-    # against 0.67 (docs/model-card-ovsam-shapes.md, "What was tried").
+    # images are the run's critical path: 25 min in bf16 (one core beside the teacher, then two) of
+    # the shipped run's 38 min 34 s, 30.5 of 43 min 46 s in float32; 2,000 steps of the same tower
+    # named novel crops 0.38 against 0.49 and OV-SAM's novel accuracy was 0.63 against 0.67; 3,200
+    # bf16 steps lift base accuracy and the crop baselines more (docs/model-card-ovsam-shapes.md,
+    # "What was tried").
     steps: int = 2400
     batch_size: int = 128
     lr: float = 2e-3
@@ -47,7 +48,9 @@ class ClipStageSettings:
     # Share of the scene's area a random resized crop keeps (torchvision's RandomResizedCrop scale).
     scene_crop_area: tuple[float, float] = (0.25, 1.0)
     crop_variants: int = 2  # object crops per object (data="object_crops" only)
-    precision: str = "fp32"  # forward pass (training/precision.py); "bf16" is faster, not the shipped recipe
+    # bf16 steps cost ~0.75 of fp32 ones on a CPU with bfloat16 instructions and learn as much
+    # (training/precision.py); what keeps the run inside 45 minutes on the VM's slow hours.
+    precision: str = "bf16"
 
 
 def crop_size(config: OVSAMConfig) -> int:

@@ -1,14 +1,16 @@
 """The arithmetic of a training stage's forward pass: "fp32", or "bf16" (bfloat16 matmuls and
 convolutions under torch's autocast; weights, gradients, optimiser state and losses stay float32).
 
-bf16 is for the two long stages, the CLIP stage and the teacher, whose steps are convolutions and
-matmuls on large batches. On a CPU with native bfloat16 arithmetic (AVX512-BF16, AMX) their steps
-are cheaper: on the 2-core development VM (AMD EPYC, AVX512-BF16), 2026-12-02 17:53, one thread,
-median of 11 alternated steps (`python -m ovsam_model.benchmark.training_precision`), a CLIP step
-took 1.02 s in float32 and 0.72 s in bf16, a teacher step 0.70 and 0.53 s. With the other process
-training beside it the gain is smaller (the CLIP stage's one-thread steps beside a bf16 teacher
-averaged 0.78 s in a full run that hour). Where the CPU has no bfloat16 instructions autocast still
-works, only more slowly; choose "fp32" there.
+The recipe (the stages' settings) trains the CLIP stage in bf16 and the teacher in fp32. The CLIP
+stage is the run's critical path, a stack of convolutions on batches of 128 images; on a CPU with
+native bfloat16 arithmetic (AVX512-BF16, AMX) its steps are cheaper: on the 2-core development VM
+(AMD EPYC, AVX512-BF16), one thread, median of alternated steps
+(`python -m ovsam_model.benchmark.training_precision`), 1.02 s in float32 against 0.72 s in bf16
+(2026-12-02 17:53), 1.04 s against 0.79 s (2026-12-03 10:07). It learns as much (contrastive loss
+0.73 after 2,400 steps either way). The teacher stays float32: trained in bf16 it segmented worse
+(box mIoU 0.866 against 0.871, and its student 0.871 against 0.876; docs/model-card-ovsam-shapes.md).
+Where the CPU has no bfloat16 instructions autocast still works, only more slowly; train with
+`--precision fp32` there (`native_bfloat16` tells which).
 
 The stages that train on frozen features (SAM2CLIP, CLIP2SAM, recognition) stay float32: their
 inputs must be what the model computes at inference, in float32."""
@@ -33,3 +35,14 @@ def forward_precision(precision: str, device_type: str = "cpu") -> ContextManage
     import torch  # here, so that the CLI can offer TRAINING_PRECISIONS without loading torch
 
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+
+
+def native_bfloat16() -> bool | None:
+    """Whether this CPU computes bfloat16 natively (oneDNN's own check); None where torch cannot
+    say."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return None

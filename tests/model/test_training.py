@@ -460,7 +460,24 @@ def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path,
     assert "training in process" not in capsys.readouterr().out
     assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "recognition" / "final.pt").is_file()
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    assert logs["clip"]["precision"] == logs["teacher"]["precision"] == "fp32"  # the default, the shipped recipe
+    # Without --precision each stage keeps the recipe's: the CLIP stage in bf16, the teacher in fp32.
+    assert (logs["clip"]["precision"], logs["teacher"]["precision"]) == ("bf16", "fp32")
+
+
+@pytest.mark.parametrize("native, precision, warned", [(False, None, True), (False, "fp32", False),
+                                                       (True, None, False), (None, "bf16", False)])
+def test_train_command_warns_when_bf16_would_be_emulated(tmp_path, capsys, monkeypatch, native, precision,
+                                                         warned) -> None:
+    from ovsam_model.cli import main
+    from ovsam_model.training import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: native)
+    stages = ["--stage", "clip", "--quick", "--threads", "1"] + (["--precision", precision] if precision else [])
+    assert main(["train", "--out", str(tmp_path / "run"), *stages]) == 0
+    error = capsys.readouterr().err
+    assert ("no bfloat16 instructions" in error and "--precision fp32" in error) == warned
+    logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
+    assert logs["clip"]["precision"] == (precision or "bf16")
 
 
 def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
