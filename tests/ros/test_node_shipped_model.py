@@ -7,6 +7,8 @@ import pytest
 from geometry_msgs.msg import Point
 from std_msgs.msg import String
 
+from ovsam_model.predictor import OVSAMPredictor
+from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
@@ -42,34 +44,49 @@ def visible_objects(scene, min_pixels: int = 400) -> list[int]:
 
 def test_clicks_and_boxes_are_segmented_and_named(node, world):
     scene = world.render(1)
-    prompts, truth = [], {}
+    prompts, truth, library_prompts = [], {}, []
     for index in visible_objects(scene):
         mask = scene.instance_map == index + 1
         x, y = mask_centre_point(mask)
         click = Prompt(id=f"click-{index}", points=[Point(x=float(x), y=float(y))])
         click.header.stamp.sec, click.header.stamp.nanosec = divmod(STAMP0 + 1, 1_000_000_000)
         ys, xs = np.nonzero(mask)
-        box = box_prompt(f"box-{index}", [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], stamp_ns=STAMP0 + 1)
+        corners = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        box = box_prompt(f"box-{index}", corners, stamp_ns=STAMP0 + 1)
         prompts += [click, box]
         truth[click.id] = truth[box.id] = (mask, CLASS_NAMES[int(scene.labels[index])])
+        library_prompts += [PromptSpec(click.id, points=[(x, y)]), PromptSpec(box.id, box=np.array(corners))]
     node.send_prompts(prompts)
     answers = node.answers_for(set(truth))
+    # What the library answers for the same prompts on the same frame, in this process.
+    library = OVSAMPredictor.from_pretrained("ovsam-shapes", device="cpu")
+    library.set_image(scene.image)
+    predictions = library.predict(library_prompts)
+    expected = {spec.prompt_id: prediction for spec, prediction in zip(library_prompts, predictions)}
     ious, correct = [], 0
     for prompt_id, (payload, array_msg) in answers.items():
         assert not isinstance(payload, str), f"{prompt_id}: {payload}"
         assert array_msg.header.stamp.nanosec == (STAMP0 + 1) % 1_000_000_000  # answered on its own frame
+        node_mask = mask_from_instance(payload, 256, 256)
+        # The node publishes the model's answer to this prompt, unchanged: its mask and its name.
+        assert iou(node_mask, expected[prompt_id].mask) >= 0.99, prompt_id
+        assert payload.label == expected[prompt_id].label, prompt_id
         mask, label = truth[prompt_id]
-        ious.append(iou(mask_from_instance(payload, 256, 256), mask))
+        ious.append(iou(node_mask, mask))
         correct += payload.label == label
     print(f"shipped model through the node: mean IoU {np.mean(ious):.3f}, labels {correct}/{len(ious)}")
-    # Measured on this scene with the shipped model (one 43 min 46 s invocation of the recipe,
-    # 2026-12-02): mean IoU 0.78, 4 of 8 labels; earlier retrains of the same recipe: 0.77, 2 of 8 and
-    # 0.68, 4 of 8 (the releases before: 4 or 5 of 8). The three are level on the model card's 2,239
-    # held-out objects (base 0.818, 0.817 and 0.819, novel 0.779, 0.782 and 0.783): 8 labels of 4
-    # overlapping objects cannot tell retrains apart.
-    # The bound checks the node answers with the model's names (chance is 1 in 42 a label), not the
-    # model's accuracy, which the model card measures. Deterministic scene and weights.
-    assert np.mean(ious) >= 0.6 and min(ious) >= 0.2
+    # Measured on this scene with the shipped model (one 38 min 34 s invocation of the recipe, CLIP in
+    # bf16, 2026-12-03): mean IoU 0.72, 4 of 8 labels; the click at the centre of the red circle, of
+    # which 849 pixels show between its neighbours, gets the blue square beside it (IoU 0.06; the
+    # weights before: 0.47, mean 0.78, 4 of 8; earlier retrains 0.77, 2 of 8 and 0.68, 4 of 8). All are
+    # level on the model card's 2,239 held-out objects (box mIoU 0.876, point mIoU 0.864 each): 8
+    # answers on 4 overlapping objects cannot tell retrains apart. What this test holds the node to is
+    # the comparison with the library above, prompt by prompt; against the world's truth it checks the
+    # chain as a whole (the mean), each box (a box, unlike a click, names one object), and that the
+    # node answers with the model's names (chance is 1 in 42 a label), not the model's accuracy, which
+    # the model card measures. Deterministic scene and weights.
+    box_ious = [value for prompt_id, value in zip(answers, ious) if prompt_id.startswith("box-")]
+    assert np.mean(ious) >= 0.6 and len(box_ious) == len(ious) // 2 and min(box_ious) >= 0.5
     assert correct >= 2, f"{correct} of {len(ious)} labels right"
 
 
