@@ -12,6 +12,7 @@ from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
+from ovsam_model.synthetic.scenes import masks_to_boxes
 from ovsam_ros.msg import Prompt
 from ovsam_ros.tools.demo import iou, mask_from_instance
 from tests.ros.node_harness import NodeUnderTest, box_prompt
@@ -50,12 +51,11 @@ def test_clicks_and_boxes_are_segmented_and_named(node, world):
         x, y = mask_centre_point(mask)
         click = Prompt(id=f"click-{index}", points=[Point(x=float(x), y=float(y))])
         click.header.stamp.sec, click.header.stamp.nanosec = divmod(STAMP0 + 1, 1_000_000_000)
-        ys, xs = np.nonzero(mask)
-        corners = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        corners = masks_to_boxes(mask[None])[0]
         box = box_prompt(f"box-{index}", corners, stamp_ns=STAMP0 + 1)
         prompts += [click, box]
         truth[click.id] = truth[box.id] = (mask, CLASS_NAMES[int(scene.labels[index])])
-        library_prompts += [PromptSpec(click.id, points=[(x, y)]), PromptSpec(box.id, box=np.array(corners))]
+        library_prompts += [PromptSpec(click.id, points=[(x, y)]), PromptSpec(box.id, box=corners)]
     node.send_prompts(prompts)
     answers = node.answers_for(set(truth))
     # What the library answers for the same prompts on the same frame, in this process.
