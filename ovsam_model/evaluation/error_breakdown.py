@@ -102,11 +102,14 @@ def breakdown(outcomes: Sequence[ObjectOutcome]) -> list[BreakdownRow]:
         rows.append(_row(split, "all", 0.0, float("inf"), chosen))
         for by, edges in (("covered", COVERED_BINS), ("size", SIZE_BINS)):
             for position, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
-                last = position == len(edges) - 2
-                inside = [o for o in chosen
-                          if low <= getattr(o, by) and (getattr(o, by) < high or (last and getattr(o, by) <= high))]
+                top_included = position == len(edges) - 2
+                inside = [o for o in chosen if _in_bin(getattr(o, by), low, high, top_included)]
                 rows.append(_row(split, by, low, high, inside))
     return rows
+
+
+def _in_bin(value: float, low: float, high: float, top_included: bool) -> bool:
+    return low <= value < high or (top_included and value == high)
 
 
 def _row(split: str, by: str, low: float, high: float, chosen: Sequence[ObjectOutcome]) -> BreakdownRow:
@@ -145,13 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from ovsam_model.predictor import OVSAMPredictor
     from ovsam_model.synthetic.classes import CLASS_NAMES
+    from ovsam_model.vocabulary import UnknownClassError
 
     predictor = OVSAMPredictor.from_pretrained(args.model, args.weights, device="cpu")
-    missing = [name for name in CLASS_NAMES if name not in predictor.vocabulary]
-    if missing:
-        print(f"error: the model's vocabulary lacks the shapes classes {missing}", file=sys.stderr)
+    try:
+        text = predictor.vocabulary.subset(CLASS_NAMES).embeddings
+    except UnknownClassError as error:
+        print(f"error: the model's vocabulary lacks a shapes class: {error}", file=sys.stderr)
         return 1
-    text = predictor.vocabulary.embeddings[[predictor.vocabulary.index(name) for name in CLASS_NAMES]]
     outcomes = object_outcomes(predictor.model, text, held_out_scenes(args.scenes, args.seed))
     print(format_breakdown(breakdown(outcomes)))
     return 0

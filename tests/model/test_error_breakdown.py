@@ -59,8 +59,7 @@ def predictor() -> OVSAMPredictor:
 
 def test_the_models_answers_are_those_evaluate_counts(predictor) -> None:
     scenes = held_out_scenes(12)
-    vocabulary = predictor.vocabulary
-    text = vocabulary.embeddings[[vocabulary.index(name) for name in CLASS_NAMES]]
+    text = predictor.vocabulary.subset(CLASS_NAMES).embeddings
     outcomes = object_outcomes(predictor.model, text, scenes, progress=False)
     labels = [int(label) for i in range(len(scenes)) for label in scenes.scene(i).labels]
     assert [o.label for o in outcomes] == labels
@@ -77,8 +76,7 @@ def test_ground_truth_boxes_name_more_objects_than_the_predicted_masks_boxes(pre
     # 546 right from their masks' boxes and 574 from the ground-truth boxes (+4.0 %); two other
     # draws of the recipe +4.6 % and +4.0 %. On 12 scenes the two columns agree object for object,
     # so a smaller set would not tell the two boxes apart.
-    vocabulary = predictor.vocabulary
-    text = vocabulary.embeddings[[vocabulary.index(name) for name in CLASS_NAMES]]
+    text = predictor.vocabulary.subset(CLASS_NAMES).embeddings
     outcomes = object_outcomes(predictor.model, text, held_out_scenes(200), progress=False)
     assert len(outcomes) == 702
     assert sum(o.right_with_true_box for o in outcomes) >= sum(o.right for o in outcomes) + 0.02 * len(outcomes)
