@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ovsam_model.evaluation import evaluate, format_table, held_out_scenes, load_teacher_file
     from ovsam_model.modeling.ovsam import build_model
     from ovsam_model.synthetic.classes import CLASS_NAMES
-    from ovsam_model.vocabulary import load_vocabulary_file
+    from ovsam_model.vocabulary import UnknownClassError, load_vocabulary_file
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.scenes < 1:
@@ -66,12 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if not vocabulary_file.is_file():
         print(f"error: {vocabulary_file} is missing: the shapes vocabulary ships beside the weights", file=sys.stderr)
         return 1
-    vocabulary = load_vocabulary_file(vocabulary_file)
-    missing = [name for name in CLASS_NAMES if name not in vocabulary]
-    if missing:
-        print(f"error: {vocabulary_file} lacks the shapes classes {missing}", file=sys.stderr)
+    try:
+        text = load_vocabulary_file(vocabulary_file).subset(CLASS_NAMES).embeddings
+    except UnknownClassError as error:
+        print(f"error: {vocabulary_file} lacks a shapes class: {error}", file=sys.stderr)
         return 1
-    text = vocabulary.embeddings[[vocabulary.index(name) for name in CLASS_NAMES]]
     teacher = None if args.no_baseline else load_teacher_file(config, weights / config.weight_files["prompt_encoder"])
     result = evaluate(model, text, held_out_scenes(args.scenes, args.seed), teacher=teacher)
     result.update({"model": config.name, "weights": str(weights), "seed": args.seed,

@@ -101,7 +101,7 @@ def test_true_vocabulary_names_the_objects_and_the_figures_are_means_over_instan
     from ovsam_model.vocabulary import load_vocabulary_file
 
     vocabulary = load_vocabulary_file(WEIGHTS / CONFIG.weight_files["vocabulary"])
-    text = vocabulary.embeddings[[vocabulary.index(name) for name in CLASS_NAMES]]
+    text = vocabulary.subset(CLASS_NAMES).embeddings
     scenes = held_out_scenes(6, seed=HELD_OUT_SEED + 3)
     result = evaluate(model, text, scenes, teacher=teacher, progress=False)
     n_base, n_novel = result["n_instances"] - result["n_novel"], result["n_novel"]

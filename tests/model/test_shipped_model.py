@@ -79,7 +79,7 @@ def test_vocabulary_names_the_42_classes_with_this_text_encoder(model) -> None:
 @pytest.fixture(scope="module")
 def figures(model):
     vocabulary = load_vocabulary_file(WEIGHTS / CONFIG.weight_files["vocabulary"])
-    text = vocabulary.embeddings[[vocabulary.index(name) for name in CLASS_NAMES]]
+    text = vocabulary.subset(CLASS_NAMES).embeddings
     teacher = load_teacher_file(CONFIG, WEIGHTS / CONFIG.weight_files["prompt_encoder"])
     # A held-out seed of its own (not the model card's 400 scenes), also never used in training.
     return evaluate(model, text, held_out_scenes(SMALL_SET, seed=HELD_OUT_SEED + 1), teacher=teacher, progress=False)
