@@ -23,7 +23,7 @@ from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import CROPS_STREAM, augment, normalise
 from ovsam_model.training.losses import multi_positive_contrastive
-from ovsam_model.training.precision import check_precision, forward_precision
+from ovsam_model.training.precision import AUTO, forward_precision, resolve_precision
 
 SCENE_LEVEL, OBJECT_CROPS = "scenes", "object_crops"
 
@@ -48,9 +48,10 @@ class ClipStageSettings:
     # Share of the scene's area a random resized crop keeps (torchvision's RandomResizedCrop scale).
     scene_crop_area: tuple[float, float] = (0.25, 1.0)
     crop_variants: int = 2  # object crops per object (data="object_crops" only)
-    # bf16 steps cost ~0.75 of fp32 ones on a CPU with bfloat16 instructions and learn as much
-    # (training/precision.py); what keeps the run inside 45 minutes on the VM's slow hours.
-    precision: str = "bf16"
+    # "auto": bf16 on a CPU with bfloat16 instructions, where its steps cost ~0.75 of fp32 ones and
+    # learn as much (what keeps the run inside 45 minutes on the development VM's slow hours); fp32
+    # elsewhere, where autocast would emulate bf16 at 8-10x the cost (training/precision.py).
+    precision: str = AUTO
 
 
 def crop_size(config: OVSAMConfig) -> int:
@@ -135,7 +136,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
     """Trains the CLIP model (see the module's docstring); `threads`: see `train_loop`."""
     if settings.data not in (SCENE_LEVEL, OBJECT_CROPS):
         raise ValueError(f"ClipStageSettings.data must be {SCENE_LEVEL!r} or {OBJECT_CROPS!r}, got {settings.data!r}")
-    check_precision(settings.precision)
+    precision = resolve_precision(settings.precision)
     seed_everything(seed)
     # Object crops are made either way: the training recipe's data (object_crops) or a sanity figure.
     crops = cached_crops(data_dir, scenes, config, seed, settings.crop_variants) if settings.data == OBJECT_CROPS \
@@ -151,11 +152,11 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
         if settings.data == SCENE_LEVEL:
             index = rng.integers(len(scenes), size=settings.batch_size)
             loss = scene_clip_loss(clip, tokenizer, config, scenes, index, rng, settings.scene_crop_area,
-                                   settings.precision)
+                                   precision)
         else:
             index = rng.integers(len(crops.labels), size=settings.batch_size)
             loss = clip_loss(clip, tokenizer, config, crops.images[index], crops.labels[index], rng,
-                             settings.precision)
+                             precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -165,7 +166,7 @@ def train_clip(config: OVSAMConfig, scenes: SceneSet, run: StageRun, data_dir: P
                      data_rng=rng, threads=threads)
     clip.eval()
     log["data"] = settings.data
-    log["precision"] = settings.precision
+    log["precision"] = precision
     # Top-1 on single-object crops of training scenes: what the image-crop baseline will rely on.
     log["crop_accuracy"] = crop_accuracy(clip, tokenizer, crops, config)
     run.save_final({"clip": clip.state_dict()}, log)

@@ -9,8 +9,11 @@ native bfloat16 arithmetic (AVX512-BF16, AMX) its steps are cheaper: on the 2-co
 (2026-12-02 17:53), 1.04 s against 0.79 s (2026-12-03 10:07). It learns as much (contrastive loss
 0.73 after 2,400 steps either way). The teacher stays float32: trained in bf16 it segmented worse
 (box mIoU 0.866 against 0.871, and its student 0.871 against 0.876; docs/model-card-ovsam-shapes.md).
-Where the CPU has no bfloat16 instructions autocast still works, only more slowly; train with
-`--precision fp32` there (`native_bfloat16` tells which).
+Where the CPU has no bfloat16 instructions autocast still works, only far more slowly: on a 2-core
+AMD EPYC VM with AVX2 and no AVX-512 (2026-12-03), a CLIP step took 21.9 s in bf16 against 2.09 s
+in float32, a teacher step 8.8 s against 1.08 s. So the CLIP stage's setting is "auto"
+(`resolve_precision`): bf16 where `native_bfloat16` says the CPU has the instructions, float32
+elsewhere and where it cannot tell.
 
 The stages that train on frozen features (SAM2CLIP, CLIP2SAM, recognition) stay float32: their
 inputs must be what the model computes at inference, in float32."""
@@ -19,12 +22,26 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import ContextManager
 
-TRAINING_PRECISIONS = ("fp32", "bf16")
+TRAINING_PRECISIONS = ("fp32", "bf16")  # the arithmetic of a forward pass
+AUTO = "auto"  # a stage setting: bf16 on a CPU with bfloat16 instructions, fp32 elsewhere
 
 
 def check_precision(precision: str) -> None:
     if precision not in TRAINING_PRECISIONS:
         raise ValueError(f"training precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {precision!r}")
+
+
+def resolve_precision(setting: str) -> str:
+    """The arithmetic a stage whose `precision` setting is `setting` trains in: the setting itself,
+    or for "auto" bf16 where this CPU computes bfloat16 natively and fp32 elsewhere, including where
+    torch cannot say (an emulated bf16 step costs 8-10 float32 ones; a float32 step on a CPU with
+    the instructions, about 1.3)."""
+    if setting == AUTO:
+        return "bf16" if native_bfloat16() else "fp32"
+    if setting not in TRAINING_PRECISIONS:
+        raise ValueError(f"a stage's training precision must be {AUTO!r} or one of "
+                         f"{', '.join(TRAINING_PRECISIONS)}, got {setting!r}")
+    return setting
 
 
 def forward_precision(precision: str, device_type: str = "cpu") -> ContextManager[object]:

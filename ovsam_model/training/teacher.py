@@ -20,7 +20,7 @@ from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, seed_everything, train_loop
 from ovsam_model.training.data import PROMPT_KINDS, augment, normalise, prompts_of_kind, sample_scene_prompts
 from ovsam_model.training.losses import mask_losses
-from ovsam_model.training.precision import check_precision, forward_precision
+from ovsam_model.training.precision import forward_precision, resolve_precision
 
 
 def teacher_settings(config: OVSAMConfig) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def teacher_loss(teacher: TeacherSAM, config: OVSAMConfig, scenes: SceneSet, ind
 
 def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: int,
                   settings: TeacherStageSettings) -> dict[str, Any]:
-    check_precision(settings.precision)
+    precision = resolve_precision(settings.precision)
     seed_everything(seed)
     teacher = TeacherSAM(config).train()
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -117,7 +117,7 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
 
     def step(i: int) -> dict[str, float]:
         index = rng.integers(len(scenes), size=settings.images_per_step)
-        bce, dice = teacher_loss(teacher, config, scenes, index, rng, settings.prompts_per_image, settings.precision)
+        bce, dice = teacher_loss(teacher, config, scenes, index, rng, settings.prompts_per_image, precision)
         loss = bce + dice
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -133,7 +133,7 @@ def train_teacher(config: OVSAMConfig, scenes: SceneSet, run: StageRun, seed: in
     with torch.no_grad():
         teacher_embeddings(teacher, scenes, len(scenes), config, scene_embeddings_path(run))
     log["scene_embeddings_s"] = time.monotonic() - started
-    log["precision"] = settings.precision
+    log["precision"] = precision
     run.save_final({"teacher": teacher.state_dict()}, log)
     return log
 

@@ -453,31 +453,55 @@ def test_a_failed_stage_in_the_second_process_stops_the_run_with_its_output(tmp_
     assert not (tmp_path / "run" / "recognition" / "final.pt").exists()
 
 
-def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path, capsys) -> None:
+def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path, capsys, monkeypatch) -> None:
     from ovsam_model.cli import main
+    from ovsam_model.training import precision as precision_module
 
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda: False)
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1", "--jobs", "1"]) == 0
     assert "training in process" not in capsys.readouterr().out
     assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "recognition" / "final.pt").is_file()
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    # Without --precision each stage keeps the recipe's: the CLIP stage in bf16, the teacher in fp32.
-    assert (logs["clip"]["precision"], logs["teacher"]["precision"]) == ("bf16", "fp32")
+    # Without --precision each stage keeps the recipe's: the teacher in fp32, and the CLIP stage in
+    # fp32 too on a CPU without bfloat16 instructions (in bf16 on one with them: the test below).
+    assert (logs["clip"]["precision"], logs["teacher"]["precision"]) == ("fp32", "fp32")
 
 
-@pytest.mark.parametrize("native, precision, warned", [(False, None, True), (False, "fp32", False),
-                                                       (True, None, False), (None, "bf16", False)])
-def test_train_command_warns_when_bf16_would_be_emulated(tmp_path, capsys, monkeypatch, native, precision,
-                                                         warned) -> None:
+@pytest.mark.parametrize("native, precision, trained_in, said", [
+    (True, None, "bf16", "CLIP stage in bf16: this CPU has bfloat16 instructions"),
+    (False, None, "fp32", "CLIP stage in fp32: this CPU has no bfloat16 instructions"),
+    (None, None, "fp32", "cannot tell whether this CPU has bfloat16 instructions"),
+    (False, "bf16", "bf16", "no bfloat16 instructions, so the CLIP and teacher stage's bf16 steps"),
+    (False, "fp32", "fp32", None),
+    (None, "bf16", "bf16", None),
+])
+def test_train_command_picks_the_clip_stages_precision_by_the_cpu_and_warns_before_emulating_bf16(
+        tmp_path, capsys, monkeypatch, native, precision, trained_in, said) -> None:
     from ovsam_model.cli import main
     from ovsam_model.training import precision as precision_module
 
     monkeypatch.setattr(precision_module, "native_bfloat16", lambda: native)
     stages = ["--stage", "clip", "--quick", "--threads", "1"] + (["--precision", precision] if precision else [])
     assert main(["train", "--out", str(tmp_path / "run"), *stages]) == 0
-    error = capsys.readouterr().err
-    assert ("no bfloat16 instructions" in error and "--precision fp32" in error) == warned
+    printed = capsys.readouterr()
+    if said is None:
+        assert "bfloat16 instructions" not in printed.out + printed.err
+    else:
+        assert said in printed.out + printed.err
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    assert logs["clip"]["precision"] == (precision or "bf16")
+    assert logs["clip"]["precision"] == trained_in
+
+
+def test_a_stages_precision_setting_resolves_to_an_arithmetic(monkeypatch) -> None:
+    from ovsam_model.training import precision as precision_module
+    from ovsam_model.training.precision import resolve_precision
+
+    for native, arithmetic in ((True, "bf16"), (False, "fp32"), (None, "fp32")):
+        monkeypatch.setattr(precision_module, "native_bfloat16", lambda native=native: native)
+        assert resolve_precision("auto") == arithmetic
+        assert (resolve_precision("fp32"), resolve_precision("bf16")) == ("fp32", "bf16")
+    with pytest.raises(ValueError, match="'auto' or one of fp32, bf16, got 'fp16'"):
+        resolve_precision("fp16")
 
 
 def test_an_interrupted_stage_resumes_with_the_same_batches(tmp_path, monkeypatch) -> None:
