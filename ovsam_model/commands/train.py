@@ -115,21 +115,22 @@ def run(args: argparse.Namespace) -> int:
 def report_precision(settings: "PipelineSettings") -> None:
     """Says which arithmetic the CLIP stage's "auto" chose and why, and warns where a stage was set to
     bf16 on a CPU that would emulate it."""
-    from ovsam_model.training.precision import AUTO, native_bfloat16
+    from ovsam_model.training.precision import AUTO, native_bfloat16, resolve_precision
 
     native = native_bfloat16()
     stages = (("CLIP", settings.clip), ("teacher", settings.teacher))
     for name, stage in stages:
         if stage.precision != AUTO:
             continue
-        if native:
-            print(f"[precision] {name} stage in bf16: this CPU has bfloat16 instructions")
-        elif native is False:
-            print(f"[precision] {name} stage in fp32: this CPU has no bfloat16 instructions (bf16 would be "
-                  "emulated, several times slower)")
-        else:
+        chosen = resolve_precision(AUTO)
+        if native is None:
             print(f"warning: torch cannot tell whether this CPU has bfloat16 instructions, so the {name} stage "
-                  "trains in fp32; add --precision bf16 if it has them (AVX512-BF16 or AMX)", file=sys.stderr)
+                  f"trains in {chosen}; add --precision bf16 if it has them (AVX512-BF16 or AMX)", file=sys.stderr)
+        elif native:
+            print(f"[precision] {name} stage in {chosen}: this CPU has bfloat16 instructions")
+        else:
+            print(f"[precision] {name} stage in {chosen}: this CPU has no bfloat16 instructions (bf16 would be "
+                  "emulated, several times slower)")
     emulated = [name for name, stage in stages if stage.precision == "bf16"]
     if emulated and native is False:
         print(f"warning: this CPU has no bfloat16 instructions, so the {' and '.join(emulated)} stage's bf16 steps "
