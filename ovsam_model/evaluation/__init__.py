@@ -46,16 +46,19 @@ def base_class_mask() -> Tensor:
     return torch.tensor([i not in novel for i in range(len(CLASS_NAMES))])
 
 
+def head_scores(model: OVSAM, region_embedding: Tensor, text: Tensor) -> Tensor:
+    """The RoI head's class scores [N, K] for region embeddings, background column dropped."""
+    return model.classify(region_embedding, text)[:, :-1]
+
+
 def class_logits(model: OVSAM, features, output, text: Tensor, base_mask: Tensor,
                  clip_branch: bool | None = None) -> Tensor:
     """The model's class scores [N, K] (background column dropped), with the CLIP branch when asked
     (by default when the config enables it)."""
     use_branch = model.config.use_clip_branch if clip_branch is None else clip_branch
     if use_branch:
-        scores = model.classify_with_clip_branch(features, output, text, base_classes=base_mask)
-    else:
-        scores = model.classify(output.region_embedding, text)
-    return scores[:, :-1]
+        return model.classify_with_clip_branch(features, output, text, base_classes=base_mask)[:, :-1]
+    return head_scores(model, output.region_embedding, text)
 
 
 @torch.no_grad()

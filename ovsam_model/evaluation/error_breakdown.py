@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ovsam_model.evaluation import head_scores
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import NOVEL_INDICES
@@ -69,9 +70,9 @@ def object_outcomes(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet,
         features = model.encode_image(pixels)
         boxes = torch.from_numpy(scene.boxes).float() * scale
         output = model.decode(features, boxes=boxes)
-        named = model.classify(output.region_embedding, text_embeddings)[:, :-1].argmax(1).numpy()
-        with_true_box = model.classify(model.region_embedding(features.fpn, boxes), text_embeddings)[:, :-1]
-        named_with_true_box = with_true_box.argmax(1).numpy()
+        named = head_scores(model, output.region_embedding, text_embeddings).argmax(1).numpy()
+        named_with_true_box = head_scores(model, model.region_embedding(features.fpn, boxes),
+                                          text_embeddings).argmax(1).numpy()
         sides = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
         sizes = torch.sqrt(sides[:, 0] * sides[:, 1]).numpy()
         for j, label in enumerate(scene.labels.tolist()):
