@@ -26,7 +26,7 @@ from ovsam_model.evaluation import head_scores
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import NOVEL_INDICES
-from ovsam_model.synthetic.scenes import SceneSet
+from ovsam_model.synthetic.scenes import Scene, SceneSet
 
 # Share of an object's ground-truth box covered by other objects: alone, touched, overlapped, piled.
 COVERED_BINS = (0.0, 0.01, 0.15, 0.35, 1.0)
@@ -55,31 +55,43 @@ def covered_share(instance_map: np.ndarray, index: int, box: np.ndarray) -> floa
 
 
 @torch.no_grad()
+def scene_outcomes(model: OVSAM, text_embeddings: Tensor, scene: Scene,
+                   objects: Sequence[int] | None = None) -> list[ObjectOutcome]:
+    """The outcomes of a box prompt on each of `objects` of one scene (indices into its labels, in
+    that order; all of them by default), its box the object's visible mask's. `text_embeddings`
+    (42, P, D) in CLASS_NAMES order, as for `evaluate`."""
+    chosen = list(range(len(scene.labels))) if objects is None else list(objects)
+    if not chosen:
+        return []
+    model.eval()
+    true_boxes = scene.boxes[chosen]
+    pixels, scale = model.preprocess(scene.image)
+    features = model.encode_image(pixels)
+    boxes = torch.from_numpy(true_boxes).float() * scale
+    output = model.decode(features, boxes=boxes)
+    named = head_scores(model, output.region_embedding, text_embeddings).argmax(1).numpy()
+    named_with_true_box = head_scores(model, model.region_embedding(features.fpn, boxes),
+                                      text_embeddings).argmax(1).numpy()
+    sides = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
+    sizes = torch.sqrt(sides[:, 0] * sides[:, 1]).numpy()
+    novel = set(NOVEL_INDICES)
+    outcomes = []
+    for j, index in enumerate(chosen):
+        label = int(scene.labels[index])
+        outcomes.append(ObjectOutcome(
+            label=label, novel=label in novel, right=bool(named[j] == label),
+            right_with_true_box=bool(named_with_true_box[j] == label),
+            covered=covered_share(scene.instance_map, index, true_boxes[j]), size=float(sizes[j])))
+    return outcomes
+
+
 def object_outcomes(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet,
                     progress: bool = True) -> list[ObjectOutcome]:
     """One outcome per object of `scenes`, in scene order; `text_embeddings` (42, P, D) in
     CLASS_NAMES order, as for `evaluate`."""
-    model.eval()
-    novel = set(NOVEL_INDICES)
     outcomes = []
     for i in tqdm(range(len(scenes)), desc="held-out scenes", disable=not progress):
-        scene = scenes.scene(i)
-        if len(scene.labels) == 0:
-            continue
-        pixels, scale = model.preprocess(scene.image)
-        features = model.encode_image(pixels)
-        boxes = torch.from_numpy(scene.boxes).float() * scale
-        output = model.decode(features, boxes=boxes)
-        named = head_scores(model, output.region_embedding, text_embeddings).argmax(1).numpy()
-        named_with_true_box = head_scores(model, model.region_embedding(features.fpn, boxes),
-                                          text_embeddings).argmax(1).numpy()
-        sides = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
-        sizes = torch.sqrt(sides[:, 0] * sides[:, 1]).numpy()
-        for j, label in enumerate(scene.labels.tolist()):
-            outcomes.append(ObjectOutcome(
-                label=label, novel=label in novel, right=bool(named[j] == label),
-                right_with_true_box=bool(named_with_true_box[j] == label),
-                covered=covered_share(scene.instance_map, j, scene.boxes[j]), size=float(sizes[j])))
+        outcomes += scene_outcomes(model, text_embeddings, scenes.scene(i))
     return outcomes
 
 

@@ -15,6 +15,7 @@ from ovsam_model.evaluation.error_breakdown import (
     covered_share,
     main,
     object_outcomes,
+    scene_outcomes,
 )
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
@@ -80,6 +81,18 @@ def test_ground_truth_boxes_name_more_objects_than_the_predicted_masks_boxes(pre
     outcomes = object_outcomes(predictor.model, text, held_out_scenes(200), progress=False)
     assert len(outcomes) == 702
     assert sum(o.right_with_true_box for o in outcomes) >= sum(o.right for o in outcomes) + 0.02 * len(outcomes)
+
+
+def test_outcomes_of_chosen_objects_are_theirs_in_the_order_asked(predictor) -> None:
+    # The moving world asks about some objects of a frame only (those a person could name).
+    text = predictor.vocabulary.subset(CLASS_NAMES).embeddings
+    scenes = held_out_scenes(12)
+    scene = next(scenes.scene(i) for i in range(len(scenes)) if len(scenes.scene(i).labels) >= 3)
+    every = scene_outcomes(predictor.model, text, scene)
+    chosen = scene_outcomes(predictor.model, text, scene, [2, 0])
+    assert [o.label for o in every] == scene.labels.tolist()
+    assert chosen == [every[2], every[0]]
+    assert scene_outcomes(predictor.model, text, scene, []) == []
 
 
 def test_the_command_prints_the_table_and_rejects_an_empty_set(capsys) -> None:
