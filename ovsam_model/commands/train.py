@@ -2,6 +2,7 @@
 
     ovsam-model train --out DIR [--stage all|clip|teacher|distill|clip2sam|recognition] [--seed N] [--force]
                       [--ship-to DIR] [--threads N] [--jobs N] [--quick] [--clip-data scenes|object_crops]
+                      [--piled-scenes N]
 
 A stage whose result exists in DIR is skipped unless --force; an interrupted stage resumes from
 its last checkpoint. With --ship-to, the finished model is written there in the released files'
@@ -56,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
                         help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
                              "real CLIP) or one crop and caption per object (the earlier recipe, an ablation)")
+    parser.add_argument("--piled-scenes", type=int, default=0,
+                        help="CLIP2SAM also trains on this many scenes of 3-6 objects piled around one point "
+                             "(default 0, the shipped recipe)")
     parser.add_argument("--precision", default=None, choices=TRAINING_PRECISIONS,
                         help="forward pass of both the CLIP and the teacher stage (default: the recipe's, the "
                              "teacher in fp32 and CLIP in bf16 on a CPU with bfloat16 instructions, else fp32: "
@@ -80,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     stages = STAGES if args.stage == "all" else (args.stage,)
     settings = PipelineSettings.quick() if args.quick else PipelineSettings()
     settings.clip.data = args.clip_data
+    if args.piled_scenes < 0:
+        print(f"error: --piled-scenes must be 0 or more, got {args.piled_scenes}", file=sys.stderr)
+        return 2
+    settings.clip2sam.piled_scenes = args.piled_scenes
     if args.precision:
         settings.clip.precision = settings.teacher.precision = args.precision
     report_precision(settings)

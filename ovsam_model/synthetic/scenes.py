@@ -19,6 +19,10 @@ MIN_RADIUS_256 = 18.0
 MAX_RADIUS_256 = 50.0
 MIN_VISIBLE_FRACTION = 0.55
 MIN_VISIBLE_PIXELS_256 = 250
+# A pile (`cluster_spread`): its point is this far from the border, and placements are tried more
+# often per wanted object, as more of them hide too much of an earlier one.
+PILE_MARGIN_256 = 70.0
+PILE_ATTEMPTS_PER_OBJECT = 12
 
 
 @dataclass
@@ -73,8 +77,10 @@ def _shape_mask(size: int, polygon: np.ndarray) -> np.ndarray:
 
 
 def generate_scene(rng: np.random.Generator, size: int = 256, classes: Sequence[int] | None = None,
-                   min_objects: int = 1, max_objects: int = 6) -> Scene:
-    """One scene with 1..max_objects objects drawn from `classes` (indices; all 42 by default).
+                   min_objects: int = 1, max_objects: int = 6, cluster_spread: float | None = None) -> Scene:
+    """One scene with min_objects..max_objects objects drawn from `classes` (indices; all 42 by
+    default), placed anywhere, or with `cluster_spread` (pixels of a 256 scene) piled up: centres
+    drawn normally around one point of the scene with that standard deviation.
 
     Objects are painted back to front; an object stays only if enough of it remains visible after
     the later ones are painted, so every instance is recognisable.
@@ -85,16 +91,21 @@ def generate_scene(rng: np.random.Generator, size: int = 256, classes: Sequence[
     scale = size / 256.0
     image = random_background(rng, size).astype(np.float64)
     wanted = int(rng.integers(min_objects, max_objects + 1))
+    margin = PILE_MARGIN_256 * scale
+    pile = None if cluster_spread is None else rng.uniform(margin, size - margin, size=2)
     full_masks: list[np.ndarray] = []
     labels: list[int] = []
     attempts = 0
-    while len(labels) < wanted and attempts < wanted * 8:
+    while len(labels) < wanted and attempts < wanted * (8 if pile is None else PILE_ATTEMPTS_PER_OBJECT):
         attempts += 1
         label = int(rng.choice(pool))
         _, shape = colour_and_shape(label)
         radius = rng.uniform(MIN_RADIUS_256, MAX_RADIUS_256) * scale
         aspect = rng.uniform(0.7, 1.45) if shape != "star" else rng.uniform(0.8, 1.25)
-        centre = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
+        if pile is None:
+            centre = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
+        else:
+            centre = np.clip(pile + rng.normal(0, cluster_spread * scale, size=2), radius * 0.6, size - radius * 0.6)
         polygon = shape_polygon(shape, (float(centre[0]), float(centre[1])), radius, aspect,
                                 rng.uniform(0, 2 * math.pi))
         mask = _shape_mask(size, polygon)
@@ -159,6 +170,12 @@ class SceneSet:
         index = np.asarray(list(indices), dtype=np.int64)
         return SceneSet(self.images[index], self.instance_maps[index], self.labels[index])
 
+    @classmethod
+    def concatenate(cls, sets: Sequence["SceneSet"]) -> "SceneSet":
+        """The scenes of `sets`, one set after the other (all of one image size and label width)."""
+        return cls(np.concatenate([s.images for s in sets]), np.concatenate([s.instance_maps for s in sets]),
+                   np.concatenate([s.labels for s in sets]))
+
     def save(self, path: str | Path) -> None:
         np.savez(path, images=self.images, instance_maps=self.instance_maps, labels=self.labels)
 
@@ -169,16 +186,18 @@ class SceneSet:
 
 
 def generate_scene_set(num_scenes: int, seed: int | Sequence[int], size: int = 256,
-                       classes: Sequence[int] | None = None,
-                       max_objects: int = 6, progress: bool = False) -> SceneSet:
+                       classes: Sequence[int] | None = None, max_objects: int = 6, progress: bool = False,
+                       min_objects: int = 1, cluster_spread: float | None = None) -> SceneSet:
     """`num_scenes` scenes from `seed` (an int or a tuple of ints: numpy's SeedSequence entropy, so
-    (run_seed, stream) pairs give independent streams); the same arguments give the same arrays."""
+    (run_seed, stream) pairs give independent streams); the same arguments give the same arrays.
+    `min_objects`, `cluster_spread`: as for `generate_scene`."""
     rng = np.random.default_rng(seed)
     images = np.zeros((num_scenes, size, size, 3), dtype=np.uint8)
     maps = np.zeros((num_scenes, size, size), dtype=np.uint8)
     labels = np.full((num_scenes, max_objects), -1, dtype=np.int64)
     for i in tqdm(range(num_scenes), desc=f"scenes (seed {seed})", disable=not progress):
-        scene = generate_scene(rng, size=size, classes=classes, max_objects=max_objects)
+        scene = generate_scene(rng, size=size, classes=classes, min_objects=min_objects, max_objects=max_objects,
+                               cluster_spread=cluster_spread)
         images[i], maps[i] = scene.image, scene.instance_map
         labels[i, : len(scene.labels)] = scene.labels
     return SceneSet(images, maps, labels)

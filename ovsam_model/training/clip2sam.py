@@ -45,6 +45,10 @@ class Clip2SamStageSettings:
     # also pull each region embedding towards CLIP's own image embedding of a crop around its target
     # object (ViLD's image distillation), weighted by this.
     crop_distill_weight: float = 0.0
+    # 0 (the shipped recipe): the stage trains on the run's scenes. Above 0, that many scenes of 3-6
+    # objects piled around one point (`piled_training_scenes`) are added, for masks that keep to their
+    # object where objects lie on each other (the demo's default world; trial in the model card).
+    piled_scenes: int = 0
 
 
 def init_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
@@ -160,6 +164,7 @@ def train_clip2sam(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Sta
     log = train_loop(run, "clip2sam", settings.steps,
                      {"mask_decoder": model.mask_decoder, "fpn_neck": model.fpn_neck}, optimizer, settings.lr, step,
                      data_rng=rng, threads=threads)
+    log["scenes"] = len(scenes)
     model.eval()
     run.save_final({"mask_decoder": model.mask_decoder.state_dict(), "fpn_neck": model.fpn_neck.state_dict()}, log)
     return log

@@ -18,6 +18,11 @@ RENDER_SIZE = 256
 # Stream ids mixed into the run seed: each use of randomness gets its own stream.
 SCENES_STREAM = 1
 CROPS_STREAM = 2
+# The stream of the trial that measured piled scenes for CLIP2SAM (the model card), so that the
+# setting reproduces its scenes; streams 3-7 are the stages' own.
+PILED_SCENES_STREAM = 77
+PILE_MIN_OBJECTS = 3
+PILE_SPREAD_256 = 30.0   # standard deviation of the objects' centres around the pile's point, pixels
 
 
 def training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
@@ -28,6 +33,19 @@ def training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
         return SceneSet.load(path)
     scenes = generate_scene_set(num_scenes, seed=(seed, SCENES_STREAM), size=RENDER_SIZE,
                                 classes=BASE_INDICES, progress=True)
+    scenes.save(path)
+    return scenes
+
+
+def piled_training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
+    """Base-class-only scenes of 3-6 objects piled around one point (`generate_scene`'s
+    `cluster_spread`), as in the demo's first frames; cached beside `training_scenes`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"piled_seed{seed}_n{num_scenes}.npz"
+    if path.is_file():
+        return SceneSet.load(path)
+    scenes = generate_scene_set(num_scenes, seed=(seed, PILED_SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES,
+                                progress=True, min_objects=PILE_MIN_OBJECTS, cluster_spread=PILE_SPREAD_256)
     scenes.save(path)
     return scenes
 

@@ -10,10 +10,11 @@ from typing import Any
 
 from ovsam_model.config import OVSAMConfig, get_config
 from ovsam_model.modeling.ovsam import OVSAM, build_model
+from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.clip2sam import Clip2SamStageSettings, train_clip2sam
 from ovsam_model.training.clip_stage import ClipStageSettings, train_clip
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything
-from ovsam_model.training.data import training_scenes
+from ovsam_model.training.data import piled_training_scenes, training_scenes
 from ovsam_model.training.distill import DistillStageSettings, train_distill
 from ovsam_model.training.recognition import RecognitionStageSettings, load_trained_state, train_recognition
 from ovsam_model.training.teacher import (
@@ -110,7 +111,13 @@ def run_pipeline(config: OVSAMConfig | str, out_dir: str | Path, seed: int = 0, 
             seed_everything(seed)  # the FPN's and roi_conv's initial weights, as for distill
             model = assemble_model(config, out_dir, upto="distill")
             teacher = load_teacher(config, stage_run(out_dir, "teacher"))
-            logs[stage] = train_clip2sam(model, teacher, scenes, run, seed, settings.clip2sam, threads=threads)
+            if settings.clip2sam.piled_scenes > 0:
+                clip2sam_scenes = SceneSet.concatenate(
+                    [scenes, piled_training_scenes(data_dir, seed, settings.clip2sam.piled_scenes)])
+            else:
+                clip2sam_scenes = scenes
+            logs[stage] = train_clip2sam(model, teacher, clip2sam_scenes, run, seed, settings.clip2sam,
+                                         threads=threads)
         else:
             model = assemble_model(config, out_dir, upto="clip")  # the stage needs CLIP alone
             logs[stage] = train_recognition(model, scenes, run, seed, settings.recognition)

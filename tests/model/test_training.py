@@ -426,6 +426,7 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     assert logs["teacher"]["steps"] == 3
+    assert logs["clip2sam"]["scenes"] == logs["data"]["scenes"]  # no piled scenes unless asked for
     # --precision reached the teacher's process as well as this one.
     assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "bf16"
     # A second call finds every stage done and retrains nothing.
@@ -451,6 +452,26 @@ def test_a_failed_stage_in_the_second_process_stops_the_run_with_its_output(tmp_
     # The stages beside it ran to the end; recognition is left to train.
     assert (tmp_path / "run" / "clip2sam" / "final.pt").is_file()
     assert not (tmp_path / "run" / "recognition" / "final.pt").exists()
+
+
+def test_piled_scenes_join_only_the_clip2sam_stages_scenes(tmp_path, capsys) -> None:
+    from ovsam_model.cli import main
+    from ovsam_model.synthetic.scenes import SceneSet
+    from ovsam_model.training.data import piled_training_scenes
+    from ovsam_model.training.pipeline import PipelineSettings, run_pipeline
+
+    out = tmp_path / "run"
+    quick = PipelineSettings.quick()
+    run_pipeline(CONFIG, out, seed=0, stages=("clip", "teacher", "distill"), settings=quick)
+    assert main(["train", "--out", str(out), "--quick", "--threads", "1", "--stage", "clip2sam",
+                 "--piled-scenes", "4"]) == 0
+    log = json.loads((out / "clip2sam" / "log.json").read_text())
+    assert log["scenes"] == quick.num_scenes + 4
+    piles = SceneSet.load(out / "data" / "piled_seed0_n4.npz")
+    assert len(piles) == 4 and np.array_equal(piles.images, piled_training_scenes(tmp_path / "again", 0, 4).images)
+    assert json.loads((out / "settings.json").read_text())["clip2sam"]["piled_scenes"] == 4
+    assert main(["train", "--out", str(out), "--piled-scenes", "-1"]) == 2
+    assert "--piled-scenes must be 0 or more" in capsys.readouterr().err
 
 
 def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path, capsys, monkeypatch) -> None:
