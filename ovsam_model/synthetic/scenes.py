@@ -22,6 +22,7 @@ MIN_VISIBLE_PIXELS_256 = 250
 # A pile (`cluster_spread`): its point is this far from the border, and placements are tried more
 # often per wanted object, as more of them hide too much of an earlier one.
 PILE_MARGIN_256 = 70.0
+ATTEMPTS_PER_OBJECT = 8
 PILE_ATTEMPTS_PER_OBJECT = 12
 
 
@@ -96,7 +97,8 @@ def generate_scene(rng: np.random.Generator, size: int = 256, classes: Sequence[
     full_masks: list[np.ndarray] = []
     labels: list[int] = []
     attempts = 0
-    while len(labels) < wanted and attempts < wanted * (8 if pile is None else PILE_ATTEMPTS_PER_OBJECT):
+    max_attempts = wanted * (ATTEMPTS_PER_OBJECT if pile is None else PILE_ATTEMPTS_PER_OBJECT)
+    while len(labels) < wanted and attempts < max_attempts:
         attempts += 1
         label = int(rng.choice(pool))
         _, shape = colour_and_shape(label)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,29 +25,28 @@ PILE_MIN_OBJECTS = 3
 PILE_SPREAD_256 = 30.0   # standard deviation of the objects' centres around the pile's point, pixels
 
 
-def training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
-    """Base-class-only training scenes (novel classes never appear in any training image), cached."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / f"scenes_seed{seed}_n{num_scenes}.npz"
+def _cached_scene_set(path: Path, make: Callable[[], SceneSet]) -> SceneSet:
+    """The scene set saved at `path`, made and saved there the first time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
         return SceneSet.load(path)
-    scenes = generate_scene_set(num_scenes, seed=(seed, SCENES_STREAM), size=RENDER_SIZE,
-                                classes=BASE_INDICES, progress=True)
+    scenes = make()
     scenes.save(path)
     return scenes
+
+
+def training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
+    """Base-class-only training scenes (novel classes never appear in any training image), cached."""
+    return _cached_scene_set(data_dir / f"scenes_seed{seed}_n{num_scenes}.npz", lambda: generate_scene_set(
+        num_scenes, seed=(seed, SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES, progress=True))
 
 
 def piled_training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
     """Base-class-only scenes of 3-6 objects piled around one point (`generate_scene`'s
     `cluster_spread`), as in the demo's first frames; cached beside `training_scenes`."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / f"piled_seed{seed}_n{num_scenes}.npz"
-    if path.is_file():
-        return SceneSet.load(path)
-    scenes = generate_scene_set(num_scenes, seed=(seed, PILED_SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES,
-                                progress=True, min_objects=PILE_MIN_OBJECTS, cluster_spread=PILE_SPREAD_256)
-    scenes.save(path)
-    return scenes
+    return _cached_scene_set(data_dir / f"piled_seed{seed}_n{num_scenes}.npz", lambda: generate_scene_set(
+        num_scenes, seed=(seed, PILED_SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES, progress=True,
+        min_objects=PILE_MIN_OBJECTS, cluster_spread=PILE_SPREAD_256))
 
 
 def normalise(images: np.ndarray, config: OVSAMConfig) -> Tensor:
