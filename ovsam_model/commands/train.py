@@ -57,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-data", default="scenes", choices=["scenes", "object_crops"],
                         help="CLIP stage data: image-level scene crops with alt-text captions (default, as the "
                              "real CLIP) or one crop and caption per object (the earlier recipe, an ablation)")
-    parser.add_argument("--piled-scenes", type=int, default=0,
+    parser.add_argument("--piled-scenes", type=int, default=None,
                         help="CLIP2SAM also trains on this many scenes of 3-6 objects piled around one point "
-                             "(default 0, the shipped recipe)")
+                             "(default: the recipe's, 2000; 4 with --quick; 0: the run's scenes alone)")
     parser.add_argument("--precision", default=None, choices=TRAINING_PRECISIONS,
                         help="forward pass of both the CLIP and the teacher stage (default: the recipe's, the "
                              "teacher in fp32 and CLIP in bf16 on a CPU with bfloat16 instructions, else fp32: "
@@ -84,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
     stages = STAGES if args.stage == "all" else (args.stage,)
     settings = PipelineSettings.quick() if args.quick else PipelineSettings()
     settings.clip.data = args.clip_data
-    if args.piled_scenes < 0:
-        print(f"error: --piled-scenes must be 0 or more, got {args.piled_scenes}", file=sys.stderr)
-        return 2
-    settings.clip2sam.piled_scenes = args.piled_scenes
+    if args.piled_scenes is not None:
+        if args.piled_scenes < 0:
+            print(f"error: --piled-scenes must be 0 or more, got {args.piled_scenes}", file=sys.stderr)
+            return 2
+        settings.clip2sam.piled_scenes = args.piled_scenes
     if args.precision:
         settings.clip.precision = settings.teacher.precision = args.precision
     report_precision(settings)

@@ -42,7 +42,7 @@ class PipelineSettings:
         return cls(num_scenes=64, clip=ClipStageSettings(steps=4, batch_size=32),
                    teacher=TeacherStageSettings(steps=3, images_per_step=2, prompts_per_image=4),
                    distill=DistillStageSettings(steps=3, batch_size=4, cache_scenes=16),
-                   clip2sam=Clip2SamStageSettings(steps=3, images_per_step=2, prompts_per_image=4),
+                   clip2sam=Clip2SamStageSettings(steps=3, images_per_step=2, prompts_per_image=4, piled_scenes=4),
                    recognition=RecognitionStageSettings(steps=3, boxes_per_step=8, variants=2))
 
 

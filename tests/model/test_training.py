@@ -426,7 +426,7 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     assert logs["teacher"]["steps"] == 3
-    assert logs["clip2sam"]["scenes"] == logs["data"]["scenes"]  # no piled scenes unless asked for
+    assert logs["clip2sam"]["scenes"] == logs["data"]["scenes"] + 4  # and the quick settings' 4 piled scenes
     # --precision reached the teacher's process as well as this one.
     assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "bf16"
     # A second call finds every stage done and retrains nothing.
@@ -464,12 +464,16 @@ def test_piled_scenes_join_only_the_clip2sam_stages_scenes(tmp_path, capsys) -> 
     quick = PipelineSettings.quick()
     run_pipeline(CONFIG, out, seed=0, stages=("clip", "teacher", "distill"), settings=quick)
     assert main(["train", "--out", str(out), "--quick", "--threads", "1", "--stage", "clip2sam",
-                 "--piled-scenes", "4"]) == 0
+                 "--piled-scenes", "6"]) == 0
     log = json.loads((out / "clip2sam" / "log.json").read_text())
-    assert log["scenes"] == quick.num_scenes + 4
-    piles = SceneSet.load(out / "data" / "piled_seed0_n4.npz")
-    assert len(piles) == 4 and np.array_equal(piles.images, piled_training_scenes(tmp_path / "again", 0, 4).images)
-    assert json.loads((out / "settings.json").read_text())["clip2sam"]["piled_scenes"] == 4
+    assert log["scenes"] == quick.num_scenes + 6
+    piles = SceneSet.load(out / "data" / "piled_seed0_n6.npz")
+    assert len(piles) == 6 and np.array_equal(piles.images, piled_training_scenes(tmp_path / "again", 0, 6).images)
+    assert json.loads((out / "settings.json").read_text())["clip2sam"]["piled_scenes"] == 6
+    # 0 trains on the run's scenes alone (the recipe of the files shipped before the piles).
+    assert main(["train", "--out", str(out), "--quick", "--threads", "1", "--stage", "clip2sam", "--force",
+                 "--piled-scenes", "0"]) == 0
+    assert json.loads((out / "clip2sam" / "log.json").read_text())["scenes"] == quick.num_scenes
     assert main(["train", "--out", str(out), "--piled-scenes", "-1"]) == 2
     assert "--piled-scenes must be 0 or more" in capsys.readouterr().err
 
