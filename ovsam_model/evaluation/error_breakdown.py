@@ -32,7 +32,7 @@ from ovsam_model.evaluation import _masks_at, head_scores
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes, mask_iou
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import NOVEL_INDICES
-from ovsam_model.synthetic.motion import ASKABLE_MIN_PIXELS, MovingWorld
+from ovsam_model.synthetic.motion import MovingWorld, shown_objects
 from ovsam_model.synthetic.scenes import Scene, SceneSet
 
 # Share of an object's ground-truth box covered by other objects: alone, touched, overlapped, piled.
@@ -109,11 +109,6 @@ def object_outcomes(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet,
     for i in tqdm(range(len(scenes)), desc="held-out scenes", disable=not progress):
         outcomes += scene_outcomes(model, text_embeddings, scenes.scene(i))
     return outcomes
-
-
-def shown_objects(scene: Scene, min_pixels: int = ASKABLE_MIN_PIXELS) -> list[int]:
-    """The objects of `scene` with at least `min_pixels` visible, however much of them is covered."""
-    return [i for i in range(len(scene.labels)) if int((scene.instance_map == i + 1).sum()) >= min_pixels]
 
 
 def moving_world_outcomes(model: OVSAM, text_embeddings: Tensor, worlds: int,

@@ -31,6 +31,11 @@ class MovingObject:
     paint_seed: int
 
 
+def shown_objects(scene: Scene, min_pixels: int = ASKABLE_MIN_PIXELS) -> list[int]:
+    """The objects of `scene` with at least `min_pixels` visible, however much of them is covered."""
+    return [i for i in range(len(scene.labels)) if int((scene.instance_map == i + 1).sum()) >= min_pixels]
+
+
 class MovingWorld:
     """`num_objects` objects of the given classes (random when None) moving at `speed` px/frame, in
     frames `size` pixels wide and `height` high (None: square). A square world of a seed renders the

@@ -21,7 +21,7 @@ from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from ovsam_model.synthetic.motion import MovingWorld  # noqa: E402
+from ovsam_model.synthetic.motion import MovingWorld, shown_objects  # noqa: E402
 from ovsam_ros.msg import InstanceMaskArray, PromptArray  # noqa: E402
 from ovsam_ros.srv import Segment  # noqa: E402
 from ovsam_ros.tools.demo import iou, mask_from_instance  # noqa: E402
@@ -113,8 +113,7 @@ def rig():
 
 def object_masks(world: MovingWorld, index: int, min_pixels: int = 400) -> dict[int, np.ndarray]:
     scene = world.render(index)
-    masks = {i: scene.instance_map == i + 1 for i in range(len(scene.labels))}
-    return {i: mask for i, mask in masks.items() if mask.sum() >= min_pixels}
+    return {i: scene.instance_map == i + 1 for i in shown_objects(scene, min_pixels)}
 
 
 def box_of(mask: np.ndarray) -> list[float]:

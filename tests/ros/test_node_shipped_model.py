@@ -10,7 +10,7 @@ from std_msgs.msg import String
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
-from ovsam_model.synthetic.motion import MovingWorld
+from ovsam_model.synthetic.motion import MovingWorld, shown_objects
 from ovsam_model.synthetic.prompts import mask_centre_point
 from ovsam_model.synthetic.scenes import masks_to_boxes
 from ovsam_ros.msg import Prompt
@@ -39,8 +39,8 @@ def node(world):
         harness.close()
 
 
-def visible_objects(scene, min_pixels: int = 400) -> list[int]:
-    return [i for i in range(len(scene.labels)) if (scene.instance_map == i + 1).sum() >= min_pixels]
+def visible_objects(scene) -> list[int]:
+    return shown_objects(scene, min_pixels=400)
 
 
 def test_clicks_and_boxes_are_segmented_and_named(node, world):
