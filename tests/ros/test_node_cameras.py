@@ -137,12 +137,12 @@ def test_each_camera_is_answered_on_its_own_topics_with_its_own_masks(rig):
         answered = camera.answered()
         own = {prompt_id for prompt_id, (name, _) in truth.items() if name == camera.name}
         assert set(answered) == own, f"{camera.name}/instances carries another camera's prompts"
-        askable = camera.world.askable(1)
+        askable = {f"{camera.name}-{index}" for index in camera.world.askable(1)}
         ious = []
         for prompt_id in sorted(own):
             instance = answered[prompt_id]
             assert not isinstance(instance, str), f"{prompt_id}: {instance}"
-            if int(prompt_id.split("-")[1]) in askable:
+            if prompt_id in askable:
                 ious.append(iou(mask_from_instance(instance, SIZE, SIZE), truth[prompt_id][1]))
         print(f"camera {camera.name}: mean IoU {np.mean(ious):.3f} over {len(ious)} askable objects' prompts")
         # Held to the world's truth on the objects a person could be asked to name (`askable`: at least
