@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from segment_anything.modeling import Sam
 from torch import Tensor
 from tqdm import tqdm
 
@@ -23,6 +24,7 @@ from ovsam_model.config import OVSAMConfig
 from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes, mask_box
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes, mask_iou
 from ovsam_model.evaluation.records import MethodRecord, bootstrap_interval
+from ovsam_model.modeling.foreground import foreground
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
 from ovsam_model.synthetic.prompts import mask_centre_point
@@ -30,15 +32,23 @@ from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.teacher import TeacherSAM
 
 __all__ = ["DEFAULT_HELD_OUT_SCENES", "HELD_OUT_SEED", "MethodRecord", "bootstrap_interval", "evaluate",
-           "format_table", "held_out_scenes", "load_teacher_file", "mask_iou"]
+           "format_table", "held_out_scenes", "load_teacher_file", "mask_iou", "ovsam_masks_at", "sam_masks_at"]
 
 # Keys of the JSON kept stable for tooling (the issue's list), besides the blocks named below.
 HEAD_ONLY, CLIP_BRANCH = "head_only", "clip_branch"
 IMAGE_CROP, FEATURE_CROP = "image_crop", "feature_crop"
 
 
-def _masks_at(model: OVSAM, mask_logits: Tensor, size: tuple[int, int]) -> np.ndarray:
-    return (model.postprocess_masks(mask_logits, size)[:, 0] > 0).cpu().numpy()
+def ovsam_masks_at(model: OVSAM, mask_logits: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """OV-SAM's masks [N, H, W] at an image's (height, width), by its official rule (sigmoid > 0.5,
+    `foreground`): the masks the predictor and the node publish."""
+    return foreground(model.postprocess_masks(mask_logits, size)[:, 0]).cpu().numpy()
+
+
+def sam_masks_at(model: OVSAM, mask_logits: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """The teacher SAM's masks [N, H, W] at an image's (height, width), by SAM's own rule (logits
+    above `Sam.mask_threshold`, 0.0), as its predictor gives them to the naive pipeline."""
+    return (model.postprocess_masks(mask_logits, size)[:, 0] > Sam.mask_threshold).cpu().numpy()
 
 
 def base_class_mask() -> Tensor:
@@ -91,7 +101,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         output = model.decode(features, boxes=boxes)
         head_class = class_logits(model, features, output, text_embeddings, base_mask,
                                   clip_branch=False).argmax(1).numpy()
-        box_masks = _masks_at(model, output.mask_logits, size)
+        box_masks = ovsam_masks_at(model, output.mask_logits, size)
         finished = time.perf_counter()
         branch_class = class_logits(model, features, output, text_embeddings, base_mask,
                                     clip_branch=True).argmax(1).numpy()
@@ -102,7 +112,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         point_branch = class_logits(model, features, point_output, text_embeddings, base_mask,
                                     clip_branch=True).argmax(1).numpy()
         box_iou = mask_iou(box_masks, masks)
-        point_iou = mask_iou(_masks_at(model, point_output.mask_logits, size), masks)
+        point_iou = mask_iou(ovsam_masks_at(model, point_output.mask_logits, size), masks)
         methods[HEAD_ONLY].add(box_iou, point_iou, head_class == truth, point_head == truth,
                                finished - started, finished - encoded)
         methods[CLIP_BRANCH].add(box_iou, point_iou, branch_class == truth, point_branch == truth)
@@ -114,7 +124,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         teacher_pixels, _ = model.preprocess(scene.image)  # the same input preparation, timed for both
         embedding = teacher.image_encoder(teacher_pixels)
         encoded = time.perf_counter()
-        teacher_box_masks = _masks_at(model, teacher.decode(embedding, boxes=boxes), size)
+        teacher_box_masks = sam_masks_at(model, teacher.decode(embedding, boxes=boxes), size)
         box_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_box_masks, scene.boxes)])
         masks_done = time.perf_counter()
         image_crop_class = image_crop_classes(model, scene.image, box_crops, text_embeddings)
@@ -125,7 +135,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
                                                   text_embeddings)
         feature_crop_done = time.perf_counter()
 
-        teacher_point_masks = _masks_at(model, teacher.decode(embedding, points=points), size)
+        teacher_point_masks = sam_masks_at(model, teacher.decode(embedding, points=points), size)
         point_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_point_masks, scene.boxes)])
         point_image_crop = image_crop_classes(model, scene.image, point_crops, text_embeddings)
         point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * scale,

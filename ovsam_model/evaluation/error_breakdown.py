@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ovsam_model.evaluation import _masks_at, head_scores
+from ovsam_model.evaluation import head_scores, ovsam_masks_at
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes, mask_iou
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import NOVEL_INDICES
@@ -83,7 +83,7 @@ def scene_outcomes(model: OVSAM, text_embeddings: Tensor, scene: Scene,
     features = model.encode_image(pixels)
     boxes = torch.from_numpy(true_boxes).float() * scale
     output = model.decode(features, boxes=boxes)
-    ious = mask_iou(_masks_at(model, output.mask_logits, scene.image.shape[:2]), scene.masks[chosen])
+    ious = mask_iou(ovsam_masks_at(model, output.mask_logits, scene.image.shape[:2]), scene.masks[chosen])
     named = head_scores(model, output.region_embedding, text_embeddings).argmax(1).numpy()
     named_with_true_box = head_scores(model, model.region_embedding(features.fpn, boxes),
                                       text_embeddings).argmax(1).numpy()

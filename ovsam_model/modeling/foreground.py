@@ -4,7 +4,8 @@ That is not `logit > 0`: for tiny positive logits float32's sigmoid rounds to ex
 official code calls them background. Evaluating a sigmoid over every pixel only to compare it
 with 0.5 would cost a transcendental per pixel; the rule is the same as comparing the logit with
 the largest float32 whose sigmoid is not above 0.5, found once here with torch's own float32
-sigmoid. Masks, their boxes, mask scores and the CLIP-branch test all use FOREGROUND_LOGIT.
+sigmoid. Masks, their boxes, mask scores, the CLIP-branch test and the evaluation's masks all use
+FOREGROUND_LOGIT (the teacher SAM's masks keep SAM's own rule, logit > 0).
 """
 from __future__ import annotations
 

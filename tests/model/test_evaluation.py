@@ -17,6 +17,8 @@ from ovsam_model.evaluation import (
     held_out_scenes,
     load_teacher_file,
     mask_iou,
+    ovsam_masks_at,
+    sam_masks_at,
 )
 from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES, NOVEL_INDICES
@@ -33,6 +35,24 @@ def test_mask_iou_of_hand_built_masks() -> None:
     predicted[1, 2:6, 2:4] = True  # half: 8 / 16
     predicted[2, 0:2, 0:2] = True  # disjoint
     assert mask_iou(predicted, target) == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_masks_follow_each_models_official_threshold() -> None:
+    """OV-SAM's masks are sigmoid(logit) > 0.5 (background for tiny positive logits, whose float32
+    sigmoid is exactly 0.5); the teacher SAM's are SAM's logit > 0. A frame of 300x400 is shrunk and
+    cropped as the predictor does."""
+    model = build_model(CONFIG)
+    low = torch.full((1, 1, 64, 64), -4.0)
+    low[..., 8:24, 8:24] = 3.0    # clearly foreground
+    low[..., 36:52, 36:52] = 4e-8  # positive, but sigmoid rounds to 0.5 in float32
+    size = (300, 400)
+    logits = model.postprocess_masks(low, size)[:, 0]
+    official = (torch.sigmoid(logits) > 0.5).numpy()
+    tiny = (logits > 0).numpy() & ~official
+    assert tiny.sum() > 1000 and official.sum() > 1000  # both regions survive the resize
+    np.testing.assert_array_equal(ovsam_masks_at(model, low, size), official)
+    np.testing.assert_array_equal(sam_masks_at(model, low, size), official | tiny)
+    assert ovsam_masks_at(model, low, size).shape == (1, 300, 400)
 
 
 def test_bootstrap_interval_brackets_the_mean_and_collapses_for_constant_values() -> None:
