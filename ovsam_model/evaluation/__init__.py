@@ -22,8 +22,9 @@ from tqdm import tqdm
 from ovsam_model.checkpoint import read_state_dict
 from ovsam_model.config import OVSAMConfig
 from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes, mask_box
-from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes, mask_iou
+from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes
 from ovsam_model.evaluation.records import MethodRecord, bootstrap_interval
+from ovsam_model.mask_iou import mask_iou
 from ovsam_model.modeling.foreground import foreground
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES

@@ -29,7 +29,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ovsam_model.evaluation import head_scores, ovsam_masks_at
-from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes, mask_iou
+from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes
+from ovsam_model.mask_iou import mask_iou
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import NOVEL_INDICES
 from ovsam_model.synthetic.motion import MovingWorld, shown_objects

@@ -1,7 +1,5 @@
-"""The held-out set of the evaluation and the per-instance mask metric."""
+"""The held-out set of the evaluation."""
 from __future__ import annotations
-
-import numpy as np
 
 from ovsam_model.synthetic.classes import BASE_INDICES, NOVEL_INDICES
 from ovsam_model.synthetic.scenes import SceneSet, generate_scene_set
@@ -26,10 +24,3 @@ def balanced_class_pool() -> list[int]:
 def held_out_scenes(num_scenes: int = DEFAULT_HELD_OUT_SCENES, seed: int = HELD_OUT_SEED) -> SceneSet:
     """Fresh 256x256 scenes over all 42 classes, half of their objects novel."""
     return generate_scene_set(num_scenes, seed=seed, size=256, classes=balanced_class_pool())
-
-
-def mask_iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """IoU per instance of boolean masks [N, H, W]."""
-    inter = (predicted & target).sum(axis=(1, 2))
-    union = (predicted | target).sum(axis=(1, 2))
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
