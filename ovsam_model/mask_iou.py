@@ -10,3 +10,8 @@ def mask_iou(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     inter = (predicted & target).sum(axis=(1, 2))
     union = (predicted | target).sum(axis=(1, 2))
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def mask_pair_iou(predicted: np.ndarray, target: np.ndarray) -> float:
+    """IoU of two boolean masks [H, W] (`mask_iou` of one instance): 1.0 when both are empty."""
+    return float(mask_iou(predicted[None], target[None])[0])

@@ -35,6 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ovsam_model.mask_iou import mask_pair_iou
+
 # Agreement asked of each device path against the CPU fp32 reference. Masks: IoU per prompt.
 # Labels: the top-1 class must match wherever the reference's top-1 leads its runner-up by at least
 # `label_margin` in probability (random weights leave near-ties that any rounding may flip).
@@ -124,8 +126,7 @@ def compare(reference: list, candidate: list, tolerance: dict[str, float]) -> tu
     """Mask IoU and label agreement of `candidate` against `reference` predictions, prompt by prompt."""
     ious, decided, agreeing, problems = [], 0, 0, []
     for ref, got in zip(reference, candidate):
-        union = np.logical_or(ref.mask, got.mask).sum()
-        iou = 1.0 if union == 0 else float(np.logical_and(ref.mask, got.mask).sum() / union)
+        iou = mask_pair_iou(ref.mask, got.mask)
         ious.append(iou)
         if iou < tolerance["min_mask_iou"]:
             problems.append(f"{ref.prompt_id}: mask IoU {iou:.3f} < {tolerance['min_mask_iou']}")

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ovsam_model.instances import InstancePrediction
+from ovsam_model.mask_iou import mask_pair_iou
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import ASKABLE_MIN_PIXELS, MovingWorld
@@ -51,11 +52,6 @@ def mask_from_instance(instance, height: int, width: int) -> np.ndarray:
     crop = np.frombuffer(mask.data, np.uint8).reshape(mask.height, mask.step)[:, : mask.width] > 0
     full[roi.y_offset: roi.y_offset + roi.height, roi.x_offset: roi.x_offset + roi.width] = crop
     return full
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def as_prediction(instance, height: int, width: int) -> InstancePrediction:
@@ -197,7 +193,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     check.failure = instance
                 else:
                     check.label, check.score = instance.label, instance.score
-                    check.iou = iou(mask_from_instance(instance, msg.image_height, msg.image_width), truth_mask)
+                    answer = mask_from_instance(instance, msg.image_height, msg.image_width)
+                    check.iou = mask_pair_iou(answer, truth_mask)
                     verdict = "right" if check.label == check.truth else "WRONG"
                     picture = asked_and_answered(
                         scene.image, asked, draw(scene.image, [instance], msg.image_height, msg.image_width, [asked]),
@@ -225,7 +222,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 if instance.prompt_id == "track-0" and stamp in scenes:
                     track_ids.add(instance.id)
                     truth = scenes[stamp].instance_map == target + 1
-                    track_ious.append(iou(mask_from_instance(instance, msg.image_height, msg.image_width), truth))
+                    answer = mask_from_instance(instance, msg.image_height, msg.image_width)
+                    track_ious.append(mask_pair_iou(answer, truth))
         print(f"[demo] track  {CLASS_NAMES[int(scene.labels[target])]}: {len(track_ious)} frames, "
               f"ids {sorted(track_ids)}, "
               f"mean IoU {np.mean(track_ious) if track_ious else 0:.2f}")
@@ -328,7 +326,7 @@ class RearCamera:
                 print(f"[demo] rear  {prompt_id}: {instance}")
                 missing.append(f"{prompt_id}: {instance}")
                 continue
-            ious.append(iou(mask_from_instance(instance, msg.image_height, msg.image_width), mask))
+            ious.append(mask_pair_iou(mask_from_instance(instance, msg.image_height, msg.image_width), mask))
             right += instance.label == label
             print(f"[demo] rear  {prompt_id:12s} truth={label:16s} -> {instance.label:16s} IoU={ious[-1]:.2f}")
         print(f"[demo] rear camera: {len(ious)}/{len(truth)} boxes answered on rear/instances, "
