@@ -21,10 +21,11 @@ from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from ovsam_model.mask_iou import mask_pair_iou  # noqa: E402
 from ovsam_model.synthetic.motion import MovingWorld, shown_objects  # noqa: E402
 from ovsam_ros.msg import InstanceMaskArray, PromptArray  # noqa: E402
 from ovsam_ros.srv import Segment  # noqa: E402
-from ovsam_ros.tools.demo import iou, mask_from_instance  # noqa: E402
+from ovsam_ros.tools.demo import mask_from_instance  # noqa: E402
 from ovsam_ros.worker import PROMPTS_PER_ROUND  # noqa: E402
 from tests.ros.node_harness import NodeUnderTest, box_prompt, image_msg  # noqa: E402
 
@@ -143,7 +144,7 @@ def test_each_camera_is_answered_on_its_own_topics_with_its_own_masks(rig):
             instance = answered[prompt_id]
             assert not isinstance(instance, str), f"{prompt_id}: {instance}"
             if prompt_id in askable:
-                ious.append(iou(mask_from_instance(instance, SIZE, SIZE), truth[prompt_id][1]))
+                ious.append(mask_pair_iou(mask_from_instance(instance, SIZE, SIZE), truth[prompt_id][1]))
         print(f"camera {camera.name}: mean IoU {np.mean(ious):.3f} over {len(ious)} askable objects' prompts")
         # Held to the world's truth on the objects a person could be asked to name (`askable`: at least
         # 55 % visible, as in training); every prompt is still answered on its own camera, above. The
@@ -166,7 +167,7 @@ def test_the_segment_service_answers_on_the_named_camera(rig):
     response = harness.call(Segment, "segment", request)
     assert response.success, response.message
     assert response.result.header.frame_id == "rear" and response.result.header.stamp.nanosec == 2
-    assert iou(mask_from_instance(response.result.instances[0], SIZE, SIZE), mask) >= 0.5
+    assert mask_pair_iou(mask_from_instance(response.result.instances[0], SIZE, SIZE), mask) >= 0.5
     for camera, named in (("", "several cameras"), ("left", "camera 'left' unknown")):
         refused = harness.call(Segment, "segment", Segment.Request(prompts=[box_prompt("x", [1, 1, 9, 9])],
                                                                   camera=camera))
@@ -197,7 +198,7 @@ def test_a_flood_on_one_camera_does_not_hold_up_the_other(rig):
     answer = rear.answered()["quiet"]
     # An instance, not 'overloaded': the node took it off its queue within max_prompt_wait_s.
     assert not isinstance(answer, str), answer
-    assert iou(mask_from_instance(answer, SIZE, SIZE), rear_mask) >= 0.5
+    assert mask_pair_iou(mask_from_instance(answer, SIZE, SIZE), rear_mask) >= 0.5
     # Round-robin: the rear prompt went after a few of the front camera's rounds (counted as the client
     # saw them, so allow some), not after its backlog, which was still there.
     assert at_answer - at_send <= 4 * PROMPTS_PER_ROUND and at_answer < FLOOD
