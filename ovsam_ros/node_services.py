@@ -31,7 +31,7 @@ from .prompt_conversion import requests_from_prompt_msgs
 from .result_conversion import answer_to_msg
 from .segment_service_3d import locate_segment_answer
 from .settings import NodeSettings
-from .vocabulary_request import resolve_vocabulary_request
+from .vocabulary_request import model_vocabulary_spec, resolve_vocabulary_request
 from .worker import InferenceWorker
 
 
@@ -99,8 +99,7 @@ class NodeServices:
                                  response: SetVocabulary.Response) -> SetVocabulary.Response:
         try:
             spec = resolve_vocabulary_request(request.name, list(request.classes), self._settings().vocabulary_dirs)
-            # "default": the model's own vocabulary (None to the engine).
-            engine, model_spec = self.worker.engine, None if spec == "default" else spec
+            engine, model_spec = self.worker.engine, model_vocabulary_spec(spec)
             response.size = await self._on_inference_thread(lambda: engine.set_vocabulary(model_spec))
             response.success, response.message = True, f"vocabulary has {response.size} classes"
             self._on_vocabulary_changed(model_spec)

@@ -42,7 +42,7 @@ from .node_services import NodeServices
 from .predictor_process import PredictorProcess
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_labels import vocabulary_name
-from .vocabulary_request import resolve_vocabulary_request
+from .vocabulary_request import model_vocabulary_spec, resolve_vocabulary_request
 from .worker import InferenceWorker
 
 try:  # optional: only where vision_msgs is installed (not on PyPI)
@@ -166,7 +166,7 @@ class NodeWiring(InputHandlers):
                 # held to the same vocabulary_dirs rule as SetVocabulary.
                 spec = (resolve_vocabulary_request(updated.vocabulary, [], updated.vocabulary_dirs)
                         if updated.vocabulary else "")
-                self._switch_vocabulary(pipeline, "" if spec == "default" else spec)
+                self._switch_vocabulary(pipeline, spec)
         except Exception as error:  # noqa: BLE001
             return SetParametersResult(successful=False, reason=str(error))
         self.settings = updated
@@ -184,8 +184,7 @@ class NodeWiring(InputHandlers):
     def _switch_vocabulary(self, pipeline: Pipeline, spec: str | list[str]) -> int:
         """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
-        # An empty `vocabulary` parameter means the model's own vocabulary (None), as at start-up.
-        engine, model_spec = pipeline.engine, spec or None
+        engine, model_spec = pipeline.engine, model_vocabulary_spec(spec)
         size = pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
         self._vocabulary_changed(pipeline.channels, pipeline.predictor, model_spec)
         return size
@@ -239,7 +238,7 @@ class NodeWiring(InputHandlers):
                                     on_vocabulary_changed=lambda spec: self._vocabulary_changed(
                                         channels, predictor, spec))
             # Published on activate: the managed node's publishers are not active yet.
-            self._vocabulary_changed(channels, predictor, settings.vocabulary or None, publish=False)
+            self._vocabulary_changed(channels, predictor, model_vocabulary_spec(settings.vocabulary), publish=False)
         except BaseException:
             if worker is not None:
                 worker.stop()
@@ -339,6 +338,6 @@ def default_predictor_factory(settings: NodeSettings) -> Predictor:
 
     return OVSAMPredictor.from_pretrained(
         settings.model, settings.weights_dir or None, device=settings.device,
-        vocabulary=settings.vocabulary or None, cache_size=settings.feature_cache_size,
+        vocabulary=model_vocabulary_spec(settings.vocabulary), cache_size=settings.feature_cache_size,
         backend=settings.backend, precision=settings.precision,
         inference_server=settings.inference_server, server_timeout_s=settings.inference_server_timeout_s)

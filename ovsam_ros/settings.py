@@ -32,7 +32,7 @@ class NodeSettings:
     inference_timeout_s: float = 300.0  # a model call running longer is taken as hung: the child is restarted
     inference_server: str = ""       # empty = the local model; else a Triton server's host:port (HTTP)
     inference_server_timeout_s: float = 10.0  # one call to the server answering later fails its prompts
-    vocabulary: str = ""             # empty = the model's own; "lvis", "coco" or a file with one class per line
+    vocabulary: str = ""             # empty or "default" = the model's own; "lvis", "coco" or a class file
     vocabulary_dirs: str = ""        # os.pathsep-separated directories SetVocabulary may read files from
     score_threshold: float = 0.0     # text-query instances below this label probability are not published
     max_instances: int = 50
@@ -119,7 +119,7 @@ DESCRIPTIONS = {
                         "halves run there, preprocessing, masks and labels here (docs/triton.md)",
     "inference_server_timeout_s": "with inference_server: a call the server has not answered by then fails its "
                                   "prompts (the next call reconnects)",
-    "vocabulary": "empty = the model's own; lvis, coco, or a file with one class per line",
+    "vocabulary": "empty or default = the model's own; lvis, coco, or a file with one class per line",
     "vocabulary_dirs": "directories (separated by ':') from which the set_vocabulary service may read class files",
     "score_threshold": "text-query instances below this label probability are not published",
     "max_instances": "most instances published per text query",

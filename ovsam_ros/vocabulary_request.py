@@ -6,11 +6,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-BUILTIN_VOCABULARIES = ("lvis", "coco", "default")
+MODEL_DEFAULT = "default"  # the model's own vocabulary, as an empty `vocabulary` parameter
+BUILTIN_VOCABULARIES = ("lvis", "coco", MODEL_DEFAULT)
 
 
 class VocabularyRequestError(ValueError):
     pass
+
+
+def model_vocabulary_spec(spec: str | list[str]) -> str | list[str] | None:
+    """What the model is given for a vocabulary spec, on every path (the start-up parameter, a
+    parameter change, SetVocabulary): None, its own vocabulary, for "" and "default"; a name or a
+    path without surrounding blanks; a class list as it is."""
+    if isinstance(spec, list):
+        return spec
+    name = spec.strip()
+    return None if name in ("", MODEL_DEFAULT) else name
 
 
 def resolve_vocabulary_request(name: str, classes: list[str], allowed_dirs: str) -> str | list[str]:

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from ovsam_ros.vocabulary_request import VocabularyRequestError, resolve_vocabulary_request
+from ovsam_ros.vocabulary_request import VocabularyRequestError, model_vocabulary_spec, resolve_vocabulary_request
 
 
 def test_lists_and_builtins_pass(tmp_path):
@@ -28,3 +28,12 @@ def test_files_only_inside_allowed_directories(tmp_path):
         resolve_vocabulary_request("a\x00b", [], dirs)
     with pytest.raises(VocabularyRequestError, match="give a vocabulary"):
         resolve_vocabulary_request("  ", [], dirs)
+
+
+def test_every_path_gives_the_model_the_same_spec() -> None:
+    # The start-up parameter, a parameter change and SetVocabulary all go through this.
+    assert model_vocabulary_spec("") is None
+    assert model_vocabulary_spec("  default ") is None
+    assert model_vocabulary_spec(" lvis ") == "lvis"
+    assert model_vocabulary_spec("/data/kitchen.txt") == "/data/kitchen.txt"
+    assert model_vocabulary_spec(["mug", "bowl"]) == ["mug", "bowl"]

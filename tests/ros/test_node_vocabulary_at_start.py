@@ -1,0 +1,24 @@
+"""The `vocabulary` parameter means the same at start-up as when changed at run time: "default" (with
+or without blanks around it) is the model's own vocabulary, not a class-list file of that name. A
+real node process on a tiny model whose own vocabulary is known."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from tests.ros.node_harness import NodeUnderTest, make_tiny_weights  # noqa: E402
+from tests.ros.test_node_label_outputs import latest_labels  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def test_a_node_started_with_the_default_vocabulary_names_the_models_own_classes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file called "default" here, nor anywhere the node could read one
+    weights = make_tiny_weights(tmp_path, ["cup", "plate"])
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "vocabulary": " default "})
+    try:
+        labels = latest_labels(node)
+        assert (labels["vocabulary"], labels["classes"]) == ("default", ["cup", "plate"])
+    finally:
+        node.close()
