@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .camera_geometry import ProjectionError, intrinsics
 from .depth_fusion import DepthFusion, Fusion3D
 from .depth_image import DepthError, depth_from_msg
 from .engine import Answer
@@ -11,7 +12,14 @@ from .image_conversion import ImageConversionError
 
 
 def has_calibration(camera_info: Any) -> bool:
-    return camera_info is not None and len(camera_info.k) == 9 and float(camera_info.k[0]) > 0.0
+    """Whether a request's CameraInfo can place points: `camera_geometry.intrinsics` accepts its K."""
+    if camera_info is None or len(camera_info.k) != 9:
+        return False
+    try:
+        intrinsics(camera_info)
+    except ProjectionError:
+        return False
+    return True
 
 
 def locate_segment_answer(answer: Answer, request_depth: Any, request_camera_info: Any, node_depth: DepthFusion,

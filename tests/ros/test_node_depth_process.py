@@ -265,6 +265,19 @@ def test_segment_service_answers_in_3d_with_the_received_depth(node):
     _assert_service_3d(response)
 
 
+def test_a_request_calibration_without_a_focal_length_gives_way_to_the_topics(node):
+    """A request's K with fx but fy = 0 is no calibration (as camera_geometry.intrinsics says): the
+    node places the answer with the calibration it received instead of failing every instance."""
+    node.client.publish(8 * SECOND, 8 * SECOND)  # the node's own calibration, depth and frame
+    broken = CameraInfo(width=WIDTH, height=HEIGHT, k=[FX, 0.0, CX, 0.0, 0.0, CY, 0.0, 0.0, 1.0])
+    rows, cols = np.nonzero(RENDERED.mask(0))
+    srv, request = _segment_request([box_prompt("svc-no-fy", [cols.min(), rows.min(), cols.max(), rows.max()])],
+                                    depth=stamped(array_to_image(DEPTH_MM, "16UC1"), 8 * SECOND), camera_info=broken)
+    response = node.call(srv, "segment", request)
+    assert len(response.result.instances) >= 1, response.result.failure_reasons
+    _assert_service_3d(response)
+
+
 def test_segment_service_uses_the_depth_and_calibration_in_the_request(node):
     info = CameraInfo(width=WIDTH, height=HEIGHT, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0],
                       distortion_model="plumb_bob", d=[0.0] * 5)
