@@ -14,11 +14,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from .camera_geometry import ProjectionError, undistort_pixels
+
 TRIM_MODES = ("cluster", "percentile", "none")
 BOX_ORIENTATIONS = ("upright", "pca")
-# Distortion models whose coefficients OpenCV can invert (sensor_msgs/CameraInfo names).
-PINHOLE_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial")
-FISHEYE_DISTORTION_MODELS = ("equidistant", "fisheye")
 # Near-equal rectangle areas are decided by how closely the points hug the sides (see _upright_box).
 AREA_TIE_TOLERANCE = 0.02
 CLOSENESS_SAMPLE = 256
@@ -94,25 +93,12 @@ class RayTable:
 
 def _undistorted_rays(width: int, height: int, fx: float, fy: float, cx: float, cy: float, model: str,
                       coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    if not np.all(np.isfinite(coefficients)):
-        raise GeometryError("distortion coefficients are not finite")
-    camera = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     v, u = np.mgrid[0:height, 0:width]
-    pixels = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64).reshape(-1, 1, 2)
-    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)
-    if model in FISHEYE_DISTORTION_MODELS:
-        if coefficients.size != 4:
-            raise GeometryError(f"the {model} model needs 4 distortion coefficients, got {coefficients.size}")
-        rays = cv2.fisheye.undistortPoints(pixels, camera, coefficients, criteria=criteria)
-    elif model in PINHOLE_DISTORTION_MODELS or model == "":
-        if coefficients.size not in (4, 5, 8, 12, 14):
-            raise GeometryError(f"{coefficients.size} distortion coefficients; OpenCV takes 4, 5, 8, 12 or 14")
-        rays = cv2.undistortPoints(pixels, camera, coefficients, criteria=criteria)
-    else:
-        allowed = ", ".join(PINHOLE_DISTORTION_MODELS + FISHEYE_DISTORTION_MODELS)
-        raise GeometryError(f"distortion model '{model}' is not supported ({allowed}, or all-zero coefficients)")
+    pixels = np.stack([u.ravel(), v.ravel()], axis=1)
+    try:
+        rays = undistort_pixels(pixels, fx, fy, cx, cy, model, coefficients)
+    except ProjectionError as error:
+        raise GeometryError(str(error)) from None
     rays = rays.reshape(height, width, 2).astype(np.float32)
     return np.ascontiguousarray(rays[..., 0]), np.ascontiguousarray(rays[..., 1])
 
