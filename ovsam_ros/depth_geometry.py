@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .camera_geometry import ProjectionError, undistort_pixels
+from .camera_geometry import ProjectionError, is_distorted, undistort_pixels
 
 TRIM_MODES = ("cluster", "percentile", "none")
 BOX_ORIENTATIONS = ("upright", "pca")
@@ -83,7 +83,7 @@ class RayTable:
         if not (fx > 0 and fy > 0 and all(math.isfinite(v) for v in (fx, fy, cx, cy))):
             raise GeometryError(f"intrinsics fx={fx} fy={fy} cx={cx} cy={cy} are not a calibrated camera")
         coefficients = np.asarray(list(distortion), dtype=np.float64)
-        if not coefficients.size or not np.any(coefficients):
+        if not is_distorted(coefficients):
             columns = ((np.arange(width, dtype=np.float64) - cx) / fx).astype(np.float32)
             rows = ((np.arange(height, dtype=np.float64) - cy) / fy).astype(np.float32)
             return cls(np.broadcast_to(columns, (height, width)).copy(),
