@@ -16,6 +16,7 @@ from ovsam_ros.msg import Instance3D, Instance3DArray
 
 from .depth_fusion import Fusion3D, Located
 from .depth_geometry import OrientedBox
+from .detection2d_conversion import detection_id
 
 try:  # optional: only where vision_msgs is installed (not on PyPI)
     from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
@@ -115,14 +116,14 @@ def fusion_to_msg(fusion: Fusion3D, header: Header) -> Instance3DArray:
 
 
 def detections_3d(fusion: Fusion3D, header: Header) -> Any:
-    """vision_msgs/Detection3DArray (box = the oriented box; hypothesis pose = the centroid); None
-    where vision_msgs is not installed."""
+    """vision_msgs/Detection3DArray (box = the oriented box; hypothesis pose = the centroid; id = the
+    instance's Detection2D id, `detection_id`); None where vision_msgs is not installed."""
     if Detection3DArray is None:
         return None
     msg = Detection3DArray(header=header)
     for located in fusion.located:
         prediction, geometry = located.result.prediction, located.geometry
-        detection = Detection3D(header=header, id=prediction.prompt_id or f"instance-{located.index}")
+        detection = Detection3D(header=header, id=detection_id(located.result, located.index))
         detection.bbox.center = box_pose(geometry.box)
         detection.bbox.size = Vector3(x=float(geometry.box.size[0]), y=float(geometry.box.size[1]),
                                       z=float(geometry.box.size[2]))
