@@ -8,7 +8,8 @@ split by how much of the object's ground-truth box other objects cover and by th
 base and novel classes. The gap between the two accuracy columns is what the masks cost; what is
 left with the ground-truth box is what the head and CLIP's features cannot tell apart.
 
-The held-out set keeps at least 55 % of every object visible, as training does. `--moving-worlds N`
+In the held-out set, as in training, all but ~0.5 % of objects show 55 % or more of their shape
+(`scenes.MIN_VISIBLE_FRACTION` limits what each object placed hides of earlier ones). `--moving-worlds N`
 asks instead about the frames of N moving worlds, where objects drift over each other with no such
 rule: every object showing `ASKABLE_MIN_PIXELS` or more, however much of it is covered, so that
 mostly hidden objects are counted too.

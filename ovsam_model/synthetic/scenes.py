@@ -17,6 +17,9 @@ from ovsam_model.synthetic.shapes import shape_polygon
 # Sizes are relative to a 256-pixel scene and scale with the scene size.
 MIN_RADIUS_256 = 18.0
 MAX_RADIUS_256 = 50.0
+# Each object placed may hide at most 1 - this of what shows of each earlier one. An object covered
+# twice can so show less of its whole shape: 3 of the first 1,051 held-out objects (down to 34 %) and
+# 9 of the first 2,067 training ones (down to 32 %) do.
 MIN_VISIBLE_FRACTION = 0.55
 MIN_VISIBLE_PIXELS_256 = 250
 # A pile (`cluster_spread`): its point is this far from the border, and placements are tried more

@@ -107,7 +107,7 @@ def test_outcomes_of_chosen_objects_are_theirs_in_the_order_asked(predictor) -> 
 
 
 def test_moving_worlds_count_every_shown_object_mostly_hidden_ones_too(predictor) -> None:
-    # The held-out set keeps 55 % of every object visible; the moving worlds do not, and those objects
+    # The held-out set shows 55 % of nearly every object; the moving worlds need not, and those objects
     # are where masks run into their neighbours. In worlds 1-4 two frames of world 4 show an object of
     # which less than 55 % is visible (worlds 1-3 have none).
     text = predictor.vocabulary.subset(CLASS_NAMES).embeddings
