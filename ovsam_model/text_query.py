@@ -4,13 +4,15 @@ The `text_query` topic, the Segment service's `text_queries`, `OVSAMPredictor.fi
 `--text` all read queries through `parse_text_query`, so one query means the same classes
 everywhere.
 
-Rules: a query is a string or a sequence of strings; each string is a comma-separated list of
-class names. Names are stripped of surrounding white space, empty pieces are dropped, and
-repeats are dropped keeping the first. A query is typed by a person, so it is bounded: at most
-MAX_QUERY_CHARS characters in all and MAX_QUERY_CLASSES names (a vocabulary belongs in
-set_vocabulary), and control characters are refused. A query naming no class is an error unless
-the caller allows it (the node's `text_query` topic, where an empty string clears the query).
-Every violation raises TextQueryError (a ValueError) whose message says what to change.
+Rules: a query is a string or a sequence of strings; each string is a comma-separated list of class
+names. Names are stripped of surrounding white space, empty pieces are dropped, and repeats are
+dropped keeping the first spelling (a repeat is the same name as `canonical_class_name` sees it:
+"Mug", "mug" and "mug " are one class, which two entries would split the score of). A query is typed
+by a person, so it is bounded: at most MAX_QUERY_CHARS characters in all and MAX_QUERY_CLASSES names
+(a vocabulary belongs in set_vocabulary), and control characters are refused. A query naming no
+class is an error unless the caller allows it (the node's `text_query` topic, where an empty string
+clears the query). Every violation raises TextQueryError (a ValueError) whose message says what to
+change.
 """
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ def parse_text_query(queries: str | Sequence[str], *, allow_empty: bool = False)
     if total > MAX_QUERY_CHARS:
         raise TextQueryError(f"the text query is {total} characters long; at most {MAX_QUERY_CHARS} are allowed")
     names = [name.strip() for piece in pieces for name in piece.split(",")]
-    names = list(dict.fromkeys(name for name in names if name))
+    unique: dict[str, str] = {}
+    for name in names:
+        if name:
+            unique.setdefault(canonical_class_name(name), name)
+    names = list(unique.values())
     if any(not name.isprintable() for name in names):
         raise TextQueryError("the text query contains control characters")
     if len(names) > MAX_QUERY_CLASSES:

@@ -17,6 +17,13 @@ def test_names_are_split_stripped_and_deduplicated() -> None:
     assert parse_text_query(["tennis racket", " cup "]) == ["tennis racket", "cup"]
 
 
+def test_repeats_are_the_same_name_up_to_case_underscores_and_spacing() -> None:
+    # Two entries for one class would split its probability between them.
+    query = "Red circle, red circle, red_circle,  RED   circle, blue star"
+    assert parse_text_query(query) == ["Red circle", "blue star"]
+    assert parse_text_query(["tennis_racket", "Tennis racket"]) == ["tennis_racket"]
+
+
 def test_each_string_of_a_list_is_a_comma_separated_query() -> None:
     # The Segment service's text_queries is a list; "mug, bottle" in one entry names two classes.
     assert parse_text_query(["mug, bottle", "cup", "mug"]) == ["mug", "bottle", "cup"]
