@@ -124,9 +124,10 @@ def read_image(path: str) -> np.ndarray:
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
-    """Run lengths of a boolean mask in row-major order, starting with a (possibly empty) run of
-    background: {"size": [H, W], "counts": [bg, fg, bg, ...]}."""
-    flat = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
+    """COCO's uncompressed RLE of a boolean mask: {"size": [H, W], "counts": [bg, fg, bg, ...]}, run
+    lengths down the columns (column-major, as COCO and pycocotools' frPyObjects read them), starting
+    with a (possibly empty) run of background."""
+    flat = np.asarray(mask, dtype=bool).reshape(-1, order="F")
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     edges = np.concatenate([[0], changes, [flat.size]])
     counts = np.diff(edges).tolist()
@@ -136,11 +137,11 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
 
 def rle_to_mask(rle: dict) -> np.ndarray:
-    """The inverse of mask_to_rle."""
+    """The inverse of mask_to_rle (COCO's uncompressed RLE, column-major)."""
     height, width = rle["size"]
     values = np.zeros(len(rle["counts"]), dtype=bool)
     values[1::2] = True
-    return np.repeat(values, rle["counts"]).reshape(height, width)
+    return np.repeat(values, rle["counts"]).reshape((height, width), order="F")
 
 
 def format_table(predictions: Sequence) -> str:

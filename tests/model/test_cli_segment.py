@@ -120,6 +120,17 @@ def test_mask_rle_round_trip() -> None:
     assert mask_to_rle(np.array([[True, False]]))["counts"] == [0, 1, 1]
 
 
+def test_mask_rle_runs_down_the_columns_as_coco_reads_it() -> None:
+    # COCO's uncompressed RLE (pycocotools' frPyObjects) counts in column-major order: this mask's
+    # left column is one run of 2 foreground pixels, its right column one run of 2 background ones.
+    # Counted along the rows it would read [0, 1, 1, 1, 1], a mask transposed for COCO's tools.
+    mask = np.array([[True, False], [True, False]])
+    assert mask_to_rle(mask) == {"size": [2, 2], "counts": [0, 2, 2]}
+    wide = np.zeros((2, 3), bool)
+    wide[1, 2] = True  # the last pixel of the last column
+    assert mask_to_rle(wide) == {"size": [2, 3], "counts": [5, 1]}
+
+
 def test_parse_point() -> None:
     assert parse_point(" 3.5, 4 ") == (3.5, 4.0, 1)
     assert parse_point("3,4,0") == (3.0, 4.0, 0)
