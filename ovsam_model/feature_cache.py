@@ -33,15 +33,6 @@ class CachedImage:
     resized_height: int    # the image's extent inside the padded network input
     resized_width: int
 
-    @property
-    def x_scale(self) -> float:
-        """Network-input pixels per original pixel along x (exact for the resize that was done)."""
-        return self.resized_width / self.width
-
-    @property
-    def y_scale(self) -> float:
-        return self.resized_height / self.height
-
 
 def image_key(image: np.ndarray) -> str:
     """A content hash of an image array (shape, dtype and pixels): equal pictures share a key."""

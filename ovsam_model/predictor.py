@@ -306,7 +306,8 @@ class OVSAMPredictor:
         image from cached_image(); masks stay at the decoder's low resolution, unnamed."""
         with self._lock, torch.no_grad():
             device = self.device
-            to_network = torch.tensor([entry.x_scale, entry.y_scale], dtype=torch.float32, device=device)
+            to_network = torch.tensor(self.model.input_scales(entry.height, entry.width), dtype=torch.float32,
+                                      device=device)
             points = labels = boxes = None
             if prompts[0].num_points:
                 points = torch.as_tensor(np.stack([p.points for p in prompts]), dtype=torch.float32, device=device)

@@ -217,12 +217,13 @@ def bench_variant(model: OVSAM, variant: Variant, frame: np.ndarray, points: dic
     stopwatch = Stopwatch(device)
     memory = PeakMemory(device)
     frame_hw = (frame.shape[0], frame.shape[1])
+    to_network = np.asarray(model.input_scales(*frame_hw), dtype=np.float32)  # x, y, as the predictor
     split_image = isinstance(backend, TorchBackend) and backend.compile_image is None
     memory.reset()
     with torch.no_grad():
         for iteration in range(warmup + repeats):
             record = iteration >= warmup
-            pixels, scale = stopwatch.measure("preprocess", lambda: model.preprocess(frame), record)
+            pixels, _ = stopwatch.measure("preprocess", lambda: model.preprocess(frame), record)
             if split_image:
                 levels = stopwatch.measure("backbone", lambda: backend.backbone(pixels), record)
                 embedding = stopwatch.measure("adapter", lambda: backend.adapter(levels), record)
@@ -231,7 +232,7 @@ def bench_variant(model: OVSAM, variant: Variant, frame: np.ndarray, points: dic
             else:
                 features = stopwatch.measure("image_part", lambda: backend.encode_image(pixels), record)
             for count, frame_points in points.items():
-                network_points = torch.from_numpy(frame_points * scale).to(device)[:, None, :]
+                network_points = torch.from_numpy(frame_points * to_network).to(device)[:, None, :]
                 output = stopwatch.measure(f"decode_{count}", lambda: backend.decode(features, network_points), record)
                 stopwatch.measure(f"recognition_{count}", lambda: cosine_class_scores(
                     output.region_embedding, vocabulary, float(np.exp(model.config.logit_scale))), record)

@@ -95,10 +95,12 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         truth = scene.labels
 
         started = time.perf_counter()
-        pixels, scale = model.preprocess(scene.image)
+        pixels, _ = model.preprocess(scene.image)
+        to_network = torch.tensor(model.input_scales(*size))  # x, y: as the predictor scales prompts
+        box_to_network = to_network.repeat(2)
         features = model.encode_image(pixels)
         encoded = time.perf_counter()
-        boxes = torch.from_numpy(scene.boxes) * scale
+        boxes = torch.from_numpy(scene.boxes) * box_to_network
         output = model.decode(features, boxes=boxes)
         head_class = class_logits(model, features, output, text_embeddings, base_mask,
                                   clip_branch=False).argmax(1).numpy()
@@ -106,7 +108,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         finished = time.perf_counter()
         branch_class = class_logits(model, features, output, text_embeddings, base_mask,
                                     clip_branch=True).argmax(1).numpy()
-        points = torch.from_numpy(np.stack([mask_centre_point(m) for m in masks]))[:, None] * scale
+        points = torch.from_numpy(np.stack([mask_centre_point(m) for m in masks]))[:, None] * to_network
         point_output = model.decode(features, points=points, point_labels=torch.ones(points.shape[:2]))
         point_head = class_logits(model, features, point_output, text_embeddings, base_mask,
                                   clip_branch=False).argmax(1).numpy()
@@ -132,14 +134,14 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         image_crop_done = time.perf_counter()
         clip_last = clip_last_stage(model, teacher_pixels)
         trunk_done = time.perf_counter()
-        feature_crop_class = feature_crop_classes(model, clip_last, torch.from_numpy(box_crops) * scale,
+        feature_crop_class = feature_crop_classes(model, clip_last, torch.from_numpy(box_crops) * box_to_network,
                                                   text_embeddings)
         feature_crop_done = time.perf_counter()
 
         teacher_point_masks = sam_masks_at(model, teacher.decode(embedding, points=points), size)
         point_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_point_masks, scene.boxes)])
         point_image_crop = image_crop_classes(model, scene.image, point_crops, text_embeddings)
-        point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * scale,
+        point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * box_to_network,
                                                   text_embeddings)
         teacher_box_iou = mask_iou(teacher_box_masks, masks)
         teacher_point_iou = mask_iou(teacher_point_masks, masks)

@@ -136,6 +136,13 @@ class OVSAM(nn.Module):
         scale = self.config.image_size / max(height, width)
         return max(1, int(height * scale)), max(1, int(width * scale))
 
+    def input_scales(self, height: int, width: int) -> tuple[float, float]:
+        """Network-input pixels per original pixel along x and along y: the resize `preprocess` does
+        (its truncated shape over the original), by which prompts in original pixels are scaled.
+        Per axis, because truncation makes the two differ (426x640 at 256: 170/426 and 256/640)."""
+        new_height, new_width = self.resized_shape(height, width)
+        return new_width / width, new_height / height
+
     def preprocess(self, image: np.ndarray) -> tuple[Tensor, float]:
         """HxWx3 uint8 RGB -> ([1, 3, S, S] normalised, zero-padded bottom/right), scale = S / max(H, W)."""
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:

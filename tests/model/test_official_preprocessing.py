@@ -49,6 +49,17 @@ def test_a_426x640_frame_gets_the_official_height_at_1024() -> None:
     assert released.resized_shape(426, 640) == (681, 1024)  # 681.6 truncated; rounding gave 682
 
 
+@pytest.mark.parametrize("height, width", [(426, 640), (640, 426), (333, 500)])
+def test_prompts_scale_per_axis_by_the_extent_preprocess_fills(model, height, width) -> None:
+    # The picture fills the top-left of the padded input: its rows and columns over the original's
+    # are where a prompt in original pixels lands. Truncation makes the two ratios differ.
+    pixels, _ = model.preprocess(np.full((height, width, 3), 255, np.uint8))
+    filled = _unnormalised(model, pixels)[..., 0] > 200  # white; the padding is the mean grey
+    rows, columns = int(filled.any(axis=1).sum()), int(filled.any(axis=0).sum())
+    assert model.input_scales(height, width) == (columns / width, rows / height)
+    assert model.input_scales(height, width)[0] != model.input_scales(height, width)[1]
+
+
 def test_a_shrunk_noisy_frame_is_resized_as_pil_bilinear_does(model) -> None:
     rng = np.random.default_rng(3)
     frame = rng.integers(0, 256, size=(270, 480, 3), dtype=np.uint8)  # noisy, non-square, shrunk
