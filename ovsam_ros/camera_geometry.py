@@ -25,6 +25,15 @@ def intrinsics(camera_info: Any) -> tuple[float, float, float, float]:
     return fx, fy, cx, cy
 
 
+def check_image_size(camera_info: Any, width: int, height: int) -> None:
+    """Raises ProjectionError when `camera_info` is for images of another size than width x height
+    (a CameraInfo of size 0 x 0 does not say, and passes)."""
+    info_size = (int(camera_info.width), int(camera_info.height))
+    if info_size != (0, 0) and info_size != (width, height):
+        raise ProjectionError(f"camera_info is for {info_size[0]}x{info_size[1]} images but the colour image "
+                              f"is {width}x{height}")
+
+
 def distortion(camera_info: Any) -> tuple[str, np.ndarray]:
     """(model, coefficients) of a CameraInfo's lens distortion (D may be empty)."""
     model = str(getattr(camera_info, "distortion_model", "") or "")

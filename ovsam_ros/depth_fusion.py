@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .camera_geometry import ProjectionError, intrinsics
+from .camera_geometry import ProjectionError, check_image_size, intrinsics
 from .depth_geometry import DepthScene, GeometryError, GeometrySettings, InstanceGeometry, RayTable
 from .depth_image import DepthImage
 from .frame_buffer import format_stamp
@@ -142,10 +142,7 @@ class DepthFusion:
         """The ray table of this calibration (rebuilt only when the calibration changes)."""
         if camera_info is None:
             raise ProjectionError("no camera_info received: 3D needs the colour camera's intrinsics")
-        info_size = (int(camera_info.width), int(camera_info.height))
-        if info_size != (0, 0) and info_size != (width, height):
-            raise ProjectionError(f"camera_info is for {info_size[0]}x{info_size[1]} images but the colour image "
-                                  f"is {width}x{height}")
+        check_image_size(camera_info, width, height)
         fx, fy, cx, cy = intrinsics(camera_info)
         model, distortion = str(getattr(camera_info, "distortion_model", "")), tuple(float(v) for v in camera_info.d)
         key = (width, height, fx, fy, cx, cy, model, distortion)
