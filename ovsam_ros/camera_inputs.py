@@ -13,3 +13,4 @@ class CameraInputs:
     depth: DepthFusion           # depth images by stamp, for 3D instances (an optional input)
     info: Any = None             # sensor_msgs/CameraInfo, None until one arrives
     image_frame_id: str = ""     # of the latest colour image: the camera frame when camera_info has none
+    image_size: tuple[int, int] | None = None  # (width, height) of the latest colour image, to check camera_info

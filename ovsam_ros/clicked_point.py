@@ -5,7 +5,7 @@ from typing import Any
 
 from geometry_msgs.msg import Point, PointStamped
 
-from .camera_geometry import ProjectionError, project_to_pixel
+from .camera_geometry import ProjectionError, check_image_size, project_to_pixel
 
 
 class ClickedPointProjector:
@@ -14,9 +14,14 @@ class ClickedPointProjector:
         self._tf_buffer: Any = None
         self._tf_listener: Any = None
 
-    def to_pixel(self, msg: PointStamped, camera_info: Any, image_frame_id: str) -> tuple[float, float]:
+    def to_pixel(self, msg: PointStamped, camera_info: Any, image_frame_id: str,
+                 image_size: tuple[int, int] | None = None) -> tuple[float, float]:
+        """The pixel of the latest colour image (of `image_size`, width x height, when one arrived)
+        that the clicked point projects to; ProjectionError says why there is none."""
         if camera_info is None:
             raise ProjectionError("no camera_info received yet: cannot project the clicked point")
+        if image_size is not None:
+            check_image_size(camera_info, *image_size)
         camera_frame = camera_info.header.frame_id or image_frame_id
         point = msg.point
         if msg.header.frame_id and camera_frame and msg.header.frame_id != camera_frame:

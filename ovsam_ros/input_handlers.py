@@ -82,6 +82,7 @@ class InputHandlers:
         now = time.monotonic()
         channel.health.last_image_time = now
         channel.inputs.image_frame_id = msg.header.frame_id
+        channel.inputs.image_size = (int(rgb.shape[1]), int(rgb.shape[0]))
         frame = Frame(stamp_ns=stamp_to_ns(msg.header.stamp), rgb=rgb, header=msg.header, received_at=now,
                       source=channel.source)
         pipeline.worker.add_frame(frame, channel.name)  # wakes prompts that wait for this frame
@@ -154,7 +155,8 @@ class InputHandlers:
             return
         prompt_id = f"clicked_point-{next(self._click_ids)}"
         try:
-            u, v = self._clicked_points.to_pixel(msg, channel.inputs.info, channel.inputs.image_frame_id)
+            u, v = self._clicked_points.to_pixel(msg, channel.inputs.info, channel.inputs.image_frame_id,
+                                                 channel.inputs.image_size)
             request = click_request(prompt_id, u, v)
         except (ProjectionError, PromptConversionError) as error:
             channel.health.problem(f"clicked_point rejected: {error}")

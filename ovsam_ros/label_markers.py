@@ -9,12 +9,18 @@ from typing import Any
 
 from visualization_msgs.msg import Marker, MarkerArray
 
-from .camera_geometry import ProjectionError, pixel_ray
+from .camera_geometry import ProjectionError, check_image_size, pixel_ray
 from .engine import Answer
 
 
 def label_markers(answer: Answer, camera_info: Any, header: Any, label_depth: float = 1.0) -> MarkerArray:
     markers = MarkerArray()
+    if answer.frame is not None:
+        height, width = answer.frame.rgb.shape[:2]
+        try:
+            check_image_size(camera_info, width, height)  # another camera's calibration places nothing right
+        except ProjectionError:
+            return markers
     clear = Marker(header=header, action=Marker.DELETEALL, ns="ovsam_labels")
     markers.markers.append(clear)
     for index, result in enumerate(answer.instances):

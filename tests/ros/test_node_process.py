@@ -165,6 +165,16 @@ def test_clicked_point_is_projected_with_camera_info(node):
                if pid.startswith("clicked_point-")]
     assert any("behind the camera" in reason for reason in reasons)
     assert any("tf2_ros" in reason or "cannot transform" in reason for reason in reasons)
+    # A calibration for another image size than the frames': the click is refused with the reason.
+    other = CameraInfo(width=128, height=96, k=[100.0, 0.0, 64.0, 0.0, 100.0, 48.0, 0.0, 0.0, 1.0])
+    other.header.frame_id = "camera"
+    node.info_pub.publish(other)
+    node.wait_counted("camera_info_received", 2)
+    clicks.publish(front)
+    node.spin_until(lambda: any("camera_info is for 128x96 images but the colour image is 64x48" in reason
+                                for r in node.results for reason in r.failure_reasons), "the refused click")
+    node.info_pub.publish(info)
+    node.wait_counted("camera_info_received", 3)
 
 
 def test_diagnostics_say_when_the_camera_stops(node):
