@@ -27,7 +27,9 @@ def label_markers(answer: Answer, camera_info: Any, header: Any, label_depth: fl
         prediction = result.prediction
         x0, y0, x1, y1 = prediction.box
         try:
-            x, y, z = pixel_ray((x0 + x1) / 2.0, (y0 + y1) / 2.0, camera_info, label_depth)
+            # The middle pixel of the box (x1, y1 exclusive), in the pixel-centre coordinates of K and of
+            # the 3D ray table, where pixel u spans u - 0.5 .. u + 0.5.
+            x, y, z = pixel_ray((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0, camera_info, label_depth)
         except ProjectionError:
             return MarkerArray()
         marker = Marker(header=header, ns="ovsam_labels", id=index, type=Marker.TEXT_VIEW_FACING,

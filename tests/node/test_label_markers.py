@@ -20,7 +20,7 @@ WIDTH, HEIGHT = 640, 480
 
 def answer() -> Answer:
     mask = np.zeros((HEIGHT, WIDTH), bool)
-    mask[10:30, 20:60] = True  # box (20, 10, 60, 30), centre (40, 20): near the corner, where the lens bends
+    mask[10:30, 20:60] = True  # box (20, 10, 60, 30): columns 20-59, rows 10-29, middle (39.5, 19.5), near a corner
     prediction = InstancePrediction(prompt_id="p", mask=mask, mask_score=0.9, box=(20, 10, 60, 30), class_index=0,
                                     label="mug", score=0.8)
     return Answer(frame=Frame(stamp_ns=1, rgb=np.zeros((HEIGHT, WIDTH, 3), np.uint8)),
@@ -32,14 +32,14 @@ def camera_info(width: int = WIDTH, height: int = HEIGHT) -> SimpleNamespace:
                            distortion_model="plumb_bob", d=[-0.28, 0.07, 0.001, -0.0005, 0.0])
 
 
-def test_a_label_projects_back_onto_its_boxs_centre() -> None:
+def test_a_label_projects_back_onto_its_boxs_middle_pixel() -> None:
     info = camera_info()
     markers = label_markers(answer(), info, Header(frame_id="camera"), label_depth=2.0)
     clear, label = markers.markers
     assert clear.action == Marker.DELETEALL and label.text == "mug 0.80"
     position = label.pose.position
     assert position.z == pytest.approx(2.0)
-    assert project_to_pixel(position.x, position.y, position.z, info) == pytest.approx((40.0, 20.0), abs=0.01)
+    assert project_to_pixel(position.x, position.y, position.z, info) == pytest.approx((39.5, 19.5), abs=0.01)
 
 
 def test_no_labels_with_a_calibration_for_another_image_size() -> None:
