@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .camera_geometry import ProjectionError, check_image_size, intrinsics
+from .camera_geometry import ProjectionError, check_image_size, distortion, intrinsics
 from .depth_geometry import DepthScene, GeometryError, GeometrySettings, InstanceGeometry, RayTable
 from .depth_image import DepthImage
 from .frame_buffer import format_stamp
@@ -144,8 +144,9 @@ class DepthFusion:
             raise ProjectionError("no camera_info received: 3D needs the colour camera's intrinsics")
         check_image_size(camera_info, width, height)
         fx, fy, cx, cy = intrinsics(camera_info)
-        model, distortion = str(getattr(camera_info, "distortion_model", "")), tuple(float(v) for v in camera_info.d)
-        key = (width, height, fx, fy, cx, cy, model, distortion)
+        model, coefficients = distortion(camera_info)
+        lens = tuple(coefficients.tolist())
+        key = (width, height, fx, fy, cx, cy, model, lens)
         if self._rays is None or self._rays[0] != key:
-            self._rays = (key, RayTable.from_calibration(width, height, fx, fy, cx, cy, model, distortion))
+            self._rays = (key, RayTable.from_calibration(width, height, fx, fy, cx, cy, model, lens))
         return self._rays[1]

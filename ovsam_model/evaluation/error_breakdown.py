@@ -83,10 +83,11 @@ def scene_outcomes(model: OVSAM, text_embeddings: Tensor, scene: Scene,
     true_boxes = scene.boxes[chosen]
     pixels, _ = model.preprocess(scene.image)
     features = model.encode_image(pixels)
-    to_network = torch.tensor(model.input_scales(*scene.image.shape[:2]))  # x, y: as the predictor scales prompts
+    size = scene.image.shape[:2]
+    to_network = torch.tensor(model.input_scales(*size))  # x, y: as the predictor scales prompts
     boxes = torch.from_numpy(true_boxes).float() * to_network.repeat(2)
     output = model.decode(features, boxes=boxes)
-    ious = mask_iou(ovsam_masks_at(model, output.mask_logits, scene.image.shape[:2]), scene.masks[chosen])
+    ious = mask_iou(ovsam_masks_at(model, output.mask_logits, size), scene.masks[chosen])
     named = head_scores(model, output.region_embedding, text_embeddings).argmax(1).numpy()
     named_with_true_box = head_scores(model, model.region_embedding(features.fpn, boxes),
                                       text_embeddings).argmax(1).numpy()
