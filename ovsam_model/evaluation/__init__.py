@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ovsam_model.checkpoint import read_state_dict
 from ovsam_model.config import OVSAMConfig
-from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes, mask_box
+from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes
 from ovsam_model.evaluation.records import MethodRecord, bootstrap_interval
 from ovsam_model.mask_iou import mask_iou
@@ -29,7 +29,7 @@ from ovsam_model.modeling.foreground import foreground
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
 from ovsam_model.synthetic.prompts import mask_centre_point
-from ovsam_model.synthetic.scenes import SceneSet
+from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
 from ovsam_model.training.teacher import TeacherSAM
 
 __all__ = ["DEFAULT_HELD_OUT_SCENES", "HELD_OUT_SEED", "MethodRecord", "bootstrap_interval", "evaluate",
@@ -128,7 +128,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         embedding = teacher.image_encoder(teacher_pixels)
         encoded = time.perf_counter()
         teacher_box_masks = sam_masks_at(model, teacher.decode(embedding, boxes=boxes), size)
-        box_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_box_masks, scene.boxes)])
+        box_crops = masks_to_boxes(teacher_box_masks)
         masks_done = time.perf_counter()
         image_crop_class = image_crop_classes(model, scene.image, box_crops, text_embeddings)
         image_crop_done = time.perf_counter()
@@ -139,7 +139,7 @@ def evaluate(model: OVSAM, text_embeddings: Tensor, scenes: SceneSet, teacher: T
         feature_crop_done = time.perf_counter()
 
         teacher_point_masks = sam_masks_at(model, teacher.decode(embedding, points=points), size)
-        point_crops = np.stack([mask_box(m, b) for m, b in zip(teacher_point_masks, scene.boxes)])
+        point_crops = masks_to_boxes(teacher_point_masks)
         point_image_crop = image_crop_classes(model, scene.image, point_crops, text_embeddings)
         point_feature_crop = feature_crop_classes(model, clip_last, torch.from_numpy(point_crops) * box_to_network,
                                                   text_embeddings)

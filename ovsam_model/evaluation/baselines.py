@@ -3,7 +3,9 @@
 - image crop: crop the image around the mask's box, run CLIP's image tower on the crop;
 - feature crop: run CLIP's trunk once on the whole image, RoIAlign its last stage at the mask's
   box to CLIP's attention-pool grid, and pool with CLIP's own attention pool.
-Both name the region by cosine similarity with the same class text embeddings as OV-SAM."""
+Both name the region by cosine similarity with the same class text embeddings as OV-SAM. The box of
+a mask is its tight box, all zeros for an empty mask, as OV-SAM pools its own (mmdet's mask2bbox):
+on an empty mask neither the baselines nor OV-SAM see where the object was."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,14 +16,6 @@ from torchvision.ops import roi_align
 from ovsam_model.modeling.clip_backbone import attention_pool_grid, trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.crops import crop_square
-from ovsam_model.synthetic.scenes import masks_to_boxes
-
-
-def mask_box(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """(x0, y0, x1, y1) of a boolean mask (x1, y1 exclusive); `fallback` when the mask is empty."""
-    if not mask.any():
-        return np.asarray(fallback, dtype=np.float32)
-    return masks_to_boxes(mask[None])[0]
 
 
 def clip_crop_size(model: OVSAM) -> int:

@@ -3,6 +3,8 @@ IoU, bootstrap intervals of known data, the held-out set's base/novel balance, a
 every method (shipped weights) whose accuracy is known exactly from the scenes' labels."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +22,10 @@ from ovsam_model.evaluation import (
     ovsam_masks_at,
     sam_masks_at,
 )
+from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes
 from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.synthetic.classes import BASE_INDICES, CLASS_NAMES, NOVEL_INDICES
+from ovsam_model.vocabulary import load_vocabulary_file
 
 CONFIG = get_config("ovsam-shapes")
 WEIGHTS = shipped_weights_dir("ovsam-shapes")
@@ -118,8 +122,6 @@ def test_every_method_scores_the_share_of_class_zero_when_all_classes_look_the_s
 
 def test_true_vocabulary_names_the_objects_and_the_figures_are_means_over_instances(shipped) -> None:
     model, teacher = shipped
-    from ovsam_model.vocabulary import load_vocabulary_file
-
     vocabulary = load_vocabulary_file(WEIGHTS / CONFIG.weight_files["vocabulary"])
     text = vocabulary.subset(CLASS_NAMES).embeddings
     scenes = held_out_scenes(6, seed=HELD_OUT_SEED + 3)
@@ -132,3 +134,40 @@ def test_true_vocabulary_names_the_objects_and_the_figures_are_means_over_instan
     # The real vocabulary names far more than chance (1/42) on these scenes (measured with the shipped
     # weights: OV-SAM 0.56, image crop 0.33 of the base objects).
     assert result["head_only"]["acc_base"] > 0.3 and result["baselines"]["image_crop"]["acc_base"] > 0.15
+
+
+def test_baselines_on_an_empty_teacher_mask_see_no_more_of_the_object_than_ovsam_does(shipped) -> None:
+    """A teacher whose every mask is empty (its last upscaling layer zeroed: logits exactly 0, not
+    above SAM's threshold) gives the baselines no box. They then pool the all-zero box, as OV-SAM
+    pools its own empty mask, not the object's true box: each scene's objects all get the one class
+    of the zero box, and the masks' IoU is 0."""
+    model, shipped_teacher = shipped
+    teacher = copy.deepcopy(shipped_teacher)
+    last_layer = teacher.mask_decoder.output_upscaling[3]
+    torch.nn.init.zeros_(last_layer.weight)
+    torch.nn.init.zeros_(last_layer.bias)
+    text = load_vocabulary_file(WEIGHTS / CONFIG.weight_files["vocabulary"]).subset(CLASS_NAMES).embeddings
+    scenes = held_out_scenes(6, seed=HELD_OUT_SEED + 3)
+    result = evaluate(model, text, scenes, teacher=teacher, progress=False)
+
+    right_image, right_feature, base = [], [], []
+    for i in range(len(scenes)):
+        scene = scenes.scene(i)
+        zero_boxes = np.zeros((len(scene.labels), 4), np.float32)
+        pixels, _ = model.preprocess(scene.image)
+        image_class = image_crop_classes(model, scene.image, zero_boxes, text)
+        feature_class = feature_crop_classes(model, clip_last_stage(model, pixels), torch.from_numpy(zero_boxes), text)
+        assert len(set(image_class)) == 1 and len(set(feature_class)) == 1  # one answer for the whole scene
+        right_image += list(image_class == scene.labels)
+        right_feature += list(feature_class == scene.labels)
+        base += list(~np.isin(scene.labels, NOVEL_INDICES))
+    base_mask = np.asarray(base)
+    for name, right in (("image_crop", right_image), ("feature_crop", right_feature)):
+        figures = result["baselines"][name]
+        assert figures["box_miou"] == 0.0 and figures["point_miou"] == 0.0
+        for key in ("acc_base", "point_acc_base"):
+            assert figures[key] == pytest.approx(np.mean(np.asarray(right)[base_mask]))
+        for key in ("acc_novel", "point_acc_novel"):
+            assert figures[key] == pytest.approx(np.mean(np.asarray(right)[~base_mask]))
+    # With true boxes the image crop names far more of these objects (0.33 of the base ones, above).
+    assert result["baselines"]["image_crop"]["acc_base"] < 0.2
