@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ovsam_model.mask_box import tight_box
 from ovsam_model.modeling.foreground import FOREGROUND_LOGIT, foreground
 from ovsam_model.segment_everything import mask_scores
 
@@ -59,15 +60,6 @@ class FrameMask:
     mask: np.ndarray  # (H, W) bool
     score: float  # mean foreground probability inside the mask; 0.0 for an empty mask
     box: tuple[int, int, int, int] | None  # tight box x0, y0, x1, y1 (x1/y1 exclusive); None if empty
-
-
-def tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Smallest box x0, y0, x1, y1 (exclusive ends) holding every True pixel; None if there is none."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    columns = np.flatnonzero(mask.any(axis=0))
-    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
 
 
 def frame_masks(model: "OVSAM", low_res_logits: torch.Tensor, frame_hw: tuple[int, int]) -> list[FrameMask]:

@@ -24,12 +24,13 @@ from ovsam_model.config import OVSAMConfig
 from ovsam_model.evaluation.baselines import clip_last_stage, feature_crop_classes, image_crop_classes
 from ovsam_model.evaluation.held_out import DEFAULT_HELD_OUT_SCENES, HELD_OUT_SEED, held_out_scenes
 from ovsam_model.evaluation.records import MethodRecord, bootstrap_interval
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.mask_iou import mask_iou
 from ovsam_model.modeling.foreground import foreground
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
 from ovsam_model.synthetic.prompts import mask_centre_point
-from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
+from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.teacher import TeacherSAM
 
 __all__ = ["DEFAULT_HELD_OUT_SCENES", "HELD_OUT_SEED", "MethodRecord", "bootstrap_interval", "evaluate",

@@ -26,12 +26,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ovsam_model.evaluation.error_breakdown import scene_outcomes
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
-from ovsam_model.synthetic.scenes import masks_to_boxes
 
 
 @dataclass

@@ -7,8 +7,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.synthetic.classes import CLASS_NAMES
-from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
+from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.text_prompts import VILD_TEMPLATES
 
 

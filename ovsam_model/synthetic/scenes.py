@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.synthetic.backgrounds import random_background
 from ovsam_model.synthetic.classes import CLASS_NAMES, COLOURS, colour_and_shape
 from ovsam_model.synthetic.shapes import shape_polygon
@@ -45,15 +46,6 @@ class Scene:
     def boxes(self) -> np.ndarray:
         """[n, 4] float32 (x0, y0, x1, y1) pixel boxes of the visible masks (x1, y1 exclusive)."""
         return masks_to_boxes(self.masks)
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    boxes = np.zeros((len(masks), 4), dtype=np.float32)
-    for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if len(xs):
-            boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return boxes
 
 
 def _object_colour(rng: np.random.Generator, colour: str) -> np.ndarray:

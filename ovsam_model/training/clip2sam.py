@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ovsam_model.evaluation.baselines import image_crop_embeddings
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
-from ovsam_model.synthetic.scenes import SceneSet, masks_to_boxes
+from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import PROMPT_KINDS, augment, normalise, prompts_of_kind, sample_scene_prompts
 from ovsam_model.training.losses import classification_loss, mask_losses

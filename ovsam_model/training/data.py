@@ -10,9 +10,10 @@ import torch
 from torch import Tensor
 
 from ovsam_model.config import OVSAMConfig
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.synthetic.classes import BASE_INDICES
 from ovsam_model.synthetic.prompts import jitter_box, mask_centre_point, random_interior_point
-from ovsam_model.synthetic.scenes import SceneSet, generate_scene_set, masks_to_boxes
+from ovsam_model.synthetic.scenes import SceneSet, generate_scene_set
 
 RENDER_SIZE = 256
 # Stream ids mixed into the run seed: each use of randomness gets its own stream.

@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 
 from ovsam_model.instances import InstancePrediction
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.mask_iou import mask_pair_iou
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import ASKABLE_MIN_PIXELS, MovingWorld
 from ovsam_model.synthetic.prompts import mask_centre_point
-from ovsam_model.synthetic.scenes import masks_to_boxes
 from ovsam_model.visualization import draw_instances
 from ovsam_ros.tools.harness import NodeExited, NodeProcess, ToolClient
 

@@ -20,10 +20,11 @@ from ovsam_model.evaluation.error_breakdown import (
     object_outcomes,
     scene_outcomes,
 )
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.synthetic.classes import CLASS_NAMES, NOVEL_INDICES
 from ovsam_model.synthetic.motion import ASKABLE_MIN_PIXELS, MovingWorld
-from ovsam_model.synthetic.scenes import MIN_VISIBLE_FRACTION, masks_to_boxes
+from ovsam_model.synthetic.scenes import MIN_VISIBLE_FRACTION
 
 
 def test_covered_share_counts_other_objects_inside_the_box_not_background_or_itself() -> None:

@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ovsam_model.mask_box import tight_box
 from ovsam_model.mask_postprocess import (
     FrameMask,
     LinearAxis,
     exact_prefix,
     frame_masks,
     full_frame_masks,
-    tight_box,
     windowed_frame_masks,
 )
 from ovsam_model.modeling.ovsam import OVSAM

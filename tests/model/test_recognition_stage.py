@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from ovsam_model.config import get_config
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.modeling.clip_backbone import trunk_features
 from ovsam_model.modeling.ovsam import build_model
 from ovsam_model.modeling.region_pooling import box_levels
 from ovsam_model.synthetic import generate_scene_set
 from ovsam_model.synthetic.classes import BASE_CLASSES, BASE_INDICES
-from ovsam_model.synthetic.scenes import masks_to_boxes
 from ovsam_model.training.clip2sam import class_text_embeddings
 from ovsam_model.training.common import StageRun
 from ovsam_model.training.data import dihedral, normalise

@@ -7,13 +7,13 @@ import pytest
 from geometry_msgs.msg import Point
 from std_msgs.msg import String
 
+from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.mask_iou import mask_pair_iou
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
 from ovsam_model.synthetic.classes import CLASS_NAMES
 from ovsam_model.synthetic.motion import MovingWorld, shown_objects
 from ovsam_model.synthetic.prompts import mask_centre_point
-from ovsam_model.synthetic.scenes import masks_to_boxes
 from ovsam_ros.msg import Prompt
 from ovsam_ros.tools.demo import mask_from_instance
 from tests.ros.node_harness import NodeUnderTest, box_prompt

@@ -1,0 +1,23 @@
+"""Tight boxes of boolean masks. Numpy only, so that a process without torch (the ROS node's side)
+can use it."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Smallest box x0, y0, x1, y1 (exclusive ends) holding every True pixel; None if there is none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    columns = np.flatnonzero(mask.any(axis=0))
+    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    boxes = np.zeros((len(masks), 4), dtype=np.float32)
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes
