@@ -15,9 +15,11 @@ def tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """[N, 4] float32 `tight_box` of each mask [N, H, W]; all zeros for an empty mask (as mmdet's
+    mask2bbox, which OV-SAM pools its region from)."""
     boxes = np.zeros((len(masks), 4), dtype=np.float32)
     for i, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if len(xs):
-            boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        box = tight_box(mask)
+        if box is not None:
+            boxes[i] = box
     return boxes

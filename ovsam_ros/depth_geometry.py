@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ovsam_model.mask_box import tight_box
+
 from .camera_geometry import ProjectionError, is_distorted, undistort_pixels
 
 TRIM_MODES = ("cluster", "percentile", "none")
@@ -222,10 +224,7 @@ class DepthScene:
     def _window(self, mask: np.ndarray, box: tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
         height, width = self.shape
         if box is None:
-            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-            if rows.size == 0:
-                return 0, 0, 0, 0
-            return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+            return tight_box(mask) or (0, 0, 0, 0)
         x0, y0, x1, y1 = (int(v) for v in box)
         return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ovsam_model.mask_box import tight_box
+
 BASELINE_KINDS = ("vit_h", "miniature")
 CLIP_CROP_BATCH = 16  # crops per CLIP forward pass: bounds memory at 50 prompts
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -60,10 +62,10 @@ class Baseline:
 
 
 def _crop(frame: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
-    rows = np.flatnonzero(mask.any(axis=1))
-    columns = np.flatnonzero(mask.any(axis=0))
-    if rows.size and columns.size:
-        frame = frame[rows[0]: rows[-1] + 1, columns[0]: columns[-1] + 1]
+    box = tight_box(mask)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        frame = frame[y0:y1, x0:x1]
     return cv2.resize(np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_CUBIC)
 
 

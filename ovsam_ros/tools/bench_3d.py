@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ovsam_model.benchmark.statistics import percentile
+from ovsam_model.mask_box import tight_box
 
 from ..depth_fusion import DepthFusion
 from ..depth_image import depth_from_array
@@ -39,8 +40,7 @@ def synthetic_frame(instances: int, seed: int = 0) -> tuple[SimpleNamespace, lis
         ax, ay = rng.uniform(20, 60), rng.uniform(20, 60)
         mask = ((u - cx) / ax) ** 2 + ((v - cy) / ay) ** 2 <= 1.0
         depth[mask] = rng.uniform(0.6, 1.1) - 0.05 * (1 - ((u[mask] - cx) / ax) ** 2)
-        rows, cols = np.nonzero(mask)
-        box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+        box = tight_box(mask)
         prediction = SimpleNamespace(mask=mask, box=box, prompt_id=f"p{index}", label="object", class_index=index,
                                      score=0.9)
         results.append(SimpleNamespace(prediction=prediction, track_id=0))

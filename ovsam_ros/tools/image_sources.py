@@ -10,6 +10,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ovsam_model.mask_box import tight_box
+
 
 def synthetic_frames(seed: int = 0, size: int = 256, num_objects: int = 4,
                      speed: float = 1.5) -> Iterator[tuple[np.ndarray, object]]:
@@ -41,9 +43,9 @@ def still_scene(seed: int, width: int, height: int, count: int) -> tuple[list[np
         scene = world.render(index)
         if box is None:
             areas = [(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]
-            ys, xs = np.nonzero(scene.instance_map == int(np.argmax(areas)) + 1)
+            x0, y0, x1, y1 = tight_box(scene.instance_map == int(np.argmax(areas)) + 1)
             sx, sy = width / side, height / side
-            box = (float(xs.min() * sx), float(ys.min() * sy), float((xs.max() + 1) * sx), float((ys.max() + 1) * sy))
+            box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
         frames.append(np.ascontiguousarray(cv2.resize(scene.image, (width, height), interpolation=cv2.INTER_AREA)))
     return frames, box
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ovsam_model.mask_box import tight_box
 from ovsam_ros.label_images import instance_id_image, semantic_image
 
 CAPTION_HEIGHT = 22
@@ -44,11 +45,7 @@ def scene_with_boxes(seed: int, size: int) -> tuple[np.ndarray, list[tuple[float
     from ovsam_model.synthetic.motion import MovingWorld
 
     scene = MovingWorld(seed=seed, size=size, num_objects=5, speed=0.0).render(0)
-    boxes = []
-    for instance in range(1, len(scene.labels) + 1):
-        ys, xs = np.nonzero(scene.instance_map == instance)
-        if len(xs):
-            boxes.append((float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)))
+    boxes = [tuple(float(v) for v in box) for box in map(tight_box, scene.masks) if box is not None]
     return scene.image, boxes
 
 
