@@ -24,6 +24,11 @@ Vocabulary file format (``save_vocabulary``): ``torch.save`` of a plain dict, lo
 
 Class-list text files: UTF-8, one class per line; blank lines and lines starting with ``#`` are
 skipped; surrounding whitespace is stripped.
+
+Every class appears once, as a typed query matches it (``text_query.canonical_class_name``): "Mug",
+"mug" and "tennis_racket" / "Tennis racket" are one class each, so a list, a file or a vocabulary
+holding both spellings is refused (two rows would split one object's score, and a query could
+reach only the first).
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from tqdm.auto import tqdm
 
 from ovsam_model.cache_location import cache_root
 from ovsam_model.text_prompts import VILD_TEMPLATES, iter_prompts, split_synonyms
+from ovsam_model.text_query import canonical_class_name
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +103,11 @@ class Vocabulary:
     def __post_init__(self) -> None:
         names = list(self.names)
         positions: dict[str, int] = {}
+        first_of_class: dict[str, tuple[str, str]] = {}
         for position, name in enumerate(names):
             if not isinstance(name, str):
                 raise VocabularyError(f"class names must be strings; entry {position} is {type(name).__name__}")
-            if name in positions:
-                raise VocabularyError(
-                    f"class name {name!r} appears twice (entries {positions[name]} and {position}); "
-                    "each class must appear once"
-                )
+            _refuse_repeat(first_of_class, name, f"entry {position}", "the vocabulary")
             positions[name] = position
         embeddings = self.embeddings
         if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 3:
@@ -179,16 +182,22 @@ class Vocabulary:
     ) -> "Vocabulary":
         """A vocabulary with the names not yet present appended (e.g. a text query's classes).
 
-        Existing rows are reused as they are; only the new names are encoded, with
+        A name is present when its class is (``canonical_class_name``: "Mug" finds "mug"). Existing
+        rows are reused as they are; only the new names are encoded, with
         ``encode_text``, which must be the encoder that produced this vocabulary. Returns
         ``self`` when every name is already present.
         """
-        # Repeats in a query ("cat, cat") are harmless, so they are merged rather than refused.
-        stripped = [name.strip() if isinstance(name, str) else name for name in names]
-        requested = validate_class_names(
-            list(dict.fromkeys(stripped)), max_classes=max_classes, origin="the names to add"
-        )
-        new_names = [name for name in requested if name not in self._positions]
+        # Repeats in a query ("cat, Cat") are harmless, so they are merged rather than refused.
+        merged, classes = [], set()
+        for name in names:
+            if not isinstance(name, str):
+                merged.append(name)  # refused with its message below
+            elif canonical_class_name(name) not in classes:
+                classes.add(canonical_class_name(name))
+                merged.append(name.strip())
+        requested = validate_class_names(merged, max_classes=max_classes, origin="the names to add")
+        present = {canonical_class_name(name) for name in self.names}
+        new_names = [name for name in requested if canonical_class_name(name) not in present]
         if not new_names:
             return self
         if self.size + len(new_names) > max_classes:
@@ -346,7 +355,7 @@ def validate_class_names(
             "split it, or raise the limit (max_classes) if you mean it"
         )
     cleaned: list[str] = []
-    first_seen: dict[str, str] = {}
+    first_of_class: dict[str, tuple[str, str]] = {}
     for name, where in zip(names, locations):
         if not isinstance(name, str):
             raise VocabularyError(f"{origin}, {where}: class names must be strings, got {type(name).__name__}")
@@ -364,14 +373,23 @@ def validate_class_names(
             raise VocabularyError(
                 f"{origin}, {where}: the class name {name!r} has no words once split on ',', '/' and '_or_'"
             )
-        if name in first_seen:
-            raise VocabularyError(
-                f"{origin}: class name {name!r} appears twice ({first_seen[name]} and {where}); "
-                "each class must appear once"
-            )
-        first_seen[name] = where
+        _refuse_repeat(first_of_class, name, where, origin)
         cleaned.append(name)
     return cleaned
+
+
+def _refuse_repeat(first_of_class: dict[str, tuple[str, str]], name: str, where: str, origin: str) -> None:
+    """Records `name` (found at `where`) under its class; raises when the class was seen before."""
+    key = canonical_class_name(name)
+    if key not in first_of_class:
+        first_of_class[key] = (name, where)
+        return
+    first, first_where = first_of_class[key]
+    spelled = "" if name == first else f", spelled {name!r}: case, '_' and spacing do not make another class"
+    raise VocabularyError(
+        f"{origin}: class name {first!r} appears twice ({first_where} and {where}{spelled}); "
+        "each class must appear once"
+    )
 
 
 def read_class_file(path: str | os.PathLike, *, max_classes: int = DEFAULT_MAX_CLASSES) -> list[str]:

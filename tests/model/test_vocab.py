@@ -222,6 +222,8 @@ def test_vocabulary_index_subset_and_errors(encode_text):
         Vocabulary(["a"], torch.ones(2, 1, 4))
     with pytest.raises(VocabularyError, match="appears twice"):
         Vocabulary(["a", "a"], torch.ones(2, 1, 4))
+    with pytest.raises(VocabularyError, match=r"'mug' appears twice \(entry 0 and entry 2, spelled 'Mug'"):
+        Vocabulary(["mug", "cup", "Mug"], torch.ones(3, 1, 4))
 
 
 def test_extend_reuses_existing_rows_and_encodes_only_new_names(encode_text, counting):
@@ -239,7 +241,11 @@ def test_extend_reuses_existing_rows_and_encodes_only_new_names(encode_text, cou
     assert base.names == ["cat", "dog"]  # the original is untouched
     calls = counting.calls
     assert extended.extend(["cat", "zebra"], counting) is extended
+    # A name is present when its class is: other case, '_' for ' ' and spacing find the same row.
+    assert extended.extend(["Cat", " ZEBRA", "Bird  or fowl"], counting) is extended
     assert counting.calls == calls
+    # Repeats of one class in the names to add are merged, keeping the first spelling.
+    assert extended.extend(["Lion", "lion", " LION "], counting).names[-1:] == ["Lion"]
 
 
 # --- loading, validation, cache ----------------------------------------------------------------
@@ -256,6 +262,7 @@ def test_class_file_parsing(tmp_path):
     [
         (b"# only a comment\n\n", "holds no class names"),
         (b"cat\ndog\ncat\n", r"appears twice \(line 1 and line 3\)"),
+        (b"Tennis racket\ndog\ntennis_racket\n", r"'Tennis racket' appears twice \(line 1 and line 3, spelled"),
         (b"x" * 201 + b"\n", "201 characters long"),
         (b"a\nb\nc\nd\n", "more than the limit of 3"),
         (b"cat\n\xff\xfedog\n", "not UTF-8"),
