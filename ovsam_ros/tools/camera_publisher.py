@@ -29,9 +29,11 @@ def pinhole_info(width: int, height: int, frame_id: str, fov_scale: float = 1.0)
     """A plausible calibration for sources that have none: focal length = image width * fov_scale."""
     focal = float(width) * fov_scale
     info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
-    info.k = [focal, 0.0, width / 2.0, 0.0, focal, height / 2.0, 0.0, 0.0, 1.0]
+    # The middle of the image in pixel-centre coordinates (pixel u spans u - 0.5 to u + 0.5), as K counts.
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    info.k = [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0]
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [focal, 0.0, width / 2.0, 0.0, 0.0, focal, height / 2.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.p = [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     info.header.frame_id = frame_id
     return info
 
