@@ -1,10 +1,11 @@
 """One frame's instances as vision_msgs/Detection2DArray, where vision_msgs is installed.
 
 One detection per instance, in the order of InstanceMaskArray.instances: id = the instance's track id
-(InstanceMask.id) when it is tracked, else its index in the frame (the `instance_ids` pixel value
-minus 1); results[0].hypothesis = (label, score); bbox = the mask's box (InstanceMask.roi), centre
-in pixel coordinates of the box's edges, so a box from x0 to x1 (exclusive) has centre (x0 + x1) / 2
-and size_x = x1 - x0. Written for the vision_msgs 4.x layout (ROS 2 Humble and later).
+(InstanceMask.id, "7") when it is tracked, else "index-<i>" with i its index in the frame (the
+`instance_ids` pixel value minus 1), so that the two kinds never collide; results[0].hypothesis =
+(label, score); bbox = the mask's box (InstanceMask.roi), centre in pixel coordinates of the box's
+edges, so a box from x0 to x1 (exclusive) has centre (x0 + x1) / 2 and size_x = x1 - x0. Written for
+the vision_msgs 4.x layout (ROS 2 Humble and later).
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ except ImportError:  # pragma: no cover - exercised where vision_msgs exists
     Detection2D = Detection2DArray = ObjectHypothesisWithPose = None
 
 
+UNTRACKED_ID_PREFIX = "index-"
+
+
 def detection_id(result: InstanceResult, index: int) -> str:
-    """The track id for a tracked instance, else its index in the frame."""
-    return str(result.track_id) if result.track_id else str(index)
+    """The track id ("7") for a tracked instance, else "index-<index in the frame>": track ids count
+    from 1 and indices from 0, so bare numbers would give a track and an untracked instance one id."""
+    return str(result.track_id) if result.track_id else f"{UNTRACKED_ID_PREFIX}{index}"
 
 
 def detections_2d(instances: Sequence[InstanceResult], header: Any) -> Any:

@@ -67,13 +67,21 @@ def test_without_vision_msgs_there_is_no_label_info_or_detections(monkeypatch):
     assert detections_2d([result((1, 2, 5, 6), "mug", 0.5)], header()) is None
 
 
+def test_a_track_and_an_untracked_instance_never_share_a_detection_id(monkeypatch):
+    """The first track of a node is 1 and the second instance of a frame has index 1."""
+    use_vision_msgs(monkeypatch, detection2d_conversion, DETECTION_TYPES)
+    instances = [result((0, 0, 30, 20), "bowl", 0.5, track_id=1), result((2, 3, 12, 9), "mug", 0.75)]
+    ids = [d.id for d in detections_2d(instances, header()).detections]
+    assert len(set(ids)) == 2 and ids[0] == "1"
+
+
 def test_one_detection_per_instance_with_its_index_or_track_id_label_score_and_box(monkeypatch):
     use_vision_msgs(monkeypatch, detection2d_conversion, DETECTION_TYPES)
     instances = [result((2, 3, 12, 9), "mug", 0.75), result((0, 0, 30, 20), "bowl", 0.5, track_id=7),
                  result((20, 10, 21, 11), "spoon", 0.125)]
     msg = detections_2d(instances, header())
     assert msg.header.frame_id == "camera" and len(msg.detections) == 3
-    assert [d.id for d in msg.detections] == ["0", "7", "2"]
+    assert [d.id for d in msg.detections] == ["index-0", "7", "index-2"]
     first = msg.detections[0]
     assert first.header.stamp.sec == 12
     assert (first.bbox.center.position.x, first.bbox.center.position.y) == (7.0, 6.0)

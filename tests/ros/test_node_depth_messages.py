@@ -194,7 +194,7 @@ def test_detection3d_array_fills_the_vision_msgs_layout(placed, monkeypatch):
     box, ball = msg.detections
     # The ids of the same instances' Detection2Ds (detections_2d): the box's track id, the untracked
     # ball's index in the frame (its `instance_ids` pixel value minus 1).
-    assert (box.id, ball.id) == ("7", "2")
+    assert (box.id, ball.id) == ("7", "index-2")
     assert [(d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) for d in msg.detections] == [
         ("box", 0.75), ("ball", 0.75)]
     geometry = placed.fusion.located[0].geometry
