@@ -165,6 +165,18 @@ def test_clicked_point_is_projected_with_camera_info(node):
                if pid.startswith("clicked_point-")]
     assert any("behind the camera" in reason for reason in reasons)
     assert any("tf2_ros" in reason or "cannot transform" in reason for reason in reasons)
+    # The click in front lands where K puts it, (32 + 50 * 0.1, 24 + 50 * 0.05) = (37, 26.5): its answer
+    # is the answer to a point prompt at that pixel on the same (latest) frame.
+    clicked = [(i, r) for r in node.results for i in r.instances if i.prompt_id.startswith("clicked_point-")]
+    assert len(clicked) == 1, "only the click in front is answered with a mask"
+    node.send_prompts([Prompt(id="at-37-26.5", points=[Point(x=37.0, y=26.5)])])
+    direct, direct_array = node.answers_for({"at-37-26.5"})["at-37-26.5"]
+    (click, click_array) = clicked[0]
+    assert not isinstance(direct, str), direct
+    assert click_array.header.stamp == direct_array.header.stamp
+    assert (click.roi.x_offset, click.roi.y_offset, click.roi.width, click.roi.height) == \
+        (direct.roi.x_offset, direct.roi.y_offset, direct.roi.width, direct.roi.height)
+    assert bytes(click.mask.data) == bytes(direct.mask.data) and click.label == direct.label
     # A calibration for another image size than the frames': the click is refused with the reason.
     other = CameraInfo(width=128, height=96, k=[100.0, 0.0, 64.0, 0.0, 100.0, 48.0, 0.0, 0.0, 1.0])
     other.header.frame_id = "camera"
