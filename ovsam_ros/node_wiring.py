@@ -42,7 +42,7 @@ from .node_services import NodeServices
 from .predictor_process import PredictorProcess
 from .settings import DESCRIPTIONS, RUNTIME_PARAMETERS, NodeSettings
 from .vocabulary_labels import vocabulary_name
-from .vocabulary_request import model_vocabulary_spec, resolve_vocabulary_request
+from .vocabulary_request import parameter_vocabulary_spec
 from .worker import InferenceWorker
 
 try:  # optional: only where vision_msgs is installed (not on PyPI)
@@ -162,11 +162,8 @@ class NodeWiring(InputHandlers):
             updated.validate()
             pipeline = self.pipeline
             if updated.vocabulary != self.settings.vocabulary and pipeline is not None:
-                # set_parameters is a service any participant can call: a file named at run time is
-                # held to the same vocabulary_dirs rule as SetVocabulary.
-                spec = (resolve_vocabulary_request(updated.vocabulary, [], updated.vocabulary_dirs)
-                        if updated.vocabulary else "")
-                self._switch_vocabulary(pipeline, spec)
+                self._switch_vocabulary(pipeline, parameter_vocabulary_spec(
+                    updated.vocabulary, updated.vocabulary_dirs, at_start_up=False))
         except Exception as error:  # noqa: BLE001
             return SetParametersResult(successful=False, reason=str(error))
         self.settings = updated
@@ -181,10 +178,10 @@ class NodeWiring(InputHandlers):
         pipeline.worker.max_prompt_wait_s = self.settings.max_prompt_wait_s
         pipeline.worker.future_stamp_wait_s = self.settings.future_stamp_wait_s
 
-    def _switch_vocabulary(self, pipeline: Pipeline, spec: str | list[str]) -> int:
+    def _switch_vocabulary(self, pipeline: Pipeline, model_spec: str | None) -> int:
         """For the `vocabulary` parameter: parameter callbacks cannot be coroutines, so this one holds
         the executor while the vocabulary is encoded (the set_vocabulary service does not)."""
-        engine, model_spec = pipeline.engine, model_vocabulary_spec(spec)
+        engine = pipeline.engine
         size = pipeline.worker.call(lambda: engine.set_vocabulary(model_spec), timeout=self.settings.service_timeout_s)
         self._vocabulary_changed(pipeline.channels, pipeline.predictor, model_spec)
         return size
@@ -238,7 +235,7 @@ class NodeWiring(InputHandlers):
                                     on_vocabulary_changed=lambda spec: self._vocabulary_changed(
                                         channels, predictor, spec))
             # Published on activate: the managed node's publishers are not active yet.
-            self._vocabulary_changed(channels, predictor, model_vocabulary_spec(settings.vocabulary), publish=False)
+            self._vocabulary_changed(channels, predictor, start_up_vocabulary(settings), publish=False)
         except BaseException:
             if worker is not None:
                 worker.stop()
@@ -333,11 +330,16 @@ class NodeWiring(InputHandlers):
                               cameras=cameras)
 
 
+def start_up_vocabulary(settings: NodeSettings) -> str | None:
+    """The model's vocabulary spec for the start-up value of the `vocabulary` parameter."""
+    return parameter_vocabulary_spec(settings.vocabulary, settings.vocabulary_dirs, at_start_up=True)
+
+
 def default_predictor_factory(settings: NodeSettings) -> Predictor:
     from ovsam_model.predictor import OVSAMPredictor
 
     return OVSAMPredictor.from_pretrained(
         settings.model, settings.weights_dir or None, device=settings.device,
-        vocabulary=model_vocabulary_spec(settings.vocabulary), cache_size=settings.feature_cache_size,
+        vocabulary=start_up_vocabulary(settings), cache_size=settings.feature_cache_size,
         backend=settings.backend, precision=settings.precision,
         inference_server=settings.inference_server, server_timeout_s=settings.inference_server_timeout_s)

@@ -119,7 +119,8 @@ DESCRIPTIONS = {
                         "halves run there, preprocessing, masks and labels here (docs/triton.md)",
     "inference_server_timeout_s": "with inference_server: a call the server has not answered by then fails its "
                                   "prompts (the next call reconnects)",
-    "vocabulary": "empty or default = the model's own; lvis, coco, or a file with one class per line",
+    "vocabulary": "empty or default = the model's own; lvis, coco, or a file with one class per line "
+                  "(looked up in vocabulary_dirs; at start-up also a path elsewhere)",
     "vocabulary_dirs": "directories (separated by ':') from which the set_vocabulary service may read class files",
     "score_threshold": "text-query instances below this label probability are not published",
     "max_instances": "most instances published per text query",

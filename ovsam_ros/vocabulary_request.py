@@ -24,6 +24,24 @@ def model_vocabulary_spec(spec: str | list[str]) -> str | list[str] | None:
     return None if name in ("", MODEL_DEFAULT) else name
 
 
+def parameter_vocabulary_spec(value: str, allowed_dirs: str, *, at_start_up: bool) -> str | None:
+    """What the model is given for the `vocabulary` parameter, at start-up and when it is changed at run
+    time alike: None (its own vocabulary) for "", "default" and blanks; a built-in name; a file name,
+    looked up in `vocabulary_dirs` as SetVocabulary does. Only the start-up value, which the operator
+    wrote, may also name a file outside those directories (relative to the working directory); at
+    run time any participant can set parameters, so the vocabulary_dirs rule holds."""
+    spec = model_vocabulary_spec(value)
+    assert not isinstance(spec, list)  # a parameter value is a string
+    if spec is None or spec in BUILTIN_VOCABULARIES:
+        return spec
+    try:
+        return str(resolve_vocabulary_request(spec, [], allowed_dirs))
+    except VocabularyRequestError:
+        if at_start_up:
+            return spec
+        raise
+
+
 def resolve_vocabulary_request(name: str, classes: list[str], allowed_dirs: str) -> str | list[str]:
     """The vocabulary spec to load: the class list, a built-in name, or a validated file path."""
     if classes:

@@ -2,7 +2,12 @@ import os
 
 import pytest
 
-from ovsam_ros.vocabulary_request import VocabularyRequestError, model_vocabulary_spec, resolve_vocabulary_request
+from ovsam_ros.vocabulary_request import (
+    VocabularyRequestError,
+    model_vocabulary_spec,
+    parameter_vocabulary_spec,
+    resolve_vocabulary_request,
+)
 
 
 def test_lists_and_builtins_pass(tmp_path):
@@ -37,3 +42,21 @@ def test_every_path_gives_the_model_the_same_spec() -> None:
     assert model_vocabulary_spec(" lvis ") == "lvis"
     assert model_vocabulary_spec("/data/kitchen.txt") == "/data/kitchen.txt"
     assert model_vocabulary_spec(["mug", "bowl"]) == ["mug", "bowl"]
+
+
+def test_the_vocabulary_parameter_reads_the_same_at_start_up_and_at_run_time(tmp_path, monkeypatch) -> None:
+    """Blanks and "default" are the model's own vocabulary and a file name is looked up in
+    vocabulary_dirs, both times; only the operator's start-up value may name a file elsewhere."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "kitchen.txt").write_text("mug\n")
+    monkeypatch.chdir(tmp_path)  # the working directory holds neither file
+    for at_start_up in (True, False):
+        assert parameter_vocabulary_spec("   ", str(allowed), at_start_up=at_start_up) is None
+        assert parameter_vocabulary_spec(" default", str(allowed), at_start_up=at_start_up) is None
+        assert parameter_vocabulary_spec(" coco ", "", at_start_up=at_start_up) == "coco"
+        assert parameter_vocabulary_spec("kitchen.txt", str(allowed), at_start_up=at_start_up) == str(
+            allowed / "kitchen.txt")
+    assert parameter_vocabulary_spec("/data/office.txt", str(allowed), at_start_up=True) == "/data/office.txt"
+    with pytest.raises(VocabularyRequestError, match="outside the allowed"):
+        parameter_vocabulary_spec("/data/office.txt", str(allowed), at_start_up=False)
