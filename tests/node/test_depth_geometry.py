@@ -201,8 +201,14 @@ def test_box_limits_the_work_but_not_the_answer(scene, rays):
     rows, cols = np.nonzero(mask)
     box = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
     scene_3d = DepthScene(metres(rendered.depth), rays)
-    with_box, without = scene_3d.instance(mask, box), scene_3d.instance(mask)
-    np.testing.assert_array_equal(np.sort(with_box.pixel_index), np.sort(without.pixel_index))
+    without = scene_3d.instance(mask)
+    np.testing.assert_array_equal(np.sort(without.pixel_index), np.flatnonzero(mask))
+    height, width = mask.shape
+    # The tight box, a looser one and one past the image's edges (clipped) all give the whole answer.
+    for given in (box, (box[0] - 7, box[1] - 3, box[2] + 5, box[3] + 9), (-20, -20, width + 20, height + 20)):
+        with_box = scene_3d.instance(mask, given)
+        np.testing.assert_array_equal(np.sort(with_box.pixel_index), np.sort(without.pixel_index))
+        np.testing.assert_allclose(with_box.centroid, without.centroid, rtol=1e-12, atol=1e-12)
 
 
 def test_principal_axes_box_follows_a_tilted_rod(rays):
