@@ -67,7 +67,9 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
 
 def labelled_cloud(fusion: Fusion3D, rgb: np.ndarray, header: Header) -> PointCloud2:
     """Every placed instance's points in one cloud: x y z, the colour image's rgb, instance_id (the
-    instance's position in InstanceMaskArray.instances, as Instance3D.instance_index) and class_index."""
+    instance's position in InstanceMaskArray.instances, as Instance3D.instance_index) and class_index.
+    Not exclusive: a pixel inside two instances' masks is a point of each (the instance_ids image
+    gives it one owner)."""
     payload, cloud = cloud_buffer(sum(located.geometry.valid_points for located in fusion.located), LABELLED_DTYPE)
     colours = rgb.reshape(-1, 3)  # a view for a contiguous image
     start = 0
