@@ -1,4 +1,11 @@
-"""Prompts for instances of the shapes world: boxes, interior points, the distance-transform centre."""
+"""Prompts for instances of the shapes world: boxes, interior points, the distance-transform centre.
+
+The points are pixel centres in edge coordinates (pixel x spans x to x + 1, its centre x + 0.5). A
+`PromptSpec`, the node and SAM count a pixel index as the pixel (SAM's prompt encoder adds the 0.5),
+so in their convention these points lie half a pixel right of and below the pixel's centre. Kept:
+the shipped files were trained and are evaluated with them, and the documented training command
+reproduces those files only with this rule; half a pixel of the 256x256 input is far inside the
+spread of the interior points training draws."""
 from __future__ import annotations
 
 import cv2
