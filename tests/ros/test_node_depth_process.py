@@ -279,6 +279,11 @@ def test_a_request_calibration_without_a_focal_length_gives_way_to_the_topics(no
 
 
 def test_segment_service_uses_the_depth_and_calibration_in_the_request(node):
+    # The topic's calibration is another camera's (twice the focal length): points placed with it
+    # would not project back onto the mask through the true K, which the checks below use.
+    node.info_pub.publish(CameraInfo(width=WIDTH, height=HEIGHT, k=[2 * FX, 0.0, CX, 0.0, 2 * FY, CY, 0.0, 0.0, 1.0]))
+    node.client.sent["camera_info_received"] += 1
+    node.wait_counted("camera_info_received", node.client.sent["camera_info_received"])
     info = CameraInfo(width=WIDTH, height=HEIGHT, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0],
                       distortion_model="plumb_bob", d=[0.0] * 5)
     image = stamped(array_to_image(RGB, "rgb8"), 77 * SECOND)  # a stamp no depth on the topic is near
