@@ -131,7 +131,7 @@ class OVSAM(nn.Module):
         """(h, w) of an image of (height, width) after the long side is scaled to the input size.
 
         Truncated, as the official code does (`int(h * scale)`): rounding gives another height for
-        about half of all frame sizes (426x640 -> 170 rows at 256, not 171) and so another crop
+        about half of all frame sizes (426x640 -> 681 rows at 1024, not 682) and so another crop
         of the masks afterwards. Never below one pixel (a 2x600 strip would give 0 rows)."""
         scale = self.config.image_size / max(height, width)
         return max(1, int(height * scale)), max(1, int(width * scale))
