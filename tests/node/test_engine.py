@@ -63,7 +63,11 @@ def test_every_prompt_answered_once_with_reasons(engine):
     assert answered_ids(answers) == sorted(r.prompt_id for r in requests)
     reasons = {f.prompt_id: f.reason for a in answers for f in a.failures}
     assert "no buffered frame with stamp" in reasons["expired"]
-    assert {"outside", "nan", "inverted"} <= set(reasons)
+    # Each bad prompt is refused by validation, with its own reason; the good ones get masks.
+    assert "lies outside the 80x60 image" in reasons["outside"]
+    assert "NaN or infinite" in reasons["nan"]
+    assert "need x1 > x0" in reasons["inverted"]
+    assert set(reasons) == {"outside", "nan", "inverted", "expired"}
     frames = {a.frame.stamp_ns for a in answers if a.frame is not None}
     assert 2_000 in frames and 3_000 in frames  # stamped prompt on its own frame, zero stamp on the latest
     for answer in answers:
@@ -96,6 +100,7 @@ def test_batch_failure_falls_back_to_one_by_one(engine, predictor, monkeypatch):
     assert answered_ids(answers) == ["a", "b", "poison"]
     reasons = {f.prompt_id: f.reason for a in answers for f in a.failures}
     assert "simulated fault" in reasons["poison"]
+    assert set(reasons) == {"poison"}, "the others, retried one by one, are answered with masks"
 
 
 def test_encoder_failure_fails_the_frame_prompts_and_recovers(engine, predictor, monkeypatch):

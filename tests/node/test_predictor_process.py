@@ -112,12 +112,23 @@ def test_errors_keep_their_type_and_text_and_the_child_carries_on(remote):
 
 
 def test_the_engine_runs_on_it(remote):
-    engine = PerceptionEngine(remote)
-    engine.frames.add(Frame(stamp_ns=5, rgb=image(3)))
-    answers = engine.answer([PromptRequest(spec, stamp_ns=5) for spec in PROMPTS])
-    answered = ({i.prediction.prompt_id for a in answers for i in a.instances}
-                | {f.prompt_id for a in answers for f in a.failures})
-    assert answered == {"box", "point"}
+    """The engine gives the same answers on the child process as on the predictor in this process
+    (the engine turns a predictor that cannot serve into failures, so ids alone would not tell)."""
+    def answers_with(predictor):
+        engine = PerceptionEngine(predictor)
+        engine.frames.add(Frame(stamp_ns=5, rgb=image(3)))
+        answers = engine.answer([PromptRequest(spec, stamp_ns=5) for spec in PROMPTS])
+        instances = {i.prediction.prompt_id: i.prediction for a in answers for i in a.instances}
+        return instances, {f.prompt_id: f.reason for a in answers for f in a.failures}
+
+    instances, failures = answers_with(remote)
+    local_instances, local_failures = answers_with(tiny_predictor({}))
+    assert set(instances) | set(failures) == {"box", "point"}
+    assert failures == local_failures and set(instances) == set(local_instances)
+    assert instances, "these seeded weights give at least one mask on this frame"
+    for prompt_id, prediction in instances.items():
+        assert (prediction.mask != local_instances[prompt_id].mask).mean() < 0.01
+        assert prediction.label == local_instances[prompt_id].label
 
 
 @pytest.mark.slow
