@@ -22,7 +22,7 @@ from ovsam_model.prompts import PromptError, PromptSpec
 
 from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered
 from .prompt_conversion import PromptFailure, PromptRequest
-from .tracking import Tracker
+from .tracking import MIN_MASK_SCORE, Tracker
 
 
 @dataclass
@@ -33,7 +33,7 @@ class EngineSettings:
     everything_points_per_side: int = 16
     frame_buffer_size: int = 8
     track_lost_after: int = 3
-    track_min_mask_score: float = 0.3
+    track_min_mask_score: float = MIN_MASK_SCORE
 
 
 @dataclass

@@ -19,8 +19,16 @@ class Track:
     misses: int = 0
 
 
+# A frame's mask counts as a miss below this mask score. The score is the mean foreground probability
+# inside the mask, so any non-empty mask scores above 0.5: a threshold at or under 0.5 never fires.
+# Measured with the shipped model on 120 held-out scenes (box prompts): 403 objects score 0.87 and
+# more in 99 % of cases (median 0.97); the same boxes slid onto bare background give no mask in 57 %
+# of cases and otherwise a median of 0.66, of which this threshold keeps 12 % (0.3 kept all 43 %).
+MIN_MASK_SCORE = 0.75
+
+
 class Tracker:
-    def __init__(self, *, lost_after: int = 3, min_mask_score: float = 0.3, max_tracks: int = 32,
+    def __init__(self, *, lost_after: int = 3, min_mask_score: float = MIN_MASK_SCORE, max_tracks: int = 32,
                  box_growth: float = 0.15) -> None:
         self.lost_after = lost_after
         self.min_mask_score = min_mask_score
