@@ -23,9 +23,17 @@ def latest_values(diagnostics: list[DiagnosticArray]) -> dict[str, str]:
     return {}
 
 
-def test_a_killed_inference_process_costs_errors_not_the_node(tmp_path):
+def test_a_killed_inference_process_costs_errors_not_the_node(tmp_path, monkeypatch):
+    # The model's image encodings wait at a gate (tests/ros/slow_node.py, in the child process), so a
+    # prompt is certainly in flight when the child is killed, however busy the machine is.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "open").touch()
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_DELAY_S", "0")
+    monkeypatch.setenv("OVSAM_TEST_ENCODE_GATE", str(gate))
     weights = make_tiny_weights(tmp_path / "w", CLASSES)
-    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable"})
+    node = NodeUnderTest({"model": "ovsam-tiny", "weights_dir": str(weights), "image_qos": "reliable"},
+                         module="tests.ros.slow_node")
     diagnostics: list[DiagnosticArray] = []
     node.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     try:
@@ -42,7 +50,16 @@ def test_a_killed_inference_process_costs_errors_not_the_node(tmp_path):
         child = int(values["inference"].split()[-1])
         assert child != node.process.pid and values["inference_restarts"] == "0"
 
+        (gate / "open").unlink()
+        (gate / "encoding").unlink()
+        node.publish_frame(frame, 2)  # a frame not encoded yet
+        node.wait_frames_received()
+        node.send_prompts([box_prompt("in-flight", [10, 10, 90, 80], stamp_ns=2)])
+        node.spin_until(lambda: (gate / "encoding").exists(), "the in-flight prompt's image encoding")
         os.kill(child, signal.SIGKILL)
+        (gate / "open").touch()  # the next child's encodings pass
+        in_flight, _ = node.answers_for({"in-flight"})["in-flight"]
+        assert isinstance(in_flight, str) and "inference process" in in_flight, in_flight
         answers = {}
         for attempt in range(20):
             node.publish_frame(frame, 1_000 + attempt)
