@@ -1,7 +1,8 @@
-"""Tight boxes of boolean masks. Numpy only, so that a process without torch (the ROS node's side)
-can use it."""
+"""Tight boxes and innermost pixels of boolean masks. numpy and OpenCV, no torch, so that the ROS
+node's side can use it."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -23,3 +24,20 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
         if box is not None:
             boxes[i] = box
     return boxes
+
+
+def innermost_pixel(mask: np.ndarray, box: tuple[int, int, int, int] | None = None) -> tuple[int, int] | None:
+    """(x, y), the pixel index of the mask pixel farthest from the background (the first in row order
+    of equals); None for an empty mask. A point prompt there is the paper's click on an object, in
+    SAM's convention (a pixel index). `box`, the mask's tight box, limits the work to that window:
+    everything outside it is background anyway."""
+    x0, y0 = 0, 0
+    if box is not None:
+        x0, y0, x1, y1 = box
+        mask = mask[y0:y1, x0:x1]
+    if not mask.any():
+        return None
+    padded = np.pad(mask.astype(np.uint8), 1)
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return x0 + int(x), y0 + int(y)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ovsam_model.mask_box import innermost_pixel
+
 
 def mask_centre_point(mask: np.ndarray) -> np.ndarray:
-    """(x, y) of the mask pixel farthest from the background (the paper's point prompt), pixel centre."""
-    padded = np.pad(mask.astype(np.uint8), 1)
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    """(x, y) of the mask pixel farthest from the background (the paper's point prompt), pixel centre
+    in edge coordinates (see above); (0.5, 0.5) for an empty mask."""
+    x, y = innermost_pixel(mask) or (0, 0)
     return np.array([x + 0.5, y + 0.5], dtype=np.float32)
 
 
