@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ovsam_model.instances import InstancePrediction
+from ovsam_model.mask_box import innermost_pixel
 from ovsam_model.predictor_protocol import Predictor
 from ovsam_model.prompts import PromptError, PromptSpec
 
@@ -135,7 +136,8 @@ class PerceptionEngine:
                 track_id = 0
                 if request.track:
                     try:
-                        track_id = self.tracker.start(request.prompt_id, prediction.box)
+                        track_id = self.tracker.start(request.prompt_id, prediction.box,
+                                                      innermost_pixel(prediction.mask, prediction.box))
                     except RuntimeError as error:
                         # One answer per prompt id: a prompt that asked to be tracked and cannot be is a
                         # failure with the reason, not also an untracked instance.
@@ -163,7 +165,8 @@ class PerceptionEngine:
                 if isinstance(prediction, PromptFailure):
                     answer.failures.append(prediction)
                     continue
-                alive = self.tracker.update(track_id, prediction.box, prediction.mask_score)
+                point = innermost_pixel(prediction.mask, prediction.box) if prediction.box is not None else None
+                alive = self.tracker.update(track_id, prediction.box, prediction.mask_score, point)
                 if prediction.box is not None and alive:
                     answer.instances.append(InstanceResult(prediction, track_id))
                 elif not alive:

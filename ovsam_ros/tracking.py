@@ -1,5 +1,7 @@
 """Keeps prompted objects segmented in later frames: each track is re-prompted with the box of its
-last mask (slightly enlarged, so a moving object stays inside) and keeps a stable id until lost."""
+last good mask, enlarged so that a moving object stays inside, and a click on that mask's innermost
+pixel, which says which object in the box is meant when neighbours reach into it; it keeps a stable
+id until lost."""
 from __future__ import annotations
 
 import itertools
@@ -16,6 +18,7 @@ class Track:
     track_id: int
     prompt_id: str
     box: tuple[float, float, float, float]
+    point: tuple[float, float] | None = None  # the last good mask's innermost pixel
     misses: int = 0
 
 
@@ -42,17 +45,18 @@ class Tracker:
         with self._lock:
             return len(self._tracks)
 
-    def start(self, prompt_id: str, box: tuple[int, int, int, int]) -> int:
-        """Begin tracking an object whose first mask has this box; returns its stable id."""
+    def start(self, prompt_id: str, box: tuple[int, int, int, int], point: tuple[int, int] | None = None) -> int:
+        """Begin tracking an object whose first mask has this box (and this innermost pixel, see
+        `ovsam_model.mask_box.innermost_pixel`); returns its stable id."""
         with self._lock:
             if len(self._tracks) >= self.max_tracks:
                 raise RuntimeError(f"already tracking {self.max_tracks} objects (max_tracks); clear some first")
-            track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box))
+            track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box), _as_point(point))
             self._tracks[track.track_id] = track
             return track.track_id
 
     def prompts(self, image_height: int, image_width: int) -> list[tuple[int, PromptSpec]]:
-        """One box prompt per live track, enlarged and clipped to the frame."""
+        """One prompt per live track: the box, enlarged and clipped to the frame, and the point."""
         with self._lock:
             tracks = list(self._tracks.values())
         prompts = []
@@ -63,11 +67,15 @@ class Tracker:
                             min(float(image_width), x1 + grow_x), min(float(image_height), y1 + grow_y)])
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                 continue
-            prompts.append((track.track_id, PromptSpec(prompt_id=track.prompt_id, box=box)))
+            points = [track.point] if track.point is not None else None
+            prompts.append((track.track_id, PromptSpec(prompt_id=track.prompt_id, box=box, points=points,
+                                                       point_labels=[1] if points else None)))
         return prompts
 
-    def update(self, track_id: int, box: tuple[int, int, int, int] | None, mask_score: float) -> bool:
-        """Record a frame's result for a track; returns False once the track is lost (and removed)."""
+    def update(self, track_id: int, box: tuple[int, int, int, int] | None, mask_score: float,
+               point: tuple[int, int] | None = None) -> bool:
+        """Record a frame's result for a track (its mask's box, score and innermost pixel); returns
+        False once the track is lost (and removed)."""
         with self._lock:
             track = self._tracks.get(track_id)
             if track is None:
@@ -78,9 +86,13 @@ class Tracker:
                     del self._tracks[track_id]
                     return False
                 return True
-            track.box, track.misses = tuple(float(v) for v in box), 0
+            track.box, track.point, track.misses = tuple(float(v) for v in box), _as_point(point), 0
             return True
 
     def clear(self) -> None:
         with self._lock:
             self._tracks.clear()
+
+
+def _as_point(point: tuple[int, int] | None) -> tuple[float, float] | None:
+    return None if point is None else (float(point[0]), float(point[1]))
