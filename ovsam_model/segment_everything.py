@@ -24,7 +24,7 @@ import torch
 from ovsam_model.instances import InstancePrediction
 from ovsam_model.modeling.foreground import FOREGROUND_LOGIT, foreground
 from ovsam_model.prompts import PromptSpec
-from ovsam_model.text_query import canonical_class_name, parse_text_query
+from ovsam_model.text_query import parse_text_query
 from ovsam_model.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -208,10 +208,7 @@ def find(
     """
     names = parse_text_query(queries)
     base = predictor.vocabulary_for(vocabulary)
-    existing: dict[str, str] = {}
-    for name in base.names:
-        existing.setdefault(canonical_class_name(name), name)
-    wanted = [existing.get(canonical_class_name(name), name) for name in names]
+    wanted = [base.spelling(name) or name for name in names]
     missing = [name for name in wanted if name not in base]
     extended = base.extend(missing, predictor.encode_text) if missing else base
     if max_instances < 0:

@@ -16,7 +16,7 @@ change.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_CLASSES = 100
@@ -35,11 +35,7 @@ def parse_text_query(queries: str | Sequence[str], *, allow_empty: bool = False)
     if total > MAX_QUERY_CHARS:
         raise TextQueryError(f"the text query is {total} characters long; at most {MAX_QUERY_CHARS} are allowed")
     names = [name.strip() for piece in pieces for name in piece.split(",")]
-    unique: dict[str, str] = {}
-    for name in names:
-        if name:
-            unique.setdefault(canonical_class_name(name), name)
-    names = list(unique.values())
+    names = first_of_each_class(name for name in names if name)
     if any(not name.isprintable() for name in names):
         raise TextQueryError("the text query contains control characters")
     if len(names) > MAX_QUERY_CLASSES:
@@ -47,6 +43,15 @@ def parse_text_query(queries: str | Sequence[str], *, allow_empty: bool = False)
     if not names and not allow_empty:
         raise TextQueryError("the text query names no class; give e.g. 'mug, bottle'")
     return names
+
+
+def first_of_each_class(names: Iterable[str]) -> list[str]:
+    """`names` without repeats of a class (as `canonical_class_name` sees it), each class's first
+    spelling kept, in order."""
+    unique: dict[str, str] = {}
+    for name in names:
+        unique.setdefault(canonical_class_name(name), name)
+    return list(unique.values())
 
 
 def canonical_class_name(name: str) -> str:

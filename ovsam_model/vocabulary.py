@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from ovsam_model.cache_location import cache_root
 from ovsam_model.text_prompts import VILD_TEMPLATES, iter_prompts, split_synonyms
-from ovsam_model.text_query import canonical_class_name
+from ovsam_model.text_query import canonical_class_name, first_of_each_class
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class Vocabulary:
     source: str = "names"
     model_key: str | None = None  # identifies the text encoder; None when unknown
     _positions: dict[str, int] = field(init=False, repr=False)
+    _spellings: dict[str, str] = field(init=False, repr=False)  # canonical_class_name -> the name here
 
     def __post_init__(self) -> None:
         names = list(self.names)
@@ -122,6 +123,7 @@ class Vocabulary:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "embeddings", embeddings.detach().to("cpu", torch.float32).contiguous())
         object.__setattr__(self, "_positions", positions)
+        object.__setattr__(self, "_spellings", {key: name for key, (name, _) in first_of_class.items()})
 
     @property
     def size(self) -> int:
@@ -163,6 +165,11 @@ class Vocabulary:
             f"class {name!r} is not in vocabulary {self.source!r} ({self.size} classes){hint}"
         )
 
+    def spelling(self, name: str) -> str | None:
+        """This vocabulary's name for the class `name` means, as a typed query matches it
+        (``canonical_class_name``: "Tennis racket" finds "tennis_racket"); None when it has no such class."""
+        return self._spellings.get(canonical_class_name(name))
+
     def subset(self, names: Sequence[str]) -> "Vocabulary":
         """The vocabulary restricted to ``names``, in the order given (all must be present)."""
         names = list(names)
@@ -187,17 +194,12 @@ class Vocabulary:
         ``encode_text``, which must be the encoder that produced this vocabulary. Returns
         ``self`` when every name is already present.
         """
-        # Repeats in a query ("cat, Cat") are harmless, so they are merged rather than refused.
-        merged, classes = [], set()
-        for name in names:
-            if not isinstance(name, str):
-                merged.append(name)  # refused with its message below
-            elif canonical_class_name(name) not in classes:
-                classes.add(canonical_class_name(name))
-                merged.append(name.strip())
-        requested = validate_class_names(merged, max_classes=max_classes, origin="the names to add")
-        present = {canonical_class_name(name) for name in self.names}
-        new_names = [name for name in requested if canonical_class_name(name) not in present]
+        # Repeats in a query ("cat, Cat") are harmless, so they are merged rather than refused; names
+        # that are not strings go to validate_class_names as they are, which refuses them.
+        if all(isinstance(name, str) for name in names):
+            names = first_of_each_class(name.strip() for name in names)
+        requested = validate_class_names(list(names), max_classes=max_classes, origin="the names to add")
+        new_names = [name for name in requested if self.spelling(name) is None]
         if not new_names:
             return self
         if self.size + len(new_names) > max_classes:

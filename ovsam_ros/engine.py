@@ -165,8 +165,8 @@ class PerceptionEngine:
                 if isinstance(prediction, PromptFailure):
                     answer.failures.append(prediction)
                     continue
-                point = innermost_pixel(prediction.mask, prediction.box) if prediction.box is not None else None
-                alive = self.tracker.update(track_id, prediction.box, prediction.mask_score, point)
+                alive = self.tracker.update(track_id, prediction.box, prediction.mask_score,
+                                            innermost_pixel(prediction.mask, prediction.box))
                 if prediction.box is not None and alive:
                     answer.instances.append(InstanceResult(prediction, track_id))
                 elif not alive:

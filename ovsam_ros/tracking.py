@@ -18,7 +18,7 @@ class Track:
     track_id: int
     prompt_id: str
     box: tuple[float, float, float, float]
-    point: tuple[float, float] | None = None  # the last good mask's innermost pixel
+    point: tuple[int, int] | None = None  # the last good mask's innermost pixel
     misses: int = 0
 
 
@@ -51,7 +51,7 @@ class Tracker:
         with self._lock:
             if len(self._tracks) >= self.max_tracks:
                 raise RuntimeError(f"already tracking {self.max_tracks} objects (max_tracks); clear some first")
-            track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box), _as_point(point))
+            track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box), point)
             self._tracks[track.track_id] = track
             return track.track_id
 
@@ -86,13 +86,9 @@ class Tracker:
                     del self._tracks[track_id]
                     return False
                 return True
-            track.box, track.point, track.misses = tuple(float(v) for v in box), _as_point(point), 0
+            track.box, track.point, track.misses = tuple(float(v) for v in box), point, 0
             return True
 
     def clear(self) -> None:
         with self._lock:
             self._tracks.clear()
-
-
-def _as_point(point: tuple[int, int] | None) -> tuple[float, float] | None:
-    return None if point is None else (float(point[0]), float(point[1]))
