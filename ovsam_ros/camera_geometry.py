@@ -20,9 +20,14 @@ def intrinsics(camera_info: Any) -> tuple[float, float, float, float]:
     """(fx, fy, cx, cy) from CameraInfo.k; raises ProjectionError for an uncalibrated camera."""
     k = list(camera_info.k)
     fx, fy, cx, cy = float(k[0]), float(k[4]), float(k[2]), float(k[5])
-    if not (fx > 0 and fy > 0 and all(math.isfinite(v) for v in (fx, fy, cx, cy))):
+    if not are_intrinsics(fx, fy, cx, cy):
         raise ProjectionError("camera_info has no valid intrinsics (K is zero or not finite)")
     return fx, fy, cx, cy
+
+
+def are_intrinsics(fx: float, fy: float, cx: float, cy: float) -> bool:
+    """Whether the numbers are a calibrated camera: positive focal lengths, everything finite."""
+    return fx > 0 and fy > 0 and all(math.isfinite(v) for v in (fx, fy, cx, cy))
 
 
 def check_image_size(camera_info: Any, width: int, height: int) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ovsam_model.mask_box import tight_box
 
-from .camera_geometry import ProjectionError, is_distorted, undistort_pixels
+from .camera_geometry import ProjectionError, are_intrinsics, is_distorted, undistort_pixels
 
 TRIM_MODES = ("cluster", "percentile", "none")
 BOX_ORIENTATIONS = ("upright", "pca")
@@ -82,7 +82,7 @@ class RayTable:
                          distortion_model: str = "", distortion: tuple[float, ...] | list[float] = ()) -> "RayTable":
         if width < 1 or height < 1:
             raise GeometryError(f"camera size {width}x{height} is empty")
-        if not (fx > 0 and fy > 0 and all(math.isfinite(v) for v in (fx, fy, cx, cy))):
+        if not are_intrinsics(fx, fy, cx, cy):
             raise GeometryError(f"intrinsics fx={fx} fy={fy} cx={cx} cy={cy} are not a calibrated camera")
         coefficients = np.asarray(list(distortion), dtype=np.float64)
         if not is_distorted(coefficients):
