@@ -163,3 +163,37 @@ def test_a_prompt_past_the_track_limit_gets_one_answer_a_failure():
     assert [f.prompt_id for f in failures] == [f"t{limit}"]
     assert failures[0].reason.startswith("not tracked: already tracking 32 objects")
     assert sorted(r.track_id for a in answers for r in a.instances) == list(range(1, limit + 1))
+
+
+def test_text_query_keeps_instances_at_or_above_the_score_threshold_then_caps(shipped_predictor):
+    """The node's score_threshold and max_instances on a standing text query: the threshold drops the
+    low-scoring instances, and the cap counts only those that pass it."""
+    world = MovingWorld(seed=3, size=256, num_objects=4, speed=1.0)
+    scene = world.render(0)
+    frame = Frame(stamp_ns=1, rgb=scene.image)
+    every_class = list(shipped_predictor.vocabulary.names)
+    engine = PerceptionEngine(shipped_predictor)
+    engine.add_frame(frame)
+    everything = engine.step(frame, every_class)
+    assert everything is not None and everything.failures == []
+    scores = [result.prediction.score for result in everything.instances]
+    assert len(set(scores)) >= 3, f"the scene must give instances of distinct scores, got {scores}"
+    assert scores == sorted(scores, reverse=True)
+    threshold = sorted(set(scores))[1]   # drops exactly the lowest-scoring instance(s)
+    expected = [result.prediction.mask for result in everything.instances
+                if result.prediction.score >= threshold]
+
+    engine.set_limits(top_k=5, score_threshold=threshold, max_instances=50)
+    kept = engine.step(frame, every_class)
+    assert kept is not None and [r.prediction.score for r in kept.instances] == [s for s in scores if s >= threshold]
+    assert all(np.array_equal(r.prediction.mask, mask) for r, mask in zip(kept.instances, expected))
+
+    engine.set_limits(top_k=5, score_threshold=threshold, max_instances=len(expected) - 1)
+    capped = engine.step(frame, every_class)
+    assert capped is not None and len(capped.instances) == len(expected) - 1
+    assert all(r.prediction.prompt_id == "" and r.track_id == 0 for r in capped.instances)
+
+    engine.set_limits(top_k=5, score_threshold=1.0, max_instances=50)
+    above_all = engine.step(frame, every_class)
+    assert above_all is not None and all(r.prediction.score >= 1.0 for r in above_all.instances)
+    assert len(above_all.instances) < len(scores)
