@@ -67,8 +67,10 @@ class Predictor(Protocol):
         ...
 
     def find(self, queries: Sequence[str], key: Hashable | None = None, *, top_k: int = 5,
-             max_instances: int = 100, points_per_side: int = 16) -> list[InstancePrediction]:
-        """Instances of the named classes in the cached image `key` (segment everything, then filter)."""
+             max_instances: int = 100, points_per_side: int = 16,
+             score_threshold: float = 0.0) -> list[InstancePrediction]:
+        """Instances of the named classes in the cached image `key` (segment everything, then filter):
+        those with label score >= score_threshold, best first, at most max_instances of them."""
         ...
 
     def set_vocabulary(self, vocabulary: str | list[str]) -> SizedVocabulary:

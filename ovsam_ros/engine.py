@@ -180,11 +180,12 @@ class PerceptionEngine:
         settings = self.settings
         found = self.predictor.find(list(queries), key=frame.key, top_k=settings.top_k,
                                     max_instances=settings.max_instances,
-                                    points_per_side=settings.everything_points_per_side)
+                                    points_per_side=settings.everything_points_per_side,
+                                    score_threshold=settings.score_threshold)
         if answer is not None:
             answer.timings_ms["text_query"] = (time.perf_counter() - started) * 1e3
         # Text-query instances answer no prompt: their prompt_id is empty (InstanceMask's contract).
-        return [dataclasses.replace(p, prompt_id="") for p in found if p.score >= settings.score_threshold]
+        return [dataclasses.replace(p, prompt_id="") for p in found]
 
     def segment_image(self, frame: Frame, requests: Sequence[PromptRequest], text_queries: Sequence[str]) -> Answer:
         """The synchronous service: prompts and text queries on one frame."""

@@ -188,9 +188,10 @@ class PredictorProcess:
         return self._call("predict", list(prompts), key=key, top_k=top_k)
 
     def find(self, queries: Sequence[str], key: Hashable | None = None, *, top_k: int = 5,
-             max_instances: int = 100, points_per_side: int = 16) -> list[InstancePrediction]:
+             max_instances: int = 100, points_per_side: int = 16,
+             score_threshold: float = 0.0) -> list[InstancePrediction]:
         return self._call("find", list(queries), key=key, top_k=top_k, max_instances=max_instances,
-                          points_per_side=points_per_side)
+                          points_per_side=points_per_side, score_threshold=score_threshold)
 
     def set_vocabulary(self, spec: str | list[str]) -> VocabularyNames:
         result = self._call("set_vocabulary", spec)

@@ -77,12 +77,13 @@ class FakePredictor:
         return [self._instance(prompt.prompt_id, self._box(prompt, height, width), height, width) for prompt in prompts]
 
     def find(self, queries: Sequence[str], key: Hashable | None = None, *, top_k: int = 5,
-             max_instances: int = 100, points_per_side: int = 16) -> list[InstancePrediction]:
+             max_instances: int = 100, points_per_side: int = 16,
+             score_threshold: float = 0.0) -> list[InstancePrediction]:
         self._record("find")
         height, width = self._images[key]
         found = [self._instance("", (0, 0, max(1, width // 2), max(1, height // 2)), height, width, label=name)
                  for name in queries]
-        return found[:max_instances]
+        return [p for p in found if p.score >= score_threshold][:max_instances]
 
     def set_vocabulary(self, vocabulary: str | list[str]) -> FakeVocabulary:
         self._record("set_vocabulary")
