@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from itertools import islice
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ovsam_model.atomic_file import write_atomically
 from ovsam_model.cache_location import cache_root
 from ovsam_model.text_prompts import VILD_TEMPLATES, iter_prompts, split_synonyms
 from ovsam_model.text_query import canonical_class_name, first_of_each_class
@@ -545,20 +545,7 @@ def save_vocabulary(vocabulary: Vocabulary, path: str | os.PathLike) -> Path:
         "source": vocabulary.source,
         "model_key": vocabulary.model_key,
     }
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename: readers see the old file or the whole new one, never half.
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(Path(path).expanduser(), lambda handle: torch.save(payload, handle))
 
 
 def load_vocabulary_file(path: str | os.PathLike) -> Vocabulary:

@@ -14,12 +14,17 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
+from ovsam_model.atomic_file import write_atomically
 from ovsam_model.cache_location import cache_root
+
+
+def _write_bytes(payload: bytes, stream: BinaryIO) -> None:
+    stream.write(payload)
 
 
 def gpu_driver_version(proc_file: str | os.PathLike = "/proc/driver/nvidia/version") -> str:
@@ -93,10 +98,7 @@ class EngineCache:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.engine_path(key)
         for target, payload in ((path, engine), (self._sidecar(key), json.dumps(asdict(key), indent=2).encode())):
-            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}-", dir=self.root)
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(payload)
-            os.replace(temporary, target)
+            write_atomically(target, partial(_write_bytes, payload))
         return path
 
     def discard(self, key: EngineKey) -> None:

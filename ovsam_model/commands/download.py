@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from ovsam_model.atomic_file import write_atomically
 from ovsam_model.weight_files import RELEASED_FILES, ReleasedFile, WeightSource
 
 STAGING_DIR_NAME = ".download"
@@ -92,10 +93,8 @@ def hf_hub_download(**kwargs) -> str:
 
 
 def _fetch_url(url: str, destination: Path) -> None:
-    partial = destination.with_name(destination.name + ".part")
-    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as stream:
-        shutil.copyfileobj(response, stream, length=1 << 22)
-    partial.replace(destination)
+    with urllib.request.urlopen(url, timeout=60) as response:
+        write_atomically(destination, lambda stream: shutil.copyfileobj(response, stream, length=1 << 22))
 
 
 def _fetch_from_source(source: WeightSource, staging: Path) -> Path:

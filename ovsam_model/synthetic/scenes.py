@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ovsam_model.atomic_file import write_atomically
 from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.synthetic.backgrounds import random_background
 from ovsam_model.synthetic.classes import CLASS_NAMES, COLOURS, colour_and_shape
@@ -174,7 +175,10 @@ class SceneSet:
                    np.concatenate([s.labels for s in sets]))
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, images=self.images, instance_maps=self.instance_maps, labels=self.labels)
+        """Atomically (a run interrupted while caching its scenes must not leave a half-written file
+        that the next run would load)."""
+        write_atomically(path, lambda handle: np.savez(handle, images=self.images, instance_maps=self.instance_maps,
+                                                        labels=self.labels))
 
     @classmethod
     def load(cls, path: str | Path) -> "SceneSet":

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from ovsam_model.atomic_file import write_atomically
 
 CHECKPOINT_EVERY_S = 60.0
 
@@ -68,9 +69,7 @@ class StageRun:
 
 
 def _atomic_save(payload: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda handle: torch.save(payload, handle))
 
 
 def train_loop(
