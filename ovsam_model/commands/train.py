@@ -16,6 +16,8 @@ its pair with one thread; small models on few cores gain more from two processes
 threads in one. Once the second process has exited, this one takes every thread for the rest (so
 its float sums, and its weights in the last digits, depend on when that happened; `--jobs 1` runs
 are the same every time). The second process's output goes to DIR/teacher.log, DIR/recognition.log.
+The piled scenes that CLIP2SAM adds are drawn by a helper process while this one draws the run's
+scenes, so that no core idles then and none are drawn later on the critical path.
 Recognition trains the FPN and RoI projection again on CLIP features it computes once (about 2 GB
 of memory for the shipped model's 4,000 scenes; see ovsam_model.training.recognition).
 """
@@ -34,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from ovsam_model.training.precision import TRAINING_PRECISIONS
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ovsam_model.training.common import ThreadSchedule
     from ovsam_model.training.pipeline import PipelineSettings
 
@@ -171,7 +175,10 @@ def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> di
     if args.force:
         for stage in STAGES:
             shutil.rmtree(stage_run(out, stage).directory, ignore_errors=True)
+    piles = render_piles_beside(out / "data", args.seed, settings.clip2sam.piled_scenes)
     data_log = run_pipeline(config, out, seed=args.seed, stages=(), settings=settings)  # before two processes read it
+    if piles is not None:
+        piles.result()  # long done (~20 s against the scenes' ~35 s); raises what the helper raised
     threads = torch.get_num_threads()
     for beside, here in SIDE_BY_SIDE:
         if not stage_run(out, beside).is_done() and not all(stage_run(out, stage).is_done() for stage in here):
@@ -181,6 +188,24 @@ def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> di
             run_pipeline(config, out, seed=args.seed, stages=(beside, *here), settings=settings)  # one was done
     logs = run_pipeline(config, out, seed=args.seed, stages=STAGES, settings=settings)  # every stage's log
     return {**logs, "data": data_log["data"]}
+
+
+def render_piles_beside(data_dir: Path, seed: int, num_scenes: int) -> "Future[None] | None":
+    """Renders CLIP2SAM's piled scenes into the run's data cache in a second process while this one
+    renders the training scenes, with the other core idle. Drawn when CLIP2SAM starts, they would
+    cost the critical path ~20 s on one thread (2,000 scenes on the development VM). None when they
+    are cached already or not wanted."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ovsam_model.training.data import cache_piled_training_scenes, piled_scenes_path
+
+    if num_scenes <= 0 or piled_scenes_path(data_dir, seed, num_scenes).is_file():
+        return None
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    future = executor.submit(cache_piled_training_scenes, data_dir, seed, num_scenes)
+    executor.shutdown(wait=False)
+    return future
 
 
 def train_beside(args: argparse.Namespace, beside: str, here: tuple[str, ...],

@@ -42,12 +42,21 @@ def training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
         num_scenes, seed=(seed, SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES, progress=True))
 
 
-def piled_training_scenes(data_dir: Path, seed: int, num_scenes: int) -> SceneSet:
+def piled_scenes_path(data_dir: Path, seed: int, num_scenes: int) -> Path:
+    return data_dir / f"piled_seed{seed}_n{num_scenes}.npz"
+
+
+def piled_training_scenes(data_dir: Path, seed: int, num_scenes: int, progress: bool = True) -> SceneSet:
     """Base-class-only scenes of 3-6 objects piled around one point (`generate_scene`'s
     `cluster_spread`), as in the demo's first frames; cached beside `training_scenes`."""
-    return _cached_scene_set(data_dir / f"piled_seed{seed}_n{num_scenes}.npz", lambda: generate_scene_set(
-        num_scenes, seed=(seed, PILED_SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES, progress=True,
+    return _cached_scene_set(piled_scenes_path(data_dir, seed, num_scenes), lambda: generate_scene_set(
+        num_scenes, seed=(seed, PILED_SCENES_STREAM), size=RENDER_SIZE, classes=BASE_INDICES, progress=progress,
         min_objects=PILE_MIN_OBJECTS, cluster_spread=PILE_SPREAD_256))
+
+
+def cache_piled_training_scenes(data_dir: Path, seed: int, num_scenes: int) -> None:
+    """`piled_training_scenes` made and cached, for a second process (nothing to send back)."""
+    piled_training_scenes(data_dir, seed, num_scenes, progress=False)
 
 
 def normalise(images: np.ndarray, config: OVSAMConfig) -> Tensor:

@@ -415,7 +415,8 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     assert all((ship_dir / name).is_file() for name in CONFIG.weight_files.values())
     assert load_weights(build_model(CONFIG), ship_dir, strict=True).complete
     # The teacher trained in its own process (its output in teacher.log), beside the CLIP stage here.
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "[teacher] training in process" in printed and "[teacher] done already" in printed
     teacher_log = (tmp_path / "run" / "teacher.log").read_text()
     assert "[teacher]" in teacher_log and "[clip]" not in teacher_log
@@ -427,6 +428,9 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     assert set(logs) == {"data", "clip", "teacher", "distill", "clip2sam", "recognition"}
     assert logs["teacher"]["steps"] == 3
     assert logs["clip2sam"]["scenes"] == logs["data"]["scenes"] + 4  # and the quick settings' 4 piled scenes
+    # Those were drawn in a helper process during the data stage (no progress bar), not here by CLIP2SAM.
+    assert (tmp_path / "run" / "data" / "piled_seed0_n4.npz").is_file()
+    assert "seed (0, 1)" in captured.err and "seed (0, 77)" not in captured.err
     # --precision reached the teacher's process as well as this one.
     assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "bf16"
     # A second call finds every stage done and retrains nothing.
@@ -452,6 +456,22 @@ def test_a_failed_stage_in_the_second_process_stops_the_run_with_its_output(tmp_
     # The stages beside it ran to the end; recognition is left to train.
     assert (tmp_path / "run" / "clip2sam" / "final.pt").is_file()
     assert not (tmp_path / "run" / "recognition" / "final.pt").exists()
+
+
+def test_piled_scenes_rendered_beside_are_those_clip2sam_would_draw(tmp_path) -> None:
+    from ovsam_model.commands.train import render_piles_beside
+    from ovsam_model.synthetic.scenes import SceneSet
+    from ovsam_model.training.data import piled_scenes_path, piled_training_scenes
+
+    future = render_piles_beside(tmp_path / "data", 3, 5)
+    assert future is not None and future.result() is None
+    beside = SceneSet.load(piled_scenes_path(tmp_path / "data", 3, 5))
+    here = piled_training_scenes(tmp_path / "here", 3, 5, progress=False)
+    assert len(beside) == 5
+    for name in ("images", "instance_maps", "labels"):
+        assert np.array_equal(getattr(beside, name), getattr(here, name)), name
+    assert render_piles_beside(tmp_path / "data", 3, 5) is None   # cached: nothing to draw
+    assert render_piles_beside(tmp_path / "none", 3, 0) is None and not (tmp_path / "none").exists()
 
 
 def test_piled_scenes_join_only_the_clip2sam_stages_scenes(tmp_path, capsys) -> None:
