@@ -65,9 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CLIP2SAM also trains on this many scenes of 3-6 objects piled around one point "
                              "(default: the recipe's, 2000; 4 with --quick; 0: the run's scenes alone)")
     parser.add_argument("--precision", default=None, choices=TRAINING_PRECISIONS,
-                        help="forward pass of both the CLIP and the teacher stage (default: the recipe's, the "
-                             "teacher in fp32 and CLIP in bf16 on a CPU with bfloat16 instructions, else fp32: "
-                             "emulated bf16 is 8-10x slower)")
+                        help="forward pass of the CLIP, teacher and SAM2CLIP stages (default: the recipe's, the "
+                             "teacher in fp32, CLIP and SAM2CLIP's adapter in bf16 on a CPU with bfloat16 "
+                             "instructions, else fp32: emulated bf16 is 8-10x slower)")
     parser.set_defaults(handler=run)
 
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         settings.clip2sam.piled_scenes = args.piled_scenes
     if args.precision:
-        settings.clip.precision = settings.teacher.precision = args.precision
+        settings.clip.precision = settings.teacher.precision = settings.distill.precision = args.precision
     report_precision(settings)
     jobs = args.jobs if args.jobs is not None else (2 if (os.cpu_count() or 1) >= 2 else 1)
     started = time.monotonic()
@@ -126,12 +126,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report_precision(settings: "PipelineSettings") -> None:
-    """Says which arithmetic the CLIP stage's "auto" chose and why, and warns where a stage was set to
+    """Says which arithmetic each stage set to "auto" chose and why, and warns where a stage was set to
     bf16 on a CPU that would emulate it."""
     from ovsam_model.training.precision import AUTO, native_bfloat16, resolve_precision
 
     native = native_bfloat16()
-    stages = (("CLIP", settings.clip), ("teacher", settings.teacher))
+    stages = (("CLIP", settings.clip), ("teacher", settings.teacher), ("SAM2CLIP", settings.distill))
     for name, stage in stages:
         if stage.precision != AUTO:
             continue
@@ -146,7 +146,7 @@ def report_precision(settings: "PipelineSettings") -> None:
                   "emulated, several times slower)")
     emulated = [name for name, stage in stages if stage.precision == "bf16"]
     if emulated and native is False:
-        print(f"warning: this CPU has no bfloat16 instructions, so the {' and '.join(emulated)} stage's bf16 steps "
+        print(f"warning: this CPU has no bfloat16 instructions, so the {', '.join(emulated)} stage's bf16 steps "
               "will be several times slower than float32 ones; add --precision fp32", file=sys.stderr)
 
 

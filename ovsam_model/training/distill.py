@@ -15,6 +15,7 @@ from ovsam_model.modeling.ovsam import OVSAM
 from ovsam_model.synthetic.scenes import SceneSet
 from ovsam_model.training.common import StageRun, ThreadSchedule, seed_everything, train_loop
 from ovsam_model.training.data import normalise
+from ovsam_model.training.precision import AUTO, forward_precision, resolve_precision
 from ovsam_model.training.teacher import TeacherSAM, teacher_embeddings
 
 
@@ -25,6 +26,9 @@ class DistillStageSettings:
     lr: float = 1e-3
     weight_decay: float = 0.01
     cache_scenes: int = 4000  # scenes whose teacher embedding is cached (and trained on)
+    # The adapter's forward pass (the frozen CLIP's features it reads stay float32, as at inference):
+    # "auto" is bf16 on a CPU with bfloat16 instructions (training/precision.py).
+    precision: str = AUTO
 
 
 def init_adapter_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
@@ -38,11 +42,15 @@ def init_adapter_from_teacher(model: OVSAM, teacher: TeacherSAM) -> None:
     adapter.neck.load_state_dict(encoder.neck.state_dict())
 
 
-def distill_loss(model: OVSAM, images: np.ndarray, teacher_embedding: torch.Tensor) -> torch.Tensor:
-    """MSE between the adapter's embedding of the frozen CLIP's features and the teacher's."""
+def distill_loss(model: OVSAM, images: np.ndarray, teacher_embedding: torch.Tensor,
+                 precision: str = "fp32") -> torch.Tensor:
+    """MSE (in float32) between the adapter's embedding of the frozen CLIP's float32 features and the
+    teacher's; `precision`: the arithmetic of the adapter's forward pass."""
     with torch.no_grad():
         levels = trunk_features(model.clip.visual, normalise(images, model.config))
-    return F.mse_loss(model.neck_student(levels), teacher_embedding)
+    with forward_precision(precision):
+        embedding = model.neck_student(levels)
+    return F.mse_loss(embedding.float(), teacher_embedding)
 
 
 def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: StageRun, seed: int,
@@ -50,6 +58,7 @@ def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Stag
                   threads: ThreadSchedule | None = None, targets_path: Path | None = None) -> dict[str, Any]:
     """Trains the adapter; `targets_path`: where the teacher's scene embeddings are cached."""
     seed_everything(seed)
+    precision = resolve_precision(settings.precision)
     config = model.config
     count = min(settings.cache_scenes, len(scenes))
     # The teacher stage's cache when given (it computes them), else one beside this stage's results.
@@ -64,7 +73,7 @@ def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Stag
     rng = np.random.default_rng((seed, 5))
     def step(i: int) -> dict[str, float]:
         index = np.sort(rng.integers(count, size=settings.batch_size))
-        loss = distill_loss(model, scenes.images[index], torch.from_numpy(targets[index]).float())
+        loss = distill_loss(model, scenes.images[index], torch.from_numpy(targets[index]).float(), precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -74,5 +83,6 @@ def train_distill(model: OVSAM, teacher: TeacherSAM, scenes: SceneSet, run: Stag
                      data_rng=rng, threads=threads)
     adapter.eval()
     log["target_mean_square"] = float(np.mean(targets[:256].astype(np.float32) ** 2))
+    log["precision"] = precision
     run.save_final({"neck_student": adapter.state_dict()}, log)
     return log

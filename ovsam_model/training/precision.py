@@ -15,8 +15,10 @@ in float32, a teacher step 8.8 s against 1.08 s. So the CLIP stage's setting is 
 (`resolve_precision`): bf16 where `native_bfloat16` says the CPU has the instructions, float32
 elsewhere and where it cannot tell.
 
-The stages that train on frozen features (SAM2CLIP, CLIP2SAM, recognition) stay float32: their
-inputs must be what the model computes at inference, in float32."""
+SAM2CLIP's adapter trains in bf16 too ("auto"), a stack of ViT blocks that is the critical path once
+CLIP is done: its step costs 0.47 s against 0.64 s in float32 (one thread, batch 16, 2026-12-04). Its
+input, the frozen CLIP's features, is computed in float32, as at inference. The stages that train on
+frozen features with masks (CLIP2SAM, recognition) stay float32."""
 from __future__ import annotations
 
 from contextlib import nullcontext

@@ -145,6 +145,26 @@ def test_bf16_runs_the_teacher_in_bfloat16_and_keeps_the_mask_losses_float32(sce
         assert half.item() != full.item() and half.item() == pytest.approx(full.item(), rel=0.03, abs=1e-3)
 
 
+def test_bf16_runs_the_adapter_in_bfloat16_on_float32_clip_features_and_keeps_the_mse_float32(
+        scenes, tmp_path) -> None:
+    torch.manual_seed(0)
+    model, teacher = build_model(CONFIG), TeacherSAM(CONFIG).eval()
+    targets = torch.from_numpy(teacher_embeddings(teacher, scenes, 4, CONFIG, tmp_path / "t.npy")).float()
+    clip_seen = _first_convolution_dtypes(model.clip.visual)
+    adapter_seen = _first_convolution_dtypes(model.neck_student)
+    model.neck_student.train()
+    fp32 = distill_loss(model, scenes.images[:4], targets, "fp32")
+    bf16 = distill_loss(model, scenes.images[:4], targets, "bf16")
+    # The frozen CLIP's features, the adapter's input, are float32 as at inference.
+    assert clip_seen == [torch.float32, torch.float32] and adapter_seen == [torch.float32, torch.bfloat16]
+    assert bf16.dtype == torch.float32
+    assert bf16.item() != fp32.item() and bf16.item() == pytest.approx(fp32.item(), rel=0.03)
+    bf16.backward()
+    grads = [p.grad for p in model.neck_student.parameters() if p.grad is not None]
+    assert grads and all(grad.dtype == torch.float32 for grad in grads)
+    assert all(p.grad is None for p in model.clip.parameters())
+
+
 def test_an_unknown_training_precision_is_refused_before_training(scenes, tmp_path) -> None:
     from ovsam_model.training.common import StageRun
     from ovsam_model.training.precision import forward_precision
@@ -432,7 +452,7 @@ def test_train_command_runs_the_stages_and_ships(tmp_path, capsys) -> None:
     assert (tmp_path / "run" / "data" / "piled_seed0_n4.npz").is_file()
     assert "seed (0, 1)" in captured.err and "seed (0, 77)" not in captured.err
     # --precision reached the teacher's process as well as this one.
-    assert logs["teacher"]["precision"] == logs["clip"]["precision"] == "bf16"
+    assert logs["teacher"]["precision"] == logs["clip"]["precision"] == logs["distill"]["precision"] == "bf16"
     # A second call finds every stage done and retrains nothing.
     assert main(["train", "--out", str(tmp_path / "run"), "--quick", "--threads", "1"]) == 0
     assert capsys.readouterr().out.count("done already") == 5
@@ -507,16 +527,16 @@ def test_train_command_one_job_runs_the_stages_in_order_in_one_process(tmp_path,
     assert "training in process" not in capsys.readouterr().out
     assert not (tmp_path / "run" / "teacher.log").exists() and (tmp_path / "run" / "recognition" / "final.pt").is_file()
     logs = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    # Without --precision each stage keeps the recipe's: the teacher in fp32, and the CLIP stage in
-    # fp32 too on a CPU without bfloat16 instructions (in bf16 on one with them: the test below).
-    assert (logs["clip"]["precision"], logs["teacher"]["precision"]) == ("fp32", "fp32")
+    # Without --precision each stage keeps the recipe's: the teacher in fp32, and the CLIP and SAM2CLIP
+    # stages in fp32 too on a CPU without bfloat16 instructions (in bf16 on one with them: the test below).
+    assert (logs["clip"]["precision"], logs["teacher"]["precision"], logs["distill"]["precision"]) == ("fp32",) * 3
 
 
 @pytest.mark.parametrize("native, precision, trained_in, said", [
     (True, None, "bf16", "CLIP stage in bf16: this CPU has bfloat16 instructions"),
     (False, None, "fp32", "CLIP stage in fp32: this CPU has no bfloat16 instructions"),
     (None, None, "fp32", "cannot tell whether this CPU has bfloat16 instructions"),
-    (False, "bf16", "bf16", "no bfloat16 instructions, so the CLIP and teacher stage's bf16 steps"),
+    (False, "bf16", "bf16", "no bfloat16 instructions, so the CLIP, teacher, SAM2CLIP stage's bf16 steps"),
     (False, "fp32", "fp32", None),
     (None, "bf16", "bf16", None),
 ])
