@@ -64,10 +64,10 @@ def test_box_prompts_segment_and_name_the_object(predictor: OVSAMPredictor) -> N
             ious.append(mask_pair_iou(result.mask, mask))
             correct.append(result.label == CLASS_NAMES[label])
     assert np.mean(ious) > 0.75, f"box mIoU {np.mean(ious):.3f}"
-    # Measured 0.851 (63 of 74) and box mIoU 0.887 with the shipped model (one 49 min 23 s invocation
-    # of the recipe with its piled scenes, CLIP in bf16, 2026-12-04; docs/model-card-ovsam-shapes.md:
-    # base accuracy 0.813 on 1,127 held-out base objects, novel 0.770); earlier retrains with the
-    # recognition stage: 0.838, 0.892, 0.878 and 0.905 (base 0.810, 0.818, 0.817, 0.819 there); the
+    # Measured 0.851 (63 of 74) and box mIoU 0.887 with the shipped model (one 43 min 48 s invocation
+    # of the recipe, CLIP and SAM2CLIP's adapter in bf16, 2026-12-04; docs/model-card-ovsam-shapes.md:
+    # base accuracy 0.811 on 1,127 held-out base objects, novel 0.773); earlier retrains with the
+    # recognition stage: 0.851, 0.838, 0.892, 0.878 and 0.905 (base 0.813, 0.810, 0.818, 0.817, 0.819); the
     # weights without that stage: 0.811 (60 of 74) here, under the bound; the 128x128 release: 0.622;
     # the object-crop release 0.8. The bound was 0.83 while the shipped weights scored 65-67 of 74; the
     # weights before these scored 62, and 0.82 keeps them one object above it and the weights without
@@ -114,8 +114,8 @@ def test_box_lands_on_the_object_in_a_non_square_picture(predictor: OVSAMPredict
 def test_segment_everything_recovers_the_objects(predictor: OVSAMPredictor) -> None:
     recalled, total, duplicates = 0, 0, 0
     # 20 scenes, 53 objects, so the bounds measure rates: on 3 scenes (10 objects) one more duplicate
-    # decided the outcome. Measured: recall 52/53, duplicates 1 with the shipped weights (51/53 and 8 with
-    # an earlier release, 4 duplicates with its 800-step CLIP2SAM).
+    # decided the outcome. Measured: recall 52/53, duplicates 2 with the shipped weights (52/53 and 1 with
+    # the files before, 51/53 and 8 with an earlier release, 4 duplicates with its 800-step CLIP2SAM).
     for scene in scenes(20, seed=7):
         predictor.set_image(scene.image)
         found = predictor.segment_everything(points_per_side=12)

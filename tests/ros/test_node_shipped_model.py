@@ -76,12 +76,13 @@ def test_clicks_and_boxes_are_segmented_and_named(node, world):
         ious.append(mask_pair_iou(node_mask, mask))
         correct += payload.label == label
     print(f"shipped model through the node: mean IoU {np.mean(ious):.3f}, labels {correct}/{len(ious)}")
-    # Measured on this scene with the shipped model (one 49 min 23 s invocation of the recipe with its
-    # piled scenes, CLIP in bf16, 2026-12-04): mean IoU 0.73, 4 of 8 labels. The red circle shows 27 %
-    # of itself (849 pixels) between three neighbours: its click gets the blue square beside it and its
-    # box the blue triangle on top (IoU 0.09; the weights before: 0.71, mean 0.72, 4 of 8; earlier
-    # retrains 0.78, 0.77 and 0.68). All are level on the model card's 2,239 held-out objects (box mIoU
-    # 0.876-0.877), and over 100 moving worlds these weights segment objects that hidden better, not
+    # Measured on this scene with the shipped model (one 43 min 48 s invocation of the recipe, CLIP and
+    # SAM2CLIP's adapter in bf16, 2026-12-04): mean IoU 0.73, 4 of 8 labels, as with the files before
+    # (the 49 min 23 s run). The red circle shows 27 % of itself (849 pixels) between three neighbours:
+    # with the files before, its click got the blue square beside it and its box the blue triangle on
+    # top (IoU 0.09; the weights before those: 0.71, mean 0.72, 4 of 8; earlier retrains 0.78, 0.77 and
+    # 0.68). All are level on the model card's 2,239 held-out objects (box mIoU 0.876-0.878), and over
+    # 100 moving worlds the piled-scene weights segment objects that hidden better, not
     # worse (`error_breakdown --moving-worlds 100`): 8 answers on 4 overlapping objects cannot tell
     # retrains apart. What this test holds the node to is the comparison with the library above,
     # prompt by prompt; against the world's truth it checks the chain as a whole (the mean), each box on
