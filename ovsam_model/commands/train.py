@@ -191,10 +191,10 @@ def run_side_by_side(args: argparse.Namespace, config: Any, settings: Any) -> di
 
 
 def render_piles_beside(data_dir: Path, seed: int, num_scenes: int) -> "Future[None] | None":
-    """Renders CLIP2SAM's piled scenes into the run's data cache in a second process while this one
-    renders the training scenes, with the other core idle. Drawn when CLIP2SAM starts, they would
-    cost the critical path ~20 s on one thread (2,000 scenes on the development VM). None when they
-    are cached already or not wanted."""
+    """Renders CLIP2SAM's piled scenes into the run's data cache in a second process, on the core that
+    would otherwise idle while this one renders the training scenes. Drawn when CLIP2SAM starts, they
+    would cost the critical path ~20 s (2,000 scenes on the development VM). None when they are cached
+    already or not wanted."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
