@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ovsam_model.instances import InstancePrediction
-from ovsam_model.mask_box import innermost_pixel
 from ovsam_model.predictor_protocol import Predictor
 from ovsam_model.prompts import PromptError, PromptSpec
 
 from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered
 from .prompt_conversion import PromptFailure, PromptRequest
-from .tracking import MIN_MASK_SCORE, Tracker
+from .tracking import MIN_MASK_SCORE, EmptyMaskError, Tracker, best_candidate
 
 
 @dataclass
@@ -136,9 +135,9 @@ class PerceptionEngine:
                 track_id = 0
                 if request.track:
                     try:
-                        track_id = self.tracker.start(request.prompt_id, prediction.box,
-                                                      innermost_pixel(prediction.mask, prediction.box))
-                    except RuntimeError as error:
+                        track_id = self.tracker.start(request.prompt_id, prediction.mask, frame.stamp_ns,
+                                                      prediction.box)
+                    except (RuntimeError, EmptyMaskError) as error:
                         # One answer per prompt id: a prompt that asked to be tracked and cannot be is a
                         # failure with the reason, not also an untracked instance.
                         answer.failures.append(PromptFailure(request.prompt_id, f"not tracked: {error}"))
@@ -149,28 +148,32 @@ class PerceptionEngine:
     # -- per-frame work: tracks and text queries -------------------------------------------------
     def step(self, frame: Frame, text_queries: Sequence[str] = ()) -> Answer | None:
         """Tracks and the standing text query on a new frame; None when neither is active."""
-        tracked = self.tracker.prompts(frame.height, frame.width)
+        tracked = self.tracker.prompts(frame.stamp_ns, frame.height, frame.width)
         if not tracked and not text_queries:
             return None
         answer = Answer(frame=frame)
         try:
             self._encode(frame, answer)
         except Exception as error:  # noqa: BLE001
-            answer.failures.extend(PromptFailure(spec.prompt_id, f"image encoding failed: {error}")
-                                   for _, spec in tracked)
+            answer.failures.extend(PromptFailure(track.prompt_id, f"image encoding failed: {error}")
+                                   for track in tracked)
             return answer
         if tracked:
-            predictions = self._predict_resilient(frame, [spec for _, spec in tracked], answer)
-            for (track_id, spec), prediction in zip(tracked, predictions):
-                if isinstance(prediction, PromptFailure):
-                    answer.failures.append(prediction)
+            results = iter(self._predict_resilient(frame, [spec for track in tracked for spec in track.candidates],
+                                                   answer))
+            for track in tracked:
+                candidates = [next(results) for _ in track.candidates]
+                predictions = [c for c in candidates if not isinstance(c, PromptFailure)]
+                if not predictions:
+                    answer.failures.append(candidates[0])  # one answer per prompt id
                     continue
-                alive = self.tracker.update(track_id, prediction.box, prediction.mask_score,
-                                            innermost_pixel(prediction.mask, prediction.box))
+                prediction = best_candidate(predictions)
+                mask = prediction.mask if prediction.box is not None else None
+                alive = self.tracker.update(track.track_id, mask, prediction.mask_score, frame.stamp_ns, prediction.box)
                 if prediction.box is not None and alive:
-                    answer.instances.append(InstanceResult(prediction, track_id))
+                    answer.instances.append(InstanceResult(prediction, track.track_id))
                 elif not alive:
-                    answer.failures.append(PromptFailure(spec.prompt_id, f"track {track_id} lost"))
+                    answer.failures.append(PromptFailure(track.prompt_id, f"track {track.track_id} lost"))
         if text_queries:
             answer.instances.extend(InstanceResult(p) for p in self.find(frame, text_queries, answer))
         return answer

@@ -1,24 +1,54 @@
-"""Keeps prompted objects segmented in later frames: each track is re-prompted with the box of its
-last good mask, enlarged so that a moving object stays inside, and a click on that mask's innermost
-pixel, which says which object in the box is meant when neighbours reach into it; it keeps a stable
-id until lost."""
+"""Keeps prompted objects segmented in later frames, each under a stable id until it is lost.
+
+Each frame, a track asks twice: a click on its last good mask's innermost pixel, and that click with
+the last good mask's box, grown for motion. Both are carried on by the velocity of the mask's centroid
+over the time since that mask's frame. The frame's answer is the one whose mask scores higher.
+
+Why two: a box grown from the last mask reaches into the neighbours of an object in a pile, and once
+a mask has leaked into one, the next box holds both and the track moves onto the neighbour; the click
+alone stays on the object, but where the object is half hidden it can take in what lies over it. A
+mask that runs into a neighbour tends to be a less certain one (a lower mask score), so the higher
+score picks the prompt that fits the frame. The velocity keeps the click on a fast object, or one the
+node sees only every few frames. Measured with the shipped model (`python -m
+ovsam_ros.tools.track_quality`, 48 tracks of 20 frames on worlds 7, 1, 2 and 3, 2-core development
+VM): mean mask IoU 0.768 with the grown box and the click uncarried (the tracker before), 0.839 with
+both carried and the better chosen (the click alone: 0.840); with objects four times as fast and
+every fifth frame worked on, 0.586 against 0.787 (the carried click alone: 0.753). On worlds 11-14,
+not looked at while choosing: 0.894 against 0.913, and 0.678 against 0.805 fast.
+
+Invariants (tests/node/test_tracking.py checks them):
+- each candidate holds one positive point, inside the frame; a box, when there is one, is inside the
+  frame too;
+- a miss (no mask, or one scoring under `min_mask_score`) changes only the track's miss count, and
+  a result for a frame older than the track's last good mask changes nothing;
+- a velocity is measured only between two good masks, the later on a later frame; a track has none
+  until its second good mask.
+"""
 from __future__ import annotations
 
 import itertools
 import threading
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
+from ovsam_model.instances import InstancePrediction
+from ovsam_model.mask_box import innermost_pixel, tight_box
 from ovsam_model.prompts import PromptSpec
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass
 class Track:
     track_id: int
     prompt_id: str
-    box: tuple[float, float, float, float]
-    point: tuple[int, int] | None = None  # the last good mask's innermost pixel
+    box: tuple[float, float, float, float]  # the last good mask's tight box
+    point: tuple[float, float]           # the last good mask's innermost pixel (x, y)
+    centroid: tuple[float, float]        # the last good mask's centroid (x, y)
+    stamp_ns: int                        # the frame of the last good mask
+    velocity: tuple[float, float] = (0.0, 0.0)  # of the centroid, pixels per second
     misses: int = 0
 
 
@@ -28,6 +58,37 @@ class Track:
 # more in 99 % of cases (median 0.97); the same boxes slid onto bare background give no mask in 57 %
 # of cases and otherwise a median of 0.66, of which this threshold keeps 12 % (0.3 kept all 43 %).
 MIN_MASK_SCORE = 0.75
+
+
+@dataclass(frozen=True)
+class TrackPrompts:
+    """A live track's prompts on one frame, all with its prompt id; `best_candidate` picks the answer."""
+    track_id: int
+    prompt_id: str
+    candidates: tuple[PromptSpec, ...]
+
+
+def best_candidate(predictions: Sequence[InstancePrediction]) -> InstancePrediction:
+    """The answer among a track's candidates: the non-empty mask that scores highest (the first
+    prediction when every mask is empty)."""
+    found = [prediction for prediction in predictions if prediction.box is not None]
+    return max(found, key=lambda prediction: prediction.mask_score) if found else predictions[0]
+
+
+class EmptyMaskError(ValueError):
+    """A track was started from a mask without a pixel: there is nothing to follow."""
+
+
+def mask_anchor(mask: np.ndarray, box: Box | None = None) -> tuple[Box, tuple[float, float], tuple[float, float]]:
+    """A mask's tight box, innermost pixel and centroid, both (x, y). `box`, the mask's tight box
+    when known, saves finding it. Raises EmptyMaskError for an empty mask."""
+    box = box if box is not None else tight_box(mask)
+    point = innermost_pixel(mask, box) if box is not None else None
+    if box is None or point is None:
+        raise EmptyMaskError("the mask has no pixel to track")
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(mask[y0:y1, x0:x1])
+    return box, (float(point[0]), float(point[1])), (x0 + float(xs.mean()), y0 + float(ys.mean()))
 
 
 class Tracker:
@@ -45,48 +106,69 @@ class Tracker:
         with self._lock:
             return len(self._tracks)
 
-    def start(self, prompt_id: str, box: tuple[int, int, int, int], point: tuple[int, int] | None = None) -> int:
-        """Begin tracking an object whose first mask has this box (and this innermost pixel, see
-        `ovsam_model.mask_box.innermost_pixel`); returns its stable id."""
+    def start(self, prompt_id: str, mask: np.ndarray, stamp_ns: int, box: Box | None = None) -> int:
+        """Begin tracking the object of `mask` (a boolean image; `box` its tight box, when known),
+        seen on the frame stamped `stamp_ns`; returns its stable id. Raises EmptyMaskError for an
+        empty mask, RuntimeError when `max_tracks` objects are tracked already."""
+        box, point, centroid = mask_anchor(mask, box)
         with self._lock:
             if len(self._tracks) >= self.max_tracks:
                 raise RuntimeError(f"already tracking {self.max_tracks} objects (max_tracks); clear some first")
-            track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box), point)
+            track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box), point, centroid, stamp_ns)
             self._tracks[track.track_id] = track
             return track.track_id
 
-    def prompts(self, image_height: int, image_width: int) -> list[tuple[int, PromptSpec]]:
-        """One prompt per live track: the box, enlarged and clipped to the frame, and the point."""
+    def prompts(self, stamp_ns: int, image_height: int, image_width: int) -> list[TrackPrompts]:
+        """Each live track's candidates for the frame stamped `stamp_ns`, carried to where its last
+        good mask would be if the object kept its velocity: a click on the mask's innermost pixel,
+        and the click with the mask's box grown by `box_growth` a side, kept inside the frame."""
         with self._lock:
             tracks = list(self._tracks.values())
         prompts = []
         for track in tracks:
+            elapsed_s = max(0, stamp_ns - track.stamp_ns) * 1e-9
+            dx, dy = track.velocity[0] * elapsed_s, track.velocity[1] * elapsed_s
+            point = [[min(max(track.point[0] + dx, 0.0), image_width - 1.0),
+                      min(max(track.point[1] + dy, 0.0), image_height - 1.0)]]
+            candidates = [PromptSpec(prompt_id=track.prompt_id, points=point, point_labels=[1])]
             x0, y0, x1, y1 = track.box
             grow_x, grow_y = (x1 - x0) * self.box_growth, (y1 - y0) * self.box_growth
-            box = np.array([max(0.0, x0 - grow_x), max(0.0, y0 - grow_y),
-                            min(float(image_width), x1 + grow_x), min(float(image_height), y1 + grow_y)])
-            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                continue
-            points = [track.point] if track.point is not None else None
-            prompts.append((track.track_id, PromptSpec(prompt_id=track.prompt_id, box=box, points=points,
-                                                       point_labels=[1] if points else None)))
+            box = np.array([max(0.0, x0 + dx - grow_x), max(0.0, y0 + dy - grow_y),
+                            min(float(image_width), x1 + dx + grow_x), min(float(image_height), y1 + dy + grow_y)])
+            if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                candidates.append(PromptSpec(prompt_id=track.prompt_id, box=box, points=point, point_labels=[1]))
+            prompts.append(TrackPrompts(track.track_id, track.prompt_id, tuple(candidates)))
         return prompts
 
-    def update(self, track_id: int, box: tuple[int, int, int, int] | None, mask_score: float,
-               point: tuple[int, int] | None = None) -> bool:
-        """Record a frame's result for a track (its mask's box, score and innermost pixel); returns
-        False once the track is lost (and removed)."""
+    def update(self, track_id: int, mask: np.ndarray | None, mask_score: float, stamp_ns: int,
+               box: Box | None = None) -> bool:
+        """Record the mask a track's prompt gave on the frame stamped `stamp_ns` (None: no mask;
+        `box` its tight box, when known); returns False once the track is lost (and removed)."""
+        anchor = None
+        if mask is not None and mask_score >= self.min_mask_score:
+            try:
+                anchor = mask_anchor(mask, box)
+            except EmptyMaskError:
+                pass
         with self._lock:
             track = self._tracks.get(track_id)
             if track is None:
                 return False
-            if box is None or mask_score < self.min_mask_score:
+            if stamp_ns < track.stamp_ns:
+                return True  # an older frame's result: the track has seen later ones
+            if anchor is None:
                 track.misses += 1
                 if track.misses >= self.lost_after:
                     del self._tracks[track_id]
                     return False
                 return True
-            track.box, track.point, track.misses = tuple(float(v) for v in box), point, 0
+            box, point, centroid = anchor
+            if stamp_ns > track.stamp_ns:
+                elapsed_s = (stamp_ns - track.stamp_ns) * 1e-9
+                track.velocity = ((centroid[0] - track.centroid[0]) / elapsed_s,
+                                  (centroid[1] - track.centroid[1]) / elapsed_s)
+            track.box = tuple(float(v) for v in box)
+            track.point, track.centroid, track.stamp_ns, track.misses = point, centroid, stamp_ns, 0
             return True
 
     def clear(self) -> None:

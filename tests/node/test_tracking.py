@@ -1,56 +1,107 @@
-"""`Tracker`: a track is lost after `lost_after` frames in a row without a good mask (none, or one
-scoring under the threshold), and a good mask in between starts the count again."""
+"""`Tracker`, on hand-drawn masks: the invariants its module states. A track is lost after
+`lost_after` frames in a row without a good mask; each frame it offers a click on the last good mask's
+innermost pixel, alone and with that mask's grown box, carried on by the mask's velocity; a miss or a
+stale result moves nothing."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from ovsam_ros.tracking import MIN_MASK_SCORE, Tracker
+from ovsam_model.instances import InstancePrediction
+from ovsam_ros.tracking import MIN_MASK_SCORE, EmptyMaskError, Tracker, best_candidate
+
+SECOND_NS = 1_000_000_000
+
+
+def square(x0: int, y0: int, side: int = 20, size: int = 100) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    mask[y0:y0 + side, x0:x0 + side] = True
+    return mask
 
 
 def test_a_track_is_lost_after_lost_after_misses_in_a_row() -> None:
     tracker = Tracker(lost_after=3)
-    track = tracker.start("mug", (10, 10, 30, 30))
-    assert tracker.update(track, None, 0.0) and tracker.update(track, None, 0.0)
-    assert tracker.update(track, (12, 10, 32, 30), 0.95)  # found again: the count starts over
-    assert tracker.update(track, None, 0.0) and tracker.update(track, None, 0.0)
-    assert not tracker.update(track, None, 0.0)
-    assert len(tracker) == 0 and tracker.prompts(100, 100) == []
-    assert not tracker.update(track, (12, 10, 32, 30), 0.95)  # a lost track stays lost
+    track = tracker.start("mug", square(10, 10), 0)
+    assert tracker.update(track, None, 0.0, 1) and tracker.update(track, None, 0.0, 2)
+    assert tracker.update(track, square(12, 10), 0.95, 3)  # found again: the count starts over
+    assert tracker.update(track, None, 0.0, 4) and tracker.update(track, None, 0.0, 5)
+    assert not tracker.update(track, None, 0.0, 6)
+    assert len(tracker) == 0 and tracker.prompts(7, 100, 100) == []
+    assert not tracker.update(track, square(12, 10), 0.95, 7)  # a lost track stays lost
 
 
-def test_a_weak_mask_is_a_miss_and_keeps_the_last_good_box() -> None:
+def test_a_weak_mask_is_a_miss_and_moves_nothing() -> None:
     # Any non-empty mask scores above 0.5 (the mean foreground probability): the threshold must lie above.
     assert 0.5 < MIN_MASK_SCORE < 0.87
     tracker = Tracker(lost_after=2)
-    track = tracker.start("mug", (10, 10, 30, 30))
-    assert tracker.update(track, (50, 50, 90, 90), 0.6)  # a mask, but a weak one
-    (_, prompt), = tracker.prompts(100, 100)
-    assert prompt.box[0] < 10 < 30 < prompt.box[2]  # still prompted around the last good box
-    assert not tracker.update(track, (50, 50, 90, 90), 0.6)  # the second weak mask in a row loses it
+    track = tracker.start("mug", square(10, 10), 0)
+    (before,) = tracker.prompts(SECOND_NS, 100, 100)
+    assert tracker.update(track, square(60, 60), 0.6, SECOND_NS // 2)  # a mask, but a weak one
+    (after,) = tracker.prompts(SECOND_NS, 100, 100)
+    for old, new in zip(before.candidates, after.candidates):
+        np.testing.assert_array_equal(new.points, old.points)
+        np.testing.assert_array_equal(new.box, old.box)
+    assert not tracker.update(track, square(60, 60), 0.6, SECOND_NS)  # the second weak mask in a row loses it
 
 
-def test_track_ids_are_never_reused() -> None:
+def test_track_ids_are_never_reused_and_an_empty_mask_starts_nothing() -> None:
     tracker = Tracker(lost_after=1)
-    first = tracker.start("a", (0, 0, 5, 5))
-    assert not tracker.update(first, None, 0.0)
-    assert tracker.start("b", (0, 0, 5, 5)) == first + 1
+    first = tracker.start("a", square(0, 0, 5), 0)
+    assert not tracker.update(first, None, 0.0, 1)
+    assert tracker.start("b", square(0, 0, 5), 1) == first + 1
+    with pytest.raises(EmptyMaskError):
+        tracker.start("c", np.zeros((10, 10), bool), 1)
+    assert len(tracker) == 1
 
 
-def test_each_prompt_clicks_the_last_good_masks_innermost_pixel_inside_its_grown_box() -> None:
-    tracker = Tracker(lost_after=3, box_growth=0.25)
-    track = tracker.start("mug", (10, 20, 30, 60), (18, 41))
-    (_, prompt), = tracker.prompts(100, 100)
-    np.testing.assert_array_equal(prompt.box, [5, 10, 35, 70])
-    np.testing.assert_array_equal(prompt.points, [[18, 41]])
-    np.testing.assert_array_equal(prompt.point_labels, [1])
-    assert tracker.update(track, (12, 20, 32, 60), 0.95, (21, 40))
-    (_, prompt), = tracker.prompts(100, 100)
-    np.testing.assert_array_equal(prompt.points, [[21, 40]])
-    assert tracker.update(track, (60, 60, 90, 90), 0.6, (70, 70))  # a weak mask moves nothing
-    (_, prompt), = tracker.prompts(100, 100)
-    np.testing.assert_array_equal(prompt.points, [[21, 40]])
-    assert prompt.box[0] < 12 and prompt.box[2] > 32
-    bare = Tracker()
-    bare.start("cup", (10, 10, 20, 20))  # without a point: the box alone
-    (_, prompt), = bare.prompts(100, 100)
-    assert prompt.points.shape == (0, 2)
+def test_each_frame_offers_the_innermost_click_alone_and_with_the_grown_box() -> None:
+    tracker = Tracker(box_growth=0.25)
+    track = tracker.start("mug", square(10, 20), 0)  # pixels 10-29 x 20-39: box (10, 20, 30, 40)
+    (prompts,) = tracker.prompts(0, 100, 100)
+    assert prompts.track_id == track and prompts.prompt_id == "mug"
+    click, boxed = prompts.candidates
+    assert click.box is None
+    for candidate in (click, boxed):
+        assert candidate.prompt_id == "mug"
+        np.testing.assert_array_equal(candidate.points, [[19, 29]])  # the first of the four innermost pixels
+        np.testing.assert_array_equal(candidate.point_labels, [1])
+    np.testing.assert_array_equal(boxed.box, [5, 15, 35, 45])
+
+
+def test_the_click_and_box_move_on_with_the_masks_velocity() -> None:
+    tracker = Tracker(box_growth=0.0)
+    track = tracker.start("mug", square(10, 20), 0)
+    assert tracker.update(track, square(14, 22), 0.95, SECOND_NS // 2)  # 8 px/s right, 4 px/s down
+    (prompts,) = tracker.prompts(SECOND_NS, 100, 100)  # half a second on: 4 px right, 2 down
+    click, boxed = prompts.candidates
+    np.testing.assert_allclose(click.points, [[23 + 4, 31 + 2]])
+    np.testing.assert_allclose(boxed.box, [14 + 4, 22 + 2, 34 + 4, 42 + 2])
+    (later,) = tracker.prompts(SECOND_NS * 21 // 2, 100, 100)  # 80 px on: past the right edge, kept inside
+    np.testing.assert_allclose(later.candidates[0].points, [[99, 31 + 40]])
+    np.testing.assert_allclose(later.candidates[1].box, [94, 22 + 40, 100, 42 + 40])
+    (gone,) = tracker.prompts(20 * SECOND_NS, 100, 100)  # the box wholly off the frame: the click alone
+    assert len(gone.candidates) == 1 and gone.candidates[0].points[0, 0] == 99
+
+
+def test_a_track_has_no_velocity_until_its_second_good_mask_and_stale_results_change_nothing() -> None:
+    tracker = Tracker(box_growth=0.0)
+    track = tracker.start("mug", square(10, 20), SECOND_NS)
+    (prompts,) = tracker.prompts(5 * SECOND_NS, 100, 100)
+    np.testing.assert_array_equal(prompts.candidates[0].points, [[19, 29]])  # no velocity yet: where it was
+    assert tracker.update(track, square(60, 60), 0.95, 0)  # a result for an older frame
+    assert tracker.update(track, square(10, 20), 0.95, SECOND_NS)  # the same frame again: no velocity from it
+    (prompts,) = tracker.prompts(5 * SECOND_NS, 100, 100)
+    np.testing.assert_array_equal(prompts.candidates[0].points, [[19, 29]])
+    np.testing.assert_array_equal(prompts.candidates[1].box, [10, 20, 30, 40])
+
+
+def prediction(mask_score: float, box: tuple[int, int, int, int] | None) -> InstancePrediction:
+    return InstancePrediction(prompt_id="mug", mask=np.zeros((4, 4), bool), mask_score=mask_score, box=box,
+                              class_index=0, label="mug", score=0.9)
+
+
+def test_the_answer_is_the_candidate_whose_mask_scores_highest() -> None:
+    low, high, empty = prediction(0.8, (0, 0, 2, 2)), prediction(0.95, (0, 0, 3, 3)), prediction(0.99, None)
+    assert best_candidate([low, high]) is high and best_candidate([high, low]) is high
+    assert best_candidate([empty, low]) is low  # an empty mask is never the answer while a mask exists
+    assert best_candidate([empty]) is empty
