@@ -22,7 +22,7 @@ from ovsam_model.prompts import PromptError, PromptSpec
 
 from .frame_buffer import Frame, FrameBuffer, FrameNotBuffered
 from .prompt_conversion import PromptFailure, PromptRequest
-from .tracking import MIN_MASK_SCORE, EmptyMaskError, Tracker, best_candidate
+from .tracking import MIN_MASK_SCORE, EmptyMaskError, Tracker, best_candidate, frame_classes
 
 
 @dataclass
@@ -136,7 +136,7 @@ class PerceptionEngine:
                 if request.track:
                     try:
                         track_id = self.tracker.start(request.prompt_id, prediction.mask, frame.stamp_ns,
-                                                      prediction.box)
+                                                      prediction.box, frame_classes(prediction))
                     except (RuntimeError, EmptyMaskError) as error:
                         # One answer per prompt id: a prompt that asked to be tracked and cannot be is a
                         # failure with the reason, not also an untracked instance.
@@ -169,9 +169,11 @@ class PerceptionEngine:
                     continue
                 prediction = best_candidate(predictions)
                 mask = prediction.mask if prediction.box is not None else None
-                alive = self.tracker.update(track.track_id, mask, prediction.mask_score, frame.stamp_ns, prediction.box)
+                alive = self.tracker.update(track.track_id, mask, prediction.mask_score, frame.stamp_ns, prediction.box,
+                                            frame_classes(prediction))
                 if prediction.box is not None and alive:
-                    answer.instances.append(InstanceResult(prediction, track.track_id))
+                    answer.instances.append(InstanceResult(self.tracker.named(track.track_id, prediction),
+                                                           track.track_id))
                 elif not alive:
                     answer.failures.append(PromptFailure(track.prompt_id, f"track {track.track_id} lost"))
         if text_queries:

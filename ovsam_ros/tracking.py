@@ -19,19 +19,31 @@ The price is a second decoder pass per frame (the two candidates have different 
 with 4 tracks on the shipped model, one thread, decoding took 23.5 ms a frame against 12.5 ms,
 beside 34 ms of image encoding that both share.
 
+A track's name is voted: each good frame adds its top classes' probabilities to the track's sums,
+and a frame's answer is named after the class with the largest sum among that frame's own top
+classes, scored by that sum's mean over the track's good frames; `top_labels`/`top_scores` stay the
+frame's own. A label that changed with every uncertain frame is no use to a consumer holding the
+track id. Measured with the shipped model on worlds 7, 1, 2 and 3 (every askable object tracked for
+20 frames from 12 starts each, 3,380 tracked frames): named right 0.656 frame by frame, 0.684 voted;
+the label changed 260 times frame by frame, 90 times voted. (Voting over all classes, not only the
+frame's top ones: 0.692 and 56, but the published class would then need the active vocabulary's
+index of a name, which a vocabulary switch can remove.)
+
 Invariants (tests/node/test_tracking.py checks them):
 - each candidate holds one positive point, inside the frame; a box, when there is one, is inside the
   frame too;
 - a miss (no mask, or one scoring under `min_mask_score`) changes only the track's miss count, and
   a result for a frame older than the track's last good mask changes nothing;
 - a velocity is measured only between two good masks, the later on a later frame; a track has none
-  until its second good mask.
+  until its second good mask;
+- a frame's answer is only ever renamed to one of its own top classes, and a miss adds no votes.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +53,7 @@ from ovsam_model.mask_box import innermost_pixel, tight_box
 from ovsam_model.prompts import PromptSpec
 
 Box = tuple[int, int, int, int]
+ClassProbability = tuple[int, str, float]  # class_index, name, probability
 
 
 @dataclass
@@ -53,6 +66,8 @@ class Track:
     stamp_ns: int                        # the frame of the last good mask
     velocity: tuple[float, float] = (0.0, 0.0)  # of the centroid, pixels per second
     misses: int = 0
+    class_sums: dict[str, float] = field(default_factory=dict)  # name -> probability summed over good frames
+    named_frames: int = 0                                        # good frames that named anything
 
 
 # A frame's mask counts as a miss below this mask score. The score is the mean foreground probability
@@ -76,6 +91,13 @@ def best_candidate(predictions: Sequence[InstancePrediction]) -> InstancePredict
     prediction when every mask is empty)."""
     found = [prediction for prediction in predictions if prediction.box is not None]
     return max(found, key=lambda prediction: prediction.mask_score) if found else predictions[0]
+
+
+def frame_classes(prediction: InstancePrediction) -> tuple[ClassProbability, ...]:
+    """A prediction's top classes with their probabilities (its one class when it has no top list)."""
+    if prediction.top_indices:
+        return tuple(zip(prediction.top_indices, prediction.top_labels, prediction.top_scores))
+    return ((prediction.class_index, prediction.label, prediction.score),) if prediction.class_index >= 0 else ()
 
 
 class EmptyMaskError(ValueError):
@@ -109,15 +131,18 @@ class Tracker:
         with self._lock:
             return len(self._tracks)
 
-    def start(self, prompt_id: str, mask: np.ndarray, stamp_ns: int, box: Box | None = None) -> int:
+    def start(self, prompt_id: str, mask: np.ndarray, stamp_ns: int, box: Box | None = None,
+              classes: Sequence[ClassProbability] = ()) -> int:
         """Begin tracking the object of `mask` (a boolean image; `box` its tight box, when known),
-        seen on the frame stamped `stamp_ns`; returns its stable id. Raises EmptyMaskError for an
-        empty mask, RuntimeError when `max_tracks` objects are tracked already."""
+        seen on the frame stamped `stamp_ns` and named there `classes` (see `frame_classes`);
+        returns its stable id. Raises EmptyMaskError for an empty mask, RuntimeError when
+        `max_tracks` objects are tracked already."""
         box, point, centroid = mask_anchor(mask, box)
         with self._lock:
             if len(self._tracks) >= self.max_tracks:
                 raise RuntimeError(f"already tracking {self.max_tracks} objects (max_tracks); clear some first")
             track = Track(next(self._ids), prompt_id, tuple(float(v) for v in box), point, centroid, stamp_ns)
+            _add_votes(track, classes)
             self._tracks[track.track_id] = track
             return track.track_id
 
@@ -144,9 +169,10 @@ class Tracker:
         return prompts
 
     def update(self, track_id: int, mask: np.ndarray | None, mask_score: float, stamp_ns: int,
-               box: Box | None = None) -> bool:
+               box: Box | None = None, classes: Sequence[ClassProbability] = ()) -> bool:
         """Record the mask a track's prompt gave on the frame stamped `stamp_ns` (None: no mask;
-        `box` its tight box, when known); returns False once the track is lost (and removed)."""
+        `box` its tight box, when known) and the classes it was named (see `frame_classes`);
+        returns False once the track is lost (and removed)."""
         anchor = None
         if mask is not None and mask_score >= self.min_mask_score:
             try:
@@ -172,8 +198,29 @@ class Tracker:
                                   (centroid[1] - track.centroid[1]) / elapsed_s)
             track.box = tuple(float(v) for v in box)
             track.point, track.centroid, track.stamp_ns, track.misses = point, centroid, stamp_ns, 0
+            _add_votes(track, classes)
             return True
+
+    def named(self, track_id: int, prediction: InstancePrediction) -> InstancePrediction:
+        """`prediction` (a track's answer on its latest good frame) named after the track's vote: of the
+        prediction's own top classes, the one whose probability summed over the track's good frames is
+        largest, scored by that sum's mean over them. Unchanged for an unknown track or no classes."""
+        with self._lock:
+            track = self._tracks.get(track_id)
+            classes = frame_classes(prediction)
+            if track is None or not classes or not track.named_frames:
+                return prediction
+            index, label, _ = max(classes, key=lambda entry: track.class_sums.get(entry[1], 0.0))
+            score = track.class_sums.get(label, 0.0) / track.named_frames
+        return dataclasses.replace(prediction, class_index=index, label=label, score=score)
 
     def clear(self) -> None:
         with self._lock:
             self._tracks.clear()
+
+
+def _add_votes(track: Track, classes: Sequence[ClassProbability]) -> None:
+    if classes:
+        for _, name, probability in classes:
+            track.class_sums[name] = track.class_sums.get(name, 0.0) + float(probability)
+        track.named_frames += 1

@@ -1,14 +1,16 @@
 """`Tracker`, on hand-drawn masks: the invariants its module states. A track is lost after
 `lost_after` frames in a row without a good mask; each frame it offers a click on the last good mask's
 innermost pixel, alone and with that mask's grown box, carried on by the mask's velocity; a miss or a
-stale result moves nothing."""
+stale result moves nothing; a tracked answer is named by the track's vote among its own top classes."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from ovsam_model.instances import InstancePrediction
-from ovsam_ros.tracking import MIN_MASK_SCORE, EmptyMaskError, Tracker, best_candidate
+from ovsam_ros.tracking import MIN_MASK_SCORE, EmptyMaskError, Tracker, best_candidate, frame_classes
 
 SECOND_NS = 1_000_000_000
 
@@ -95,9 +97,13 @@ def test_a_track_has_no_velocity_until_its_second_good_mask_and_stale_results_ch
     np.testing.assert_array_equal(prompts.candidates[1].box, [10, 20, 30, 40])
 
 
-def prediction(mask_score: float, box: tuple[int, int, int, int] | None) -> InstancePrediction:
+def prediction(mask_score: float, box: tuple[int, int, int, int] | None,
+               classes: tuple[tuple[int, str, float], ...] = ((0, "mug", 0.9),)) -> InstancePrediction:
+    """A prediction named `classes` (index, name, probability), most probable first."""
     return InstancePrediction(prompt_id="mug", mask=np.zeros((4, 4), bool), mask_score=mask_score, box=box,
-                              class_index=0, label="mug", score=0.9)
+                              class_index=classes[0][0], label=classes[0][1], score=classes[0][2],
+                              top_labels=[c[1] for c in classes], top_scores=[c[2] for c in classes],
+                              top_indices=[c[0] for c in classes])
 
 
 def test_the_answer_is_the_candidate_whose_mask_scores_highest() -> None:
@@ -105,3 +111,31 @@ def test_the_answer_is_the_candidate_whose_mask_scores_highest() -> None:
     assert best_candidate([low, high]) is high and best_candidate([high, low]) is high
     assert best_candidate([empty, low]) is low  # an empty mask is never the answer while a mask exists
     assert best_candidate([empty]) is empty
+
+
+def test_a_tracked_answer_is_named_by_the_tracks_vote_among_its_own_top_classes() -> None:
+    tracker = Tracker()
+    first = prediction(0.95, (10, 10, 30, 30), ((3, "mug", 0.6), (5, "cup", 0.3)))
+    track = tracker.start("mug", square(10, 10), 0, classes=frame_classes(first))
+    doubtful = prediction(0.95, (11, 10, 31, 30), ((5, "cup", 0.55), (3, "mug", 0.4)))
+    assert tracker.update(track, square(11, 10), 0.95, 1, classes=frame_classes(doubtful))
+    named = tracker.named(track, doubtful)  # mug 0.6 + 0.4 against cup 0.3 + 0.55
+    assert (named.label, named.class_index) == ("mug", 3) and named.score == pytest.approx(0.5)
+    assert named.top_labels == ["cup", "mug"] and named.top_scores == [0.55, 0.4]  # the frame's own
+    elsewhere = prediction(0.95, (12, 10, 32, 30), ((7, "bowl", 0.9), (5, "cup", 0.05)))
+    assert tracker.update(track, square(12, 10), 0.95, 2, classes=frame_classes(elsewhere))
+    # "mug" leads the vote but is not among this frame's classes: of those, "cup" has the most votes.
+    assert tracker.named(track, elsewhere).label == "cup"
+
+
+def test_a_miss_adds_no_votes_and_answers_without_classes_keep_their_name() -> None:
+    tracker = Tracker()
+    first = prediction(0.95, (10, 10, 30, 30), ((3, "mug", 0.6), (5, "cup", 0.3)))
+    track = tracker.start("mug", square(10, 10), 0, classes=frame_classes(first))
+    weak = prediction(0.6, (10, 10, 30, 30), ((5, "cup", 0.99), (3, "mug", 0.01)))
+    assert tracker.update(track, square(10, 10), 0.6, 1, classes=frame_classes(weak))  # a miss
+    assert tracker.named(track, weak).label == "mug"  # 0.6 + nothing against 0.3 + nothing
+    unnamed = dataclasses.replace(weak, class_index=-1, label="", score=0.0, top_labels=[], top_scores=[],
+                                  top_indices=[])
+    assert frame_classes(unnamed) == () and tracker.named(track, unnamed) is unnamed
+    assert tracker.named(track + 1, first) is first  # no such track
