@@ -215,7 +215,7 @@ def run_demo(args: argparse.Namespace) -> int:
         seen = len(results)
         prompts_pub.publish(PromptArray(prompts=[track_prompt]))
         spin_until(lambda: False, args.track_seconds)
-        track_ids, track_ious = set(), []
+        track_ids, track_ious, track_named_right = set(), [], 0
         for _, msg in results[seen:]:
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             for instance in msg.instances:
@@ -224,9 +224,11 @@ def run_demo(args: argparse.Namespace) -> int:
                     truth = scenes[stamp].instance_map == target + 1
                     answer = mask_from_instance(instance, msg.image_height, msg.image_width)
                     track_ious.append(mask_pair_iou(answer, truth))
+                    track_named_right += instance.label == CLASS_NAMES[int(scene.labels[target])]
         print(f"[demo] track  {CLASS_NAMES[int(scene.labels[target])]}: {len(track_ious)} frames, "
               f"ids {sorted(track_ids)}, "
-              f"mean IoU {np.mean(track_ious) if track_ious else 0:.2f}")
+              f"mean IoU {np.mean(track_ious) if track_ious else 0:.2f}, "
+              f"named right on {track_named_right}/{len(track_ious)} frames")
         checks.append(Check("track", "track-0", CLASS_NAMES[int(scene.labels[target])],
                             iou=float(np.mean(track_ious)) if track_ious else 0.0,
                             track_id=len(track_ids), failure="" if track_ious else "no tracked frames"))

@@ -35,7 +35,8 @@ def test_demo_answers_every_prompt_and_draws_what_was_asked(tmp_path, capsys):
     ious = [float(a[6]) for a in answers]
     assert sum(ious) / len(ious) >= 0.5, printed
     assert "4/4 prompts answered with a mask" in printed
-    assert re.search(r"\[demo\] track .*: [1-9]\d* frames", printed), printed
+    track = re.search(r"\[demo\] track .*: ([1-9]\d*) frames, .* named right on (\d+)/(\d+) frames", printed)
+    assert track and track.group(1) == track.group(3), printed
     for answer in answers:
         picture = cv2.imread(str(tmp_path / f"{answer[1]}.png"))
         assert picture is not None, f"no picture for {answer[1]}"
