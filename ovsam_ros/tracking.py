@@ -32,10 +32,10 @@ index of a name, which a vocabulary switch can remove.)
 Invariants (tests/node/test_tracking.py checks them):
 - each candidate holds one positive point, inside the frame; a box, when there is one, is inside the
   frame too;
-- a miss (no mask, or one scoring under `min_mask_score`) changes only the track's miss count, and
-  a result for a frame older than the track's last good mask changes nothing;
+- a miss (no mask, or one scoring under `min_mask_score`) changes only the track's miss count;
 - a velocity is measured only between two good masks, the later on a later frame; a track has none
-  until its second good mask;
+  until its second good mask, and none after a good mask on an earlier frame than the last (time ran
+  backwards: a bag replayed from its start, a simulation reset), which the track follows from there;
 - a frame's answer is only ever renamed to one of its own top classes, and a miss adds no votes.
 """
 from __future__ import annotations
@@ -183,8 +183,6 @@ class Tracker:
             track = self._tracks.get(track_id)
             if track is None:
                 return False
-            if stamp_ns < track.stamp_ns:
-                return True  # an older frame's result: the track has seen later ones
             if anchor is None:
                 track.misses += 1
                 if track.misses >= self.lost_after:
@@ -196,6 +194,8 @@ class Tracker:
                 elapsed_s = (stamp_ns - track.stamp_ns) * 1e-9
                 track.velocity = ((centroid[0] - track.centroid[0]) / elapsed_s,
                                   (centroid[1] - track.centroid[1]) / elapsed_s)
+            elif stamp_ns < track.stamp_ns:
+                track.velocity = (0.0, 0.0)
             track.box = tuple(float(v) for v in box)
             track.point, track.centroid, track.stamp_ns, track.misses = point, centroid, stamp_ns, 0
             _add_votes(track, classes)
