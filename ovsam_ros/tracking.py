@@ -23,10 +23,11 @@ A track's name is voted: each good frame adds its top classes' probabilities to 
 and a frame's answer is named after the class with the largest sum among that frame's own top
 classes, scored by that sum's mean over the track's good frames; `top_labels`/`top_scores` stay the
 frame's own. A label that changed with every uncertain frame is no use to a consumer holding the
-track id. Measured with the shipped model on worlds 7, 1, 2 and 3 (every askable object tracked for
-20 frames from 12 starts each, 3,380 tracked frames): named right 0.656 frame by frame, 0.684 voted;
-the label changed 260 times frame by frame, 90 times voted. (Voting over all classes, not only the
-frame's top ones: 0.692 and 56, but the published class would then need the active vocabulary's
+track id. Measured with the shipped model through the engine on worlds 7, 1, 2 and 3 (every askable
+object tracked for 20 frames from 12 starts each, 3,380 tracked frames): named right 0.656 frame by
+frame, 0.691 voted; the label changed 260 times frame by frame, 88 times voted (worlds 11-14: 0.781
+against 0.794, 183 against 61 changes). (Voting over all classes, not only the frame's top ones:
+0.692 and 56 on worlds 7, 1, 2, 3, but the published class would then need the active vocabulary's
 index of a name, which a vocabulary switch can remove.)
 
 Invariants (tests/node/test_tracking.py checks them):
