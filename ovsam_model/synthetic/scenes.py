@@ -43,6 +43,10 @@ class Scene:
         ids = np.arange(1, len(self.labels) + 1, dtype=self.instance_map.dtype)
         return self.instance_map[None] == ids[:, None, None]
 
+    def most_visible_object(self) -> int:
+        """The instance (index) that shows the most pixels: the object a scripted operator tracks."""
+        return int(np.argmax([(self.instance_map == index + 1).sum() for index in range(len(self.labels))]))
+
     @property
     def boxes(self) -> np.ndarray:
         """[n, 4] float32 (x0, y0, x1, y1) pixel boxes of the visible masks (x1, y1 exclusive)."""

@@ -208,7 +208,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # -- tracking ---------------------------------------------------------------------------
         stamp_ns = max(scenes)
         scene = scenes[stamp_ns]
-        target = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
+        target = scene.most_visible_object()
         track_prompt = Prompt(id="track-0", track=True,
                               box=[float(v) for v in masks_to_boxes((scene.instance_map == target + 1)[None])[0]])
         track_prompt.header.stamp.sec, track_prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)

@@ -48,16 +48,11 @@ class TrackRun:
         return float(np.mean(self.ious)) if self.ious else 0.0
 
 
-def largest_object(instance_map: np.ndarray, count: int) -> int:
-    """The object (index) that shows the most pixels, the one the demo tracks."""
-    return int(np.argmax([(instance_map == index + 1).sum() for index in range(count)]))
-
-
 def run_track(predictor: Predictor, world: MovingWorld, seed: int, start: int, length: int, stride: int) -> TrackRun:
     """Start a track on frame `start` from the true box of its largest object; step `length` frames."""
     engine = PerceptionEngine(predictor)
     scene = world.render(start)
-    target = largest_object(scene.instance_map, len(scene.labels))
+    target = scene.most_visible_object()
     engine.add_frame(Frame(stamp_ns=start * CAMERA_PERIOD_NS, rgb=scene.image))
     box = masks_to_boxes((scene.instance_map == target + 1)[None])[0]
     (answer,) = engine.answer([PromptRequest(PromptSpec("tracked", box=box), stamp_ns=start * CAMERA_PERIOD_NS,

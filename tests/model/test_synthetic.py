@@ -10,6 +10,7 @@ from ovsam_model.synthetic import (
     COLOURS,
     NOVEL_CLASSES,
     SHAPES,
+    Scene,
     class_index,
     generate_scene,
     generate_scene_set,
@@ -188,3 +189,12 @@ def test_a_stack_of_boxes_is_jittered_box_by_box() -> None:
     assert 0 < np.abs(together - boxes).max() <= 6.0 + 1e-4
     # The offset scales with each box's own side: the 2 px wide box barely moves sideways.
     assert np.abs(together[2, [0, 2]] - boxes[2, [0, 2]]).max() < 2.0
+
+
+def test_the_most_visible_object_is_the_one_showing_the_most_pixels() -> None:
+    instance_map = np.zeros((6, 6), np.uint8)
+    instance_map[0:2, 0:2] = 1   # 4 pixels
+    instance_map[2:5, 2:5] = 2   # 9 pixels
+    instance_map[5, :] = 3       # 6 pixels
+    scene = Scene(np.zeros((6, 6, 3), np.uint8), instance_map, np.array([0, 1, 2]))
+    assert scene.most_visible_object() == 1

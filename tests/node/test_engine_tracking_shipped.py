@@ -24,7 +24,7 @@ def track_ious(world: MovingWorld, start: int, frames: int, stride: int) -> tupl
     label published."""
     engine = PerceptionEngine(OVSAMPredictor.from_pretrained("ovsam-shapes"))
     scene = world.render(start)
-    target = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
+    target = scene.most_visible_object()
     engine.add_frame(Frame(stamp_ns=start * CAMERA_PERIOD_NS, rgb=scene.image))
     box = masks_to_boxes((scene.instance_map == target + 1)[None])[0]
     (answer,) = engine.answer([PromptRequest(PromptSpec("tracked", box=box), stamp_ns=start * CAMERA_PERIOD_NS,

@@ -43,7 +43,7 @@ SCENE = MovingWorld(seed=5, size=128, num_objects=3, speed=1.0).render(0)
 
 def object_box(scene) -> list[float]:
     """The box around the scene's largest object."""
-    index = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
+    index = scene.most_visible_object()
     ys, xs = np.nonzero(scene.instance_map == index + 1)
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 

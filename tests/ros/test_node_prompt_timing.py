@@ -45,7 +45,7 @@ def node(world):
 
 def object_box(world: MovingWorld, frame: int) -> list[float]:
     scene = world.render(frame)
-    index = int(np.argmax([(scene.instance_map == i + 1).sum() for i in range(len(scene.labels))]))
+    index = scene.most_visible_object()
     ys, xs = np.nonzero(scene.instance_map == index + 1)
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
