@@ -15,16 +15,11 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from ovsam_model.atomic_file import write_atomically
 from ovsam_model.cache_location import cache_root
-
-
-def _write_bytes(payload: bytes, stream: BinaryIO) -> None:
-    stream.write(payload)
 
 
 def gpu_driver_version(proc_file: str | os.PathLike = "/proc/driver/nvidia/version") -> str:
@@ -95,10 +90,9 @@ class EngineCache:
 
     def store(self, key: EngineKey, engine: bytes) -> Path:
         """Write atomically (temporary file + rename): readers never see half an engine."""
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.engine_path(key)
         for target, payload in ((path, engine), (self._sidecar(key), json.dumps(asdict(key), indent=2).encode())):
-            write_atomically(target, partial(_write_bytes, payload))
+            write_atomically(target, lambda stream: stream.write(payload))
         return path
 
     def discard(self, key: EngineKey) -> None:
