@@ -210,7 +210,7 @@ def run_demo(args: argparse.Namespace) -> int:
         scene = scenes[stamp_ns]
         target = scene.most_visible_object()
         track_prompt = Prompt(id="track-0", track=True,
-                              box=[float(v) for v in masks_to_boxes((scene.instance_map == target + 1)[None])[0]])
+                              box=[float(v) for v in scene.boxes[target]])
         track_prompt.header.stamp.sec, track_prompt.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         seen = len(results)
         prompts_pub.publish(PromptArray(prompts=[track_prompt]))

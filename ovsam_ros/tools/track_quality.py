@@ -21,7 +21,6 @@ from typing import Sequence
 
 import numpy as np
 
-from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.mask_iou import mask_pair_iou
 from ovsam_model.predictor_protocol import Predictor
 from ovsam_model.prompts import PromptSpec
@@ -54,7 +53,7 @@ def run_track(predictor: Predictor, world: MovingWorld, seed: int, start: int, l
     scene = world.render(start)
     target = scene.most_visible_object()
     engine.add_frame(Frame(stamp_ns=start * CAMERA_PERIOD_NS, rgb=scene.image))
-    box = masks_to_boxes((scene.instance_map == target + 1)[None])[0]
+    box = scene.boxes[target]
     (answer,) = engine.answer([PromptRequest(PromptSpec("tracked", box=box), stamp_ns=start * CAMERA_PERIOD_NS,
                                              track=True)])
     if not answer.instances:

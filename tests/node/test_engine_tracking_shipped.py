@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ovsam_model.mask_box import masks_to_boxes
 from ovsam_model.mask_iou import mask_pair_iou
 from ovsam_model.predictor import OVSAMPredictor
 from ovsam_model.prompts import PromptSpec
@@ -26,7 +25,7 @@ def track_ious(world: MovingWorld, start: int, frames: int, stride: int) -> tupl
     scene = world.render(start)
     target = scene.most_visible_object()
     engine.add_frame(Frame(stamp_ns=start * CAMERA_PERIOD_NS, rgb=scene.image))
-    box = masks_to_boxes((scene.instance_map == target + 1)[None])[0]
+    box = scene.boxes[target]
     (answer,) = engine.answer([PromptRequest(PromptSpec("tracked", box=box), stamp_ns=start * CAMERA_PERIOD_NS,
                                              track=True)])
     assert answer.instances[0].track_id == 1

@@ -43,9 +43,7 @@ SCENE = MovingWorld(seed=5, size=128, num_objects=3, speed=1.0).render(0)
 
 def object_box(scene) -> list[float]:
     """The box around the scene's largest object."""
-    index = scene.most_visible_object()
-    ys, xs = np.nonzero(scene.instance_map == index + 1)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    return [float(v) for v in scene.boxes[scene.most_visible_object()]]
 
 
 KNOWN_BOX = object_box(SCENE)

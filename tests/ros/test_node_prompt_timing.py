@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -45,9 +44,7 @@ def node(world):
 
 def object_box(world: MovingWorld, frame: int) -> list[float]:
     scene = world.render(frame)
-    index = scene.most_visible_object()
-    ys, xs = np.nonzero(scene.instance_map == index + 1)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    return [float(v) for v in scene.boxes[scene.most_visible_object()]]
 
 
 def awaiting(node: NodeUnderTest, count: int) -> None:
